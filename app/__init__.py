@@ -1,0 +1,94 @@
+"""Corporate Mailboxes: the Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template
+
+import config as config_module
+from app.extensions import csrf, db, login_manager, migrate
+
+
+def create_app(config_object: type | str | None = None, **overrides) -> Flask:
+    """Build the app from a settings class (or its name) plus keyword overrides.
+
+    No I/O happens at import time; this is where secrets are loaded, and
+    nothing here connects to Redis or a mail server.
+    """
+    if config_object is None or isinstance(config_object, str):
+        config_object = config_module.load_config(config_object)
+    app = Flask(__name__, instance_path=config_object.INSTANCE_PATH, instance_relative_config=False)
+    app.config.from_object(config_object)
+    app.config.update(overrides)
+    config_module.finalize(app.config)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config_module.BASE_DIR / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to see this page."
+
+    from app import models  # noqa: F401  (register every table)
+
+    _register_blueprints(app)
+    _register_cli(app)
+    _register_security_headers(app)
+    _register_errors(app)
+
+    from app.navigation import inject_navigation
+
+    app.context_processor(inject_navigation)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.admin import bp as admin_bp
+    from app.auth import bp as auth_bp
+    from app.bridge import bp as bridge_bp
+    from app.desk import bp as desk_bp
+    from app.records import bp as records_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(desk_bp)
+    app.register_blueprint(records_bp, url_prefix="/records")
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(bridge_bp, url_prefix="/bridge")
+
+
+def _register_cli(app: Flask) -> None:
+    from app.cli import register
+
+    register(app)
+
+
+def _register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def add_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        # E-mail bodies are shown in a sandboxed iframe with their own, stricter policy.
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "frame-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self' "
+            + app.config.get("ROUNDCUBE_URL", ""),
+        )
+        return response
+
+
+def _register_errors(app: Flask) -> None:
+    from flask_wtf.csrf import CSRFError
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_template("error.html", code=400,
+                               message="The form expired or was not sent by this site. "
+                                       "Reload the page and try again."), 400
+
+    for code, message in ((403, "You are not allowed to open this page."),
+                          (404, "There is nothing at this address."),
+                          (405, "This address does not accept that kind of request.")):
+        app.register_error_handler(
+            code, lambda exc, code=code, message=message: (
+                render_template("error.html", code=code, message=message), code))

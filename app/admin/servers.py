@@ -1,0 +1,1 @@
+"""Mail tools → Mail servers (filled in by the mail-servers work)."""

@@ -1,0 +1,46 @@
+"""Login and logout."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from app.auth import bp
+from app.auth.forms import LoginForm
+from app.extensions import db, login_manager
+from app.models import User
+from app.services import accounts
+
+
+@login_manager.user_loader
+def load_user(user_id: str):
+    try:
+        return db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Log in, throttled per username and per client address."""
+    if current_user.is_authenticated:
+        return redirect(url_for("desk.index"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        result = accounts.authenticate(form.username.data, form.password.data,
+                                       client=request.remote_addr or "?")
+        if result.user is not None:
+            login_user(result.user, remember=form.remember.data)
+            return redirect(accounts.safe_next(request.args.get("next"), url_for("desk.index")))
+        flash(result.error, "error")
+        return render_template("auth/login.html", form=form), 429 if result.locked else 200
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    """Log out (POST, so another site cannot log you out with an image tag)."""
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))

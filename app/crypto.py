@@ -1,0 +1,35 @@
+"""Encryption of mail secrets at rest (passwords, OAuth tokens)."""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet, InvalidToken
+
+
+class SecretError(Exception):
+    """A stored secret cannot be read with the configured key."""
+
+
+def _fernet(key: str) -> Fernet:
+    try:
+        return Fernet(key.encode() if isinstance(key, str) else key)
+    except (ValueError, TypeError) as exc:
+        raise SecretError("MAIL_ENCRYPTION_KEY is not a valid Fernet key "
+                          "(32 url-safe base64-encoded bytes)") from exc
+
+
+def encrypt_secret(key: str, plaintext: str | None) -> str | None:
+    """Encrypt ``plaintext``; ``None`` and "" stay ``None`` (no secret)."""
+    if not plaintext:
+        return None
+    return _fernet(key).encrypt(plaintext.encode()).decode()
+
+
+def decrypt_secret(key: str, token: str | None) -> str | None:
+    """Decrypt a value made by ``encrypt_secret``."""
+    if not token:
+        return None
+    try:
+        return _fernet(key).decrypt(token.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretError("A stored mail secret cannot be decrypted: "
+                          "was MAIL_ENCRYPTION_KEY changed?") from exc

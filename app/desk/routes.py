@@ -1,0 +1,13 @@
+"""Start page."""
+
+from flask import render_template
+from flask_login import login_required
+
+from app.desk import bp
+
+
+@bp.route("/")
+@login_required
+def index():
+    """The start page after login."""
+    return render_template("desk/index.html")

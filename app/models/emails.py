@@ -1,0 +1,89 @@
+"""Stored e-mails, their attachments, and the records they are related to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
+                        String, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import utcnow
+
+DIRECTIONS = ("received", "sent", "internal")
+RECORD_TYPES = ("contact", "organization", "lead", "ticket", "user")
+
+
+class Email(db.Model):
+    __tablename__ = "emails"
+    __table_args__ = (
+        # Exactly once per mailbox + folder + UIDVALIDITY + UID ...
+        UniqueConstraint("account_id", "folder", "uidvalidity", "uid"),
+        # ... and once per mailbox by Message-ID (or a hash of the raw message when it has none).
+        UniqueConstraint("account_id", "message_key"),
+        Index("ix_emails_account_date", "account_id", "date"),
+        Index("ix_emails_from_created", "from_addr", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_key: Mapped[str] = mapped_column(String(300))
+    message_id: Mapped[str | None] = mapped_column(String(300), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(300))
+    references: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_addr: Mapped[str | None] = mapped_column(String(254))
+    from_name: Mapped[str | None] = mapped_column(String(300))
+    to_addrs: Mapped[str] = mapped_column(Text, default="")
+    cc_addrs: Mapped[str] = mapped_column(Text, default="")
+    reply_to: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None] = mapped_column(DateTime)
+    direction: Mapped[str] = mapped_column(String(10), default="received")
+    body_text: Mapped[str] = deferred(mapped_column(Text, default=""))
+    body_html: Mapped[str] = deferred(mapped_column(Text, default=""))
+    has_remote_content: Mapped[bool] = mapped_column(Boolean, default=False)
+    headers: Mapped[str] = deferred(mapped_column(Text, default=""))
+    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    # Why the message was stored only in part (too large, unparseable part ...), for the reader.
+    defects: Mapped[str | None] = mapped_column(Text)
+    is_automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    attachments: Mapped[list[EmailAttachment]] = relationship(
+        back_populates="email", cascade="all, delete-orphan", order_by="EmailAttachment.id")
+    account = relationship("MailAccount")
+
+
+class EmailAttachment(db.Model):
+    __tablename__ = "email_attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    content_id: Mapped[str | None] = mapped_column(String(300))
+    is_inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+    email: Mapped[Email] = relationship(back_populates="attachments")
+
+
+class EmailLink(db.Model):
+    """An e-mail related to a record: contact, organization, lead, ticket or user."""
+
+    __tablename__ = "email_links"
+    __table_args__ = (
+        UniqueConstraint("email_id", "record_type", "record_id"),
+        Index("ix_email_links_record", "record_type", "record_id", "email_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    record_type: Mapped[str] = mapped_column(String(20))
+    record_id: Mapped[int] = mapped_column(Integer)

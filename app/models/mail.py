@@ -1,0 +1,147 @@
+"""Mail servers, the corporate mailboxes scanned on them, and who may open them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import utcnow
+
+SECURITY_CHOICES = ("ssl", "starttls", "none")
+AUTH_METHODS = ("password", "oauth2")
+ACTIONS = ("create_email", "bind_email", "open_ticket", "create_ticket")
+SEARCH_FIELDS = ("contacts", "organizations", "leads", "users")
+
+
+class MailServer(db.Model):
+    """An IMAP + SMTP server pair that mailboxes live on (SPEC §1)."""
+
+    __tablename__ = "mail_servers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    imap_host: Mapped[str] = mapped_column(String(255))
+    imap_port: Mapped[int] = mapped_column(Integer, default=993)
+    imap_security: Mapped[str] = mapped_column(String(10), default="ssl")
+    smtp_host: Mapped[str] = mapped_column(String(255))
+    smtp_port: Mapped[int] = mapped_column(Integer, default=465)
+    smtp_security: Mapped[str] = mapped_column(String(10), default="ssl")
+    smtp_auth: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Certificates are checked unless an administrator explicitly turns it off.
+    validate_cert: Mapped[bool] = mapped_column(Boolean, default=True)
+    auth_method: Mapped[str] = mapped_column(String(10), default="password")
+    oauth_provider: Mapped[str | None] = mapped_column(String(30))
+    oauth_client_id: Mapped[str | None] = mapped_column(String(255))
+    oauth_client_secret_enc: Mapped[str | None] = mapped_column(Text)
+    oauth_authorize_url: Mapped[str | None] = mapped_column(String(500))
+    oauth_token_url: Mapped[str | None] = mapped_column(String(500))
+    oauth_scopes: Mapped[str | None] = mapped_column(String(500))
+    oauth_redirect_uri: Mapped[str | None] = mapped_column(String(500))
+    visible: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    accounts: Mapped[list[MailAccount]] = relationship(back_populates="server")
+
+
+class MailAccount(db.Model):
+    """A corporate mailbox: the scanner that reads it and the button users click (SPEC §2, §3)."""
+
+    __tablename__ = "mail_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    server_id: Mapped[int] = mapped_column(ForeignKey("mail_servers.id"))
+    login: Mapped[str] = mapped_column(String(255))
+    password_enc: Mapped[str | None] = mapped_column(Text)
+    oauth_refresh_token_enc: Mapped[str | None] = mapped_column(Text)
+    oauth_access_token_enc: Mapped[str | None] = mapped_column(Text)
+    oauth_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Comma-separated names from ACTIONS and SEARCH_FIELDS.
+    actions: Mapped[str] = mapped_column(String(200), default="create_email,bind_email")
+    search_fields: Mapped[str] = mapped_column(String(200), default="contacts,organizations,leads,users")
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # active / blocked (after repeated login failures) / reconnect (OAuth token dead)
+    health: Mapped[str] = mapped_column(String(20), default="active")
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
+    login_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The run holding this mailbox; set by compare-and-set so two workers never scan it at once.
+    running_run_id: Mapped[int | None] = mapped_column(Integer)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_run_status: Mapped[str | None] = mapped_column(String(20))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
+    unread_count: Mapped[int | None] = mapped_column(Integer)
+    unread_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    server: Mapped[MailServer] = relationship(back_populates="accounts")
+    folders: Mapped[list[ScanFolder]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", order_by="ScanFolder.id")
+
+    @property
+    def action_list(self) -> list[str]:
+        return [a for a in (self.actions or "").split(",") if a]
+
+    @property
+    def search_field_list(self) -> list[str]:
+        return [f for f in (self.search_fields or "").split(",") if f]
+
+
+class ScanFolder(db.Model):
+    """A folder a scanner reads, with how far it got (UIDVALIDITY + last UID)."""
+
+    __tablename__ = "scan_folders"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    direction: Mapped[str] = mapped_column(String(10), default="incoming")  # incoming / outgoing
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    account: Mapped[MailAccount] = relationship(back_populates="folders")
+
+
+class AutologinGrant(db.Model):
+    """A user allowed to open a mailbox in Roundcube (SPEC §3)."""
+
+    __tablename__ = "autologin_grants"
+    __table_args__ = (UniqueConstraint("account_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+
+class AutologinToken(db.Model):
+    """A one-time hand-off token; only its hash is stored."""
+
+    __tablename__ = "autologin_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AutologinEvent(db.Model):
+    """Who opened which mailbox, when, from where, and how it ended."""
+
+    __tablename__ = "autologin_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("mail_accounts.id", ondelete="SET NULL"))
+    address: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(40))  # issued / redeemed / refused: <why>

@@ -1,0 +1,105 @@
+"""The mail configuration, ignore filters, and the download history (SPEC §4, §6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import utcnow
+
+RUN_STATUSES = ("running", "done", "failed", "partial", "stopped")
+CLOSED_TICKET_POLICIES = ("reopen", "new_ticket", "ignore")
+FILTER_FIELDS = ("from", "from_domain", "to", "subject", "header")
+FILTER_MATCHES = ("equals", "contains", "regex")
+FILTER_STOPS = ("store", "tickets")
+
+
+class MailSettings(db.Model):
+    """The one row of mail configuration."""
+
+    __tablename__ = "mail_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_frequency_minutes: Mapped[int] = mapped_column(Integer, default=5)
+    max_per_run: Mapped[int] = mapped_column(Integer, default=500)
+    batch_size: Mapped[int] = mapped_column(Integer, default=200)
+    show_unread: Mapped[bool] = mapped_column(Boolean, default=True)
+    unread_refresh_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    closed_ticket_policy: Mapped[str] = mapped_column(String(20), default="reopen")
+    loop_max_messages: Mapped[int] = mapped_column(Integer, default=5)
+    loop_window_minutes: Mapped[int] = mapped_column(Integer, default=10)
+    run_timeout_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    block_after_failures: Mapped[int] = mapped_column(Integer, default=3)
+    # Our own domains, comma-separated: mail between them is "internal".
+    internal_domains: Mapped[str] = mapped_column(String(500), default="")
+
+    @classmethod
+    def get(cls) -> MailSettings:
+        """The configuration row, created with defaults on first use."""
+        row = db.session.get(cls, 1)
+        if row is None:
+            row = cls(id=1)
+            db.session.add(row)
+            db.session.flush()
+        return row
+
+
+class IgnoreFilter(db.Model):
+    """A rule that makes scanners skip a message, globally or for one mailbox."""
+
+    __tablename__ = "ignore_filters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"))
+    field: Mapped[str] = mapped_column(String(20))
+    header_name: Mapped[str | None] = mapped_column(String(100))
+    match: Mapped[str] = mapped_column(String(10), default="equals")
+    value: Mapped[str] = mapped_column(String(500))
+    # "store": the message is not stored at all; "tickets": stored, but never opens a ticket.
+    stops: Mapped[str] = mapped_column(String(10), default="store")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ScanRun(db.Model):
+    """One run of one scanner: a row of the download history."""
+
+    __tablename__ = "scan_runs"
+    __table_args__ = (
+        Index("ix_scan_runs_account_started", "account_id", "started_at"),
+        Index("ix_scan_runs_status_started", "status", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(10), default="running")
+    trigger: Mapped[str] = mapped_column(String(20), default="schedule")  # schedule / manual / cli
+    job_id: Mapped[str | None] = mapped_column(String(100))
+    downloaded: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    bound: Mapped[int] = mapped_column(Integer, default=0)
+    tickets_created: Mapped[int] = mapped_column(Integer, default=0)
+    tickets_reopened: Mapped[int] = mapped_column(Integer, default=0)
+    ignored: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    # JSON list of {"folder", "uid", "reason"}.
+    error_details: Mapped[str] = mapped_column(Text, default="[]")
+    message: Mapped[str | None] = mapped_column(Text)  # the readable reason of a failed run
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    stopped_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    account = relationship("MailAccount")
+    stopped_by = relationship("User")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

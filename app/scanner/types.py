@@ -1,0 +1,200 @@
+"""The plain data that flows through the scanner pipeline.
+
+Contract between the pipeline steps (``app/scanner/*``) and the service that
+drives them (``app/services/scans.py``). Each step module documents its
+function; the shapes live here so both sides agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# --- fetch -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """What we remember of a folder between runs."""
+
+    name: str
+    direction: str  # "incoming" | "outgoing"
+    uidvalidity: int | None
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """What the server says of a folder now (IMAP STATUS)."""
+
+    uidvalidity: int
+    uidnext: int
+    messages: int
+
+
+@dataclass(frozen=True)
+class FolderPlan:
+    """What to do with a folder in this run (``app.scanner.plan.plan_folder``)."""
+
+    name: str
+    direction: str
+    uidvalidity: int
+    # Fetch UIDs strictly greater than this one.
+    after_uid: int
+    # UIDVALIDITY changed: the server renumbered the folder; rescan from the start
+    # (Message-ID dedupe keeps what is stored from being stored twice).
+    reset: bool
+    has_new: bool
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One message as fetched: the bytes exactly as the server sent them."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+    data: bytes
+    size: int
+    # True when the message was over the size limit: ``data`` holds only its header.
+    truncated: bool = False
+
+
+# --- parse -----------------------------------------------------------------
+
+
+@dataclass
+class AttachmentData:
+    filename: str  # already made safe: no path, no control characters, never empty
+    content_type: str
+    data: bytes
+    content_id: str | None = None  # without <>
+    is_inline: bool = False
+
+
+@dataclass
+class ParsedMessage:
+    """A message parsed for storing and binding (``app.scanner.parse.parse_message``)."""
+
+    raw: RawMessage
+    message_id: str | None  # without <>, whitespace stripped
+    message_key: str  # message_id, or "sha256:<hex of raw bytes>" when it has none
+    in_reply_to: str | None
+    references: list[str]
+    subject: str
+    from_addr: str | None  # normalized (lower-case)
+    from_name: str
+    to: list[str]  # normalized addresses
+    cc: list[str]
+    reply_to: list[str]
+    date: datetime | None  # naive UTC
+    headers_text: str  # the header block decoded for display
+    header_items: list[tuple[str, str]]  # (lower-case name, decoded value), for filters
+    body_text: str
+    body_html: str  # sanitized, cid: images rewritten to a placeholder the view resolves
+    has_remote_content: bool
+    attachments: list[AttachmentData]
+    defects: list[str] = field(default_factory=list)
+    # Why this is an auto-reply / bounce / bulk message (never opens tickets), or None.
+    automatic_reason: str | None = None
+
+    @property
+    def all_addresses(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for a in [self.from_addr, *self.to, *self.cc, *self.reply_to]:
+            if a:
+                seen.setdefault(a, None)
+        return list(seen)
+
+
+# --- filter ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    """An ignore filter as configured (global when account_id is None)."""
+
+    id: int | None
+    field: str  # from / from_domain / to / subject / header
+    match: str  # equals / contains / regex
+    value: str
+    stops: str  # "store" (not stored at all) / "tickets" (stored, never opens a ticket)
+    header_name: str | None = None
+
+
+@dataclass(frozen=True)
+class FilterVerdict:
+    store: bool = True
+    tickets: bool = True
+    rule_id: int | None = None
+
+
+# --- bind ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """A record an e-mail can be related to."""
+
+    type: str  # contact / organization / lead / ticket / user
+    id: int
+    # For contacts: their organization, so that binding can relate it too
+    # and tell whether a sender belongs to a ticket.
+    organization_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TicketInfo:
+    id: int
+    number: str
+    status: str
+    contact_id: int | None
+    organization_id: int | None
+    requester_email: str | None
+
+
+@dataclass
+class BindResult:
+    records: list[RecordRef]
+    # The ticket this message belongs to (by number with a sender who belongs, or by reply).
+    ticket: TicketInfo | None
+    # A ticket number was quoted by someone who does not belong to that ticket.
+    foreign_ticket_number: str | None = None
+
+
+# --- tickets ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TicketPolicy:
+    create: bool  # the scanner has the "Create a ticket" action
+    reopen: bool  # the scanner has the "Open a ticket" action
+    closed_policy: str  # reopen / new_ticket / ignore
+
+
+@dataclass(frozen=True)
+class TicketAction:
+    kind: str  # none / create / reopen / answered / new_referring
+    ticket_id: int | None = None  # the ticket acted on (or referred to, for new_referring)
+    reason: str = ""
+
+
+# --- run log ---------------------------------------------------------------
+
+
+@dataclass
+class RunCounters:
+    downloaded: int = 0
+    created: int = 0
+    bound: int = 0
+    tickets_created: int = 0
+    tickets_reopened: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    error_details: list[dict] = field(default_factory=list)
+
+    def add_error(self, folder: str, uid: int | None, reason: str) -> None:
+        """Count a message that could not be handled, keeping its UID and the reason."""
+        self.errors += 1
+        self.error_details.append({"folder": folder, "uid": uid, "reason": reason})

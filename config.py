@@ -1,0 +1,151 @@
+"""Settings read from the environment, with documented defaults.
+
+Every setting is an environment variable of the same name. ``load_config``
+picks the class from ``CM_ENV`` (``development`` by default, ``production``
+or ``testing``). Development keeps generated secrets in the instance folder so
+that a restart does not log everybody out or make stored mail secrets
+unreadable; production refuses to start without them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Read a yes/no environment variable ("1", "true", "yes", "on" are yes)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    """Read an integer environment variable, failing loudly on garbage."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+class Config:
+    """Defaults shared by every environment."""
+
+    ENV_NAME = "base"
+    INSTANCE_PATH = os.environ.get("CM_INSTANCE_PATH", str(BASE_DIR / "instance"))
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or ""
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # "redis" runs scans on RQ workers; "inline" runs them in the web process
+    # (the demo without Redis, and unit tests).
+    QUEUE_MODE = os.environ.get("QUEUE_MODE", "redis")
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    # Fernet key (urlsafe base64, 32 bytes) that encrypts mail passwords and tokens at rest.
+    MAIL_ENCRYPTION_KEY = os.environ.get("MAIL_ENCRYPTION_KEY")
+    ROUNDCUBE_URL = os.environ.get("ROUNDCUBE_URL", "http://127.0.0.1:18090/")
+    # Shared secret the Roundcube plugin presents when it redeems an autologin token.
+    BRIDGE_SECRET = os.environ.get("BRIDGE_SECRET")
+    AUTOLOGIN_TOKEN_TTL = env_int("AUTOLOGIN_TOKEN_TTL", 60)
+    LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
+    LOGIN_LOCK_SECONDS = env_int("LOGIN_LOCK_SECONDS", 300)
+    MAIL_CONNECT_TIMEOUT = env_int("MAIL_CONNECT_TIMEOUT", 10)
+    MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
+    WTF_CSRF_TIME_LIMIT = None
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    PER_PAGE = 50
+    TESTING = False
+
+
+class DevelopmentConfig(Config):
+    """Local use: generated secrets kept in the instance folder."""
+
+    ENV_NAME = "development"
+
+
+class TestConfig(Config):
+    """The test suite: fixed throwaway secrets, in-process queue, no CSRF time limit."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "test-secret-key"
+    MAIL_ENCRYPTION_KEY = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY="
+    BRIDGE_SECRET = "test-bridge-secret"
+    QUEUE_MODE = os.environ.get("QUEUE_MODE", "inline")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
+
+
+class ProductionConfig(Config):
+    """Production: every secret must come from the environment."""
+
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "testing": TestConfig,
+}
+
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "MAIL_ENCRYPTION_KEY", "BRIDGE_SECRET", "DATABASE_URL")
+
+
+def load_config(name: str | None = None) -> type[Config]:
+    """Return the settings class for ``name`` (default: ``$CM_ENV`` or development)."""
+    name = name or os.environ.get("CM_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError as exc:
+        raise RuntimeError(f"CM_ENV must be one of {', '.join(CONFIGS)}, got {name!r}") from exc
+
+
+def finalize(settings: dict) -> None:
+    """Fill in secrets and the database URL, refusing to run production without them.
+
+    Called by the app factory, not at import time, because development
+    writes generated secrets to the instance folder.
+    """
+    instance = Path(settings["INSTANCE_PATH"])
+    if settings["ENV_NAME"] == "production":
+        missing = [k for k in REQUIRED_IN_PRODUCTION
+                   if not (settings.get(k) or (k == "DATABASE_URL" and settings.get("SQLALCHEMY_DATABASE_URI")))]
+        if missing:
+            raise RuntimeError("Production refuses to start without: " + ", ".join(missing))
+        return
+    if not settings.get("SQLALCHEMY_DATABASE_URI"):
+        instance.mkdir(parents=True, exist_ok=True)
+        settings["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'corporate_mailboxes.db'}"
+    for key, make in (("SECRET_KEY", lambda: secrets.token_urlsafe(48)),
+                      ("MAIL_ENCRYPTION_KEY", _new_fernet_key),
+                      ("BRIDGE_SECRET", lambda: secrets.token_urlsafe(32))):
+        if not settings.get(key):
+            settings[key] = _kept_secret(instance, key, make)
+
+
+def _new_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def _kept_secret(instance: Path, key: str, make) -> str:
+    """Read a generated secret from the instance folder, creating it on first use."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / f"{key.lower()}.secret"
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value

@@ -1,0 +1,134 @@
+"""Fixtures in the spirit of the Flask tutorial: app, client, runner, and factories.
+
+Database tests run on SQLite and on PostgreSQL. PostgreSQL is used when it
+answers at ``PG_TEST_ADMIN_URL`` (default: the local server); otherwise those
+cases are skipped with the reason shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from app.extensions import db
+from tests import factories
+
+PG_ADMIN_URL = os.environ.get("PG_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+_pg_state: dict = {}
+
+
+def _postgres_url() -> str:
+    """Create a throwaway database for this test session, once; skip if no server answers."""
+    if "url" in _pg_state:
+        return _pg_state["url"]
+    if "error" in _pg_state:
+        pytest.skip(_pg_state["error"])
+    name = f"cm_test_{uuid.uuid4().hex[:10]}"
+    try:
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+    except Exception as exc:  # any failure means "no PostgreSQL here": say why and skip
+        _pg_state["error"] = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
+        pytest.skip(_pg_state["error"])
+    _pg_state["url"] = re.sub(r"/[^/]*$", f"/{name}", PG_ADMIN_URL)
+    _pg_state["name"] = name
+    return _pg_state["url"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if "name" in _pg_state:
+        try:
+            engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{_pg_state["name"]}" WITH (FORCE)'))
+            engine.dispose()
+        except Exception:
+            pass
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def _session_app(request, tmp_path_factory):
+    if request.param == "sqlite":
+        url = "sqlite://"
+    else:
+        url = _postgres_url()
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=url,
+                     CM_INSTANCE_PATH=str(tmp_path_factory.mktemp("instance")),
+                     DB_BACKEND=request.param)
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def app(_session_app):
+    """The app on a clean database (SQLite in memory, then PostgreSQL)."""
+    app = _session_app
+    with app.app_context():
+        _empty_all_tables()
+        yield app
+        db.session.remove()
+
+
+def _empty_all_tables():
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def admin(app):
+    return factories.user(username="admin", admin=True)
+
+
+@pytest.fixture
+def user(app):
+    return factories.user(username="alice")
+
+
+class AuthActions:
+    """Log in and out through the real login form (CSRF token included)."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, username="admin", password=factories.PASSWORD):
+        page = self._client.get("/login")
+        token = factories.csrf_from(page)
+        return self._client.post("/login", data={"username": username, "password": password,
+                                                 "csrf_token": token})
+
+    def logout(self):
+        page = self._client.get("/")
+        return self._client.post("/logout", data={"csrf_token": factories.csrf_from(page)})
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
