@@ -60,7 +60,7 @@ def _session_app(request, tmp_path_factory):
     else:
         url = _postgres_url()
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=url,
-                     CM_INSTANCE_PATH=str(tmp_path_factory.mktemp("instance")),
+                     INSTANCE_PATH=str(tmp_path_factory.mktemp("instance")),
                      DB_BACKEND=request.param)
     with app.app_context():
         db.create_all()

@@ -1,2 +1,0 @@
-def test_login_page_renders(client):
-    assert b"Log in" in client.get("/login").data
