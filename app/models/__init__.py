@@ -2,8 +2,7 @@
 
 from app.models.audit import AuditEntry
 from app.models.emails import Email, EmailAttachment, EmailLink
-from app.models.mail import (AutologinEvent, AutologinGrant, AutologinToken, MailAccount, MailServer,
-                             ScanFolder)
+from app.models.mail import AutologinEvent, AutologinGrant, AutologinToken, MailAccount, MailServer, ScanFolder
 from app.models.records import Contact, Lead, Organization, Ticket, ticket_number
 from app.models.runs import IgnoreFilter, MailSettings, ScanRun
 from app.models.users import LoginThrottle, User
