@@ -1,0 +1,1 @@
+"""Benchmarks of the scanner: see bench/README.md."""
