@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# Start, stop and inspect the private services the product and its tests use:
+#   scripts/services.sh start|stop|status|restart [dovecot|redis|smtp|roundcube|all]
+#
+# Idempotent: "start" reuses what already runs, "stop" only stops what we started,
+# each process by its own pid file. All state lives under .state/ (git-ignored).
+#   dovecot    private IMAP server on 127.0.0.1:10143, users in .state/dovecot/users
+#   redis      redis://127.0.0.1:6379/0 when it answers, else a private one on 16379;
+#              the chosen URL is written to .state/redis.url
+#   smtp       SMTP sink on 127.0.0.1:10025 saving every message to .state/smtp/messages/
+#   roundcube  delegated to scripts/roundcube.sh when it exists
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="$ROOT/.state"
+LOGS="$STATE/logs"
+
+DOVECOT_PORT="${CM_DOVECOT_PORT:-10143}"
+SMTP_PORT="${CM_SMTP_PORT:-10025}"
+REDIS_SHARED_PORT="${CM_REDIS_SHARED_PORT:-6379}"
+REDIS_PRIVATE_PORT="${CM_REDIS_PORT:-16379}"
+
+DV="$STATE/dovecot"
+DV_CONF="$DV/dovecot.conf"
+DV_USERS="$DV/users"
+DV_PID="$DV/run/master.pid"
+MAIL_ROOT="$STATE/mail"
+REDIS_DIR="$STATE/redis"
+REDIS_PID="$REDIS_DIR/redis.pid"
+REDIS_URL_FILE="$STATE/redis.url"
+SMTP_DIR="$STATE/smtp"
+SMTP_PID="$SMTP_DIR/smtp.pid"
+
+DEMO_USERS=("demo@corp.test:demopw" "sales@corp.test:salespw" "support@corp.test:supportpw")
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'services.sh: %s\n' "$*" >&2; exit 1; }
+
+port_open() { # port -> 0 when something accepts TCP connections on 127.0.0.1:port
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+wait_port() { # port seconds -> waits until the port accepts connections
+    local port=$1 tries=$(( $2 * 10 ))
+    while (( tries-- > 0 )); do
+        port_open "$port" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+pid_alive() { # pidfile -> 0 when the process in it is alive
+    [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+stop_pid() { # pidfile name [group] -> TERM the process (or its process group), wait, then KILL
+    local file=$1 name=$2 group=${3:-} pid target tries=100
+    if ! pid_alive "$file"; then
+        rm -f "$file"
+        say "$name: not running"
+        return 0
+    fi
+    pid="$(cat "$file")"
+    target="$pid"
+    [[ -n "$group" ]] && target="-$pid"
+    kill -TERM -- "$target" 2>/dev/null || true
+    while (( tries-- > 0 )) && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL -- "$target" 2>/dev/null || true
+        sleep 0.2
+    fi
+    rm -f "$file"
+    say "$name: stopped (pid $pid)"
+}
+
+redis_ping() { # port -> 0 when a Redis answers PING there
+    local port=$1 reply=""
+    port_open "$port" || return 1
+    exec 4<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'PING\r\n' >&4
+    IFS= read -r -t 2 reply <&4 || true
+    exec 4>&- 4<&-
+    [[ "$reply" == +PONG* ]]
+}
+
+imap_greets() { # port -> 0 when an IMAP server greets there
+    local port=$1 reply=""
+    port_open "$port" || return 1
+    exec 5<>"/dev/tcp/127.0.0.1/$port" || return 1
+    IFS= read -r -t 2 reply <&5 || true
+    exec 5>&- 5<&-
+    [[ "$reply" == "* OK"* ]]
+}
+
+# --------------------------------------------------------------------------- dovecot
+
+dovecot_users_file() {
+    # Keep lines others added (tests' add_user); make sure the demo users exist.
+    touch "$DV_USERS"
+    local entry login password
+    for entry in "${DEMO_USERS[@]}"; do
+        login="${entry%%:*}"
+        password="${entry#*:}"
+        grep -q "^${login}:" "$DV_USERS" || printf '%s:{PLAIN}%s::::::\n' "$login" "$password" >>"$DV_USERS"
+    done
+    chmod 644 "$DV_USERS"
+}
+
+dovecot_config() {
+    local user_fields="uid=nobody gid=$(id -gn nobody 2>/dev/null || echo nogroup) "
+    local extra="" login_chroot="" anvil_chroot=""
+    if (( EUID != 0 )); then
+        # Without root Dovecot cannot switch users: run everything as ourselves (LAB.md §2).
+        user_fields=""
+        extra="default_internal_user = $(id -un)
+default_login_user = $(id -un)
+default_internal_group = $(id -gn)"
+        login_chroot="  chroot ="
+        anvil_chroot="  chroot ="
+    fi
+    cat >"$DV_CONF.tmp" <<EOF
+# Written by scripts/services.sh on every start; edits here are lost.
+instance_name = cm-dovecot
+base_dir = $DV/run
+state_dir = $DV/state
+log_path = $DV/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# Tests log in with wrong passwords on purpose: no artificial delay, no penalty.
+auth_failure_delay = 0
+mail_fsync = never
+$extra
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $DOVECOT_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+$login_chroot
+}
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+$anvil_chroot
+}
+protocol imap {
+  # Roundcube, the scanner, the tests and load runs all connect from 127.0.0.1.
+  mail_max_userip_connections = 500
+}
+# users.d/<login> first: Dovecot re-checks a passwd-file at most once a second, so a user
+# the tests add gets a file of its own that is read fresh; then the shared users file.
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $DV/users.d/%u
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $DV_USERS
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $DV/users.d/%u
+  default_fields = ${user_fields}home=$MAIL_ROOT/%d/%n
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $DV_USERS
+  default_fields = ${user_fields}home=$MAIL_ROOT/%d/%n
+}
+mail_location = maildir:~/Maildir
+EOF
+    mv "$DV_CONF.tmp" "$DV_CONF"
+}
+
+dovecot_start() {
+    command -v dovecot >/dev/null || die "dovecot is not installed (run scripts/install.sh, or apt-get install dovecot-imapd)"
+    if pid_alive "$DV_PID"; then
+        dovecot_users_file
+        say "dovecot: already running (pid $(cat "$DV_PID")) on 127.0.0.1:$DOVECOT_PORT"
+        return 0
+    fi
+    if port_open "$DOVECOT_PORT"; then
+        die "port $DOVECOT_PORT is taken by another process; stop it or set CM_DOVECOT_PORT"
+    fi
+    mkdir -p "$DV/run" "$DV/state" "$DV/users.d" "$MAIL_ROOT" "$LOGS"
+    chmod 755 "$STATE" "$DV" "$DV/users.d"
+    dovecot_users_file
+    dovecot_config
+    if (( EUID == 0 )); then
+        chown nobody:"$(id -gn nobody 2>/dev/null || echo nogroup)" "$MAIL_ROOT"
+    fi
+    # The master forks and returns; a stale pid file would make it refuse to start.
+    rm -f "$DV_PID"
+    dovecot -c "$DV_CONF" || die "dovecot failed to start; see $DV/dovecot.log"
+    local tries=150
+    # Wait for the greeting, not just the port: auth may not be ready for a moment.
+    until imap_greets "$DOVECOT_PORT"; do
+        if (( tries-- <= 0 )); then
+            tail -n 20 "$DV/dovecot.log" >&2 || true
+            die "dovecot did not greet on 127.0.0.1:$DOVECOT_PORT"
+        fi
+        sleep 0.1
+    done
+    say "dovecot: started (pid $(cat "$DV_PID" 2>/dev/null || echo '?')) on 127.0.0.1:$DOVECOT_PORT"
+}
+
+dovecot_stop() {
+    # The master takes a few seconds to exit; stop_pid waits for it so a quick
+    # restart does not hit "Dovecot is already running".
+    stop_pid "$DV_PID" dovecot
+}
+
+dovecot_status() {
+    if pid_alive "$DV_PID" && imap_greets "$DOVECOT_PORT"; then
+        say "dovecot: running (pid $(cat "$DV_PID")) imap://127.0.0.1:$DOVECOT_PORT users=$DV_USERS"
+    elif pid_alive "$DV_PID"; then
+        say "dovecot: process alive (pid $(cat "$DV_PID")) but 127.0.0.1:$DOVECOT_PORT does not greet"
+        return 1
+    else
+        say "dovecot: stopped"
+        return 1
+    fi
+}
+
+# --------------------------------------------------------------------------- redis
+
+redis_start() {
+    mkdir -p "$REDIS_DIR" "$LOGS"
+    if pid_alive "$REDIS_PID" && redis_ping "$REDIS_PRIVATE_PORT"; then
+        echo "redis://127.0.0.1:$REDIS_PRIVATE_PORT/0" >"$REDIS_URL_FILE"
+        say "redis: already running (private, pid $(cat "$REDIS_PID")) redis://127.0.0.1:$REDIS_PRIVATE_PORT/0"
+        return 0
+    fi
+    if redis_ping "$REDIS_SHARED_PORT"; then
+        echo "redis://127.0.0.1:$REDIS_SHARED_PORT/0" >"$REDIS_URL_FILE"
+        say "redis: using the one already answering at redis://127.0.0.1:$REDIS_SHARED_PORT/0"
+        return 0
+    fi
+    command -v redis-server >/dev/null || die "redis-server is not installed (run scripts/install.sh, or apt-get install redis-server)"
+    port_open "$REDIS_PRIVATE_PORT" && die "port $REDIS_PRIVATE_PORT is taken by something that is not Redis"
+    redis-server --port "$REDIS_PRIVATE_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$REDIS_DIR" --daemonize yes --pidfile "$REDIS_PID" --logfile "$REDIS_DIR/redis.log" \
+        >/dev/null || die "redis-server failed to start; see $REDIS_DIR/redis.log"
+    local tries=100
+    until redis_ping "$REDIS_PRIVATE_PORT"; do
+        (( tries-- > 0 )) || die "redis-server did not answer on $REDIS_PRIVATE_PORT; see $REDIS_DIR/redis.log"
+        sleep 0.1
+    done
+    echo "redis://127.0.0.1:$REDIS_PRIVATE_PORT/0" >"$REDIS_URL_FILE"
+    say "redis: started (private, pid $(cat "$REDIS_PID")) redis://127.0.0.1:$REDIS_PRIVATE_PORT/0"
+}
+
+redis_stop() {
+    # Only the private instance is ours; a Redis on 6379 belongs to the machine.
+    if [[ -s "$REDIS_PID" ]]; then
+        stop_pid "$REDIS_PID" "redis (private)"
+    else
+        say "redis: no private instance to stop"
+    fi
+    rm -f "$REDIS_URL_FILE"
+}
+
+redis_status() {
+    if pid_alive "$REDIS_PID" && redis_ping "$REDIS_PRIVATE_PORT"; then
+        say "redis: running (private, pid $(cat "$REDIS_PID")) redis://127.0.0.1:$REDIS_PRIVATE_PORT/0"
+    elif redis_ping "$REDIS_SHARED_PORT"; then
+        say "redis: shared instance answers at redis://127.0.0.1:$REDIS_SHARED_PORT/0"
+    else
+        say "redis: stopped"
+        return 1
+    fi
+}
+
+# --------------------------------------------------------------------------- smtp sink
+
+smtp_start() {
+    mkdir -p "$SMTP_DIR/messages" "$LOGS"
+    if pid_alive "$SMTP_PID"; then
+        say "smtp: already running (pid $(cat "$SMTP_PID")) on 127.0.0.1:$SMTP_PORT"
+        return 0
+    fi
+    local py="$ROOT/.venv/bin/python"
+    [[ -x "$py" ]] || die "no virtualenv at .venv; run scripts/install.sh first"
+    port_open "$SMTP_PORT" && die "port $SMTP_PORT is taken by another process; stop it or set CM_SMTP_PORT"
+    # setsid: its own process group, so stop takes it down whole and it outlives this shell.
+    setsid "$py" "$ROOT/scripts/smtp_sink.py" --host 127.0.0.1 --port "$SMTP_PORT" \
+        --dir "$SMTP_DIR/messages" --users "$DV_USERS" \
+        </dev/null >>"$SMTP_DIR/smtp.log" 2>&1 &
+    echo $! >"$SMTP_PID"
+    if ! wait_port "$SMTP_PORT" 15; then
+        tail -n 20 "$SMTP_DIR/smtp.log" >&2 || true
+        die "SMTP sink did not open 127.0.0.1:$SMTP_PORT"
+    fi
+    say "smtp: started (pid $(cat "$SMTP_PID")) on 127.0.0.1:$SMTP_PORT, messages in $SMTP_DIR/messages"
+}
+
+smtp_stop() { stop_pid "$SMTP_PID" smtp group; }
+
+smtp_status() {
+    if pid_alive "$SMTP_PID" && port_open "$SMTP_PORT"; then
+        say "smtp: running (pid $(cat "$SMTP_PID")) smtp://127.0.0.1:$SMTP_PORT messages=$SMTP_DIR/messages"
+    else
+        say "smtp: stopped"
+        return 1
+    fi
+}
+
+# --------------------------------------------------------------------------- roundcube
+
+roundcube() {
+    local action=$1
+    if [[ -f "$ROOT/scripts/roundcube.sh" ]]; then
+        bash "$ROOT/scripts/roundcube.sh" "$action"
+    else
+        say "roundcube: scripts/roundcube.sh not present yet, skipped"
+    fi
+}
+
+# --------------------------------------------------------------------------- main
+
+usage() {
+    say "usage: scripts/services.sh start|stop|restart|status [dovecot|redis|smtp|roundcube|all]"
+    exit 2
+}
+
+run() {
+    local action=$1 service=$2
+    case "$service" in
+        dovecot|redis|smtp)
+            case "$action" in
+                start) "${service}_start" ;;
+                stop) "${service}_stop" ;;
+                status) "${service}_status" ;;
+                restart) "${service}_stop"; "${service}_start" ;;
+            esac ;;
+        roundcube)
+            if [[ "$action" == restart ]]; then roundcube stop; roundcube start; else roundcube "$action"; fi ;;
+        *) usage ;;
+    esac
+}
+
+main() {
+    local action=${1:-status} service=${2:-all} rc=0
+    case "$action" in start|stop|status|restart) ;; *) usage ;; esac
+    mkdir -p "$STATE" "$LOGS"
+    if [[ "$service" == all ]]; then
+        local order=(dovecot redis smtp roundcube)
+        [[ "$action" == stop ]] && order=(roundcube smtp redis dovecot)
+        for s in "${order[@]}"; do
+            run "$action" "$s" || rc=1
+        done
+        return $rc
+    fi
+    run "$action" "$service"
+}
+
+main "$@"
