@@ -63,6 +63,16 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     PER_PAGE = 50
     TESTING = False
+    # Operations (issue 5): log format, /metrics token, alerts.
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")  # "text" or "json" (one object per line)
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    # Bearer token for /metrics; unset means /metrics answers 404.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    ALERT_NO_SUCCESS_MINUTES = env_int("ALERT_NO_SUCCESS_MINUTES", 120)
+    # Alert e-mails to administrators; unset host means alerts are only shown as a banner.
+    ALERT_SMTP_HOST = os.environ.get("ALERT_SMTP_HOST") or None
+    ALERT_SMTP_PORT = env_int("ALERT_SMTP_PORT", 25)
+    ALERT_SMTP_FROM = os.environ.get("ALERT_SMTP_FROM", "corporate-mailboxes@localhost")
 
 
 class DevelopmentConfig(Config):

@@ -21,6 +21,10 @@ def create_app(config_object: type | str | None = None, **overrides) -> Flask:
     app.config.update(overrides)
     config_module.finalize(app.config)
 
+    from app.logging_setup import configure_logging
+
+    configure_logging(app)
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config_module.BASE_DIR / "migrations"))
     csrf.init_app(app)
@@ -53,6 +57,10 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(records_bp, url_prefix="/records")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(bridge_bp, url_prefix="/bridge")
+
+    from app.ops import bp as ops_bp
+
+    app.register_blueprint(ops_bp)
 
 
 def _register_cli(app: Flask) -> None:

@@ -18,3 +18,4 @@ def require_admin():
 
 
 from app.admin import servers  # noqa: E402,F401
+from app.admin import audit, queues  # noqa: E402,F401

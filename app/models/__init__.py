@@ -1,5 +1,6 @@
 """All models, imported here so that Alembic and ``db.create_all`` see every table."""
 
+from app.models.alerts import Alert
 from app.models.audit import AuditEntry
 from app.models.emails import Email, EmailAttachment, EmailLink
 from app.models.mail import AutologinEvent, AutologinGrant, AutologinToken, MailAccount, MailServer, ScanFolder
@@ -8,7 +9,7 @@ from app.models.runs import IgnoreFilter, MailSettings, ScanRun
 from app.models.users import LoginThrottle, User
 
 __all__ = [
-    "AuditEntry", "AutologinEvent", "AutologinGrant", "AutologinToken", "Contact", "Email",
+    "Alert", "AuditEntry", "AutologinEvent", "AutologinGrant", "AutologinToken", "Contact", "Email",
     "EmailAttachment", "EmailLink", "IgnoreFilter", "Lead", "LoginThrottle", "MailAccount",
     "MailServer", "MailSettings", "Organization", "ScanFolder", "ScanRun", "Ticket", "User",
     "ticket_number",

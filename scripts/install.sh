@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Install what the product and its tests need, once; running it again does nothing.
+#   - Debian packages: Dovecot, Redis, Roundcube (SQLite, php-cgi, no Apache), Chromium, sqlite3
+#     (as root with apt; otherwise it prints the command to run and exits 1)
+#   - .venv with requirements.txt (re-installed only when requirements.txt changes)
+# Quiet unless something fails; the full log is .state/logs/install.log.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_DIR="$ROOT/.state/logs"
+LOG="$LOG_DIR/install.log"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.requirements.sha256"
+PYTHON="${PYTHON:-python3}"
+
+mkdir -p "$LOG_DIR" 2>/dev/null || true
+if ! { : >"$LOG"; } 2>/dev/null; then
+    LOG="$(mktemp -t cm-install.XXXXXX.log)"
+fi
+
+fail() {
+    printf 'install.sh: %s\n' "$1" >&2
+    if [[ -s "$LOG" ]]; then
+        printf -- '--- last lines of %s ---\n' "$LOG" >&2
+        tail -n 40 "$LOG" >&2
+    fi
+    exit 1
+}
+
+quiet() { # run a command with its output in the log only
+    printf '+ %s\n' "$*" >>"$LOG"
+    "$@" >>"$LOG" 2>&1
+}
+
+# ------------------------------------------------------------------ system packages
+
+PACKAGES=(dovecot-imapd redis-server roundcube-core roundcube-sqlite3 php8.2-cgi chromium sqlite3)
+
+installed() {
+    if command -v dpkg-query >/dev/null; then
+        dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+        return
+    fi
+    # Not Debian: look for what each package provides.
+    case "$1" in
+        dovecot-imapd) command -v dovecot >/dev/null ;;
+        redis-server) command -v redis-server >/dev/null ;;
+        roundcube-core|roundcube-sqlite3) [[ -d /usr/share/roundcube ]] ;;
+        php8.2-cgi) command -v php-cgi >/dev/null ;;
+        *) command -v "$1" >/dev/null ;;
+    esac
+}
+
+missing_packages() {
+    local pkg out=()
+    for pkg in "${PACKAGES[@]}"; do
+        installed "$pkg" && continue
+        # Ubuntu and later Debian ship another PHP: any php-cgi will do for Roundcube.
+        if [[ "$pkg" == php8.2-cgi ]] && command -v php-cgi >/dev/null; then continue; fi
+        out+=("$pkg")
+    done
+    # venv needs ensurepip, which Debian ships separately.
+    if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 && [[ ! -x "$VENV/bin/python" ]]; then
+        out+=(python3-venv)
+    fi
+    if ! command -v "$PYTHON" >/dev/null; then
+        out+=(python3)
+    fi
+    printf '%s\n' "${out[@]}"
+}
+
+install_packages() {
+    local missing=()
+    mapfile -t missing < <(missing_packages | sed '/^$/d')
+    (( ${#missing[@]} == 0 )) && return 0
+
+    if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null || (( EUID != 0 )); then
+        {
+            echo "Missing system packages: ${missing[*]}"
+            if command -v apt-get >/dev/null; then
+                echo "Install them as root, then run this script again:"
+                echo "  sudo apt-get update"
+                echo "  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+            else
+                echo "This machine has no apt. Install the equivalents of: Dovecot (IMAP), Redis 6+, Roundcube 1.6"
+                echo "with SQLite support and PHP 8 CGI, Chromium, sqlite3, and Python 3.11+ with venv."
+            fi
+        } >&2
+        exit 1
+    fi
+
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(apt-get -o DPkg::Lock::Timeout=300 -q)
+    echo "Installing system packages: ${missing[*]} (log: $LOG)"
+    quiet "${apt[@]}" update || fail "apt-get update failed"
+    # Debian 12 has php8.2-cgi; elsewhere take the distribution's default php-cgi.
+    local i
+    for i in "${!missing[@]}"; do
+        if [[ "${missing[$i]}" == php8.2-cgi ]] && ! apt-cache show php8.2-cgi >/dev/null 2>&1; then
+            missing[i]=php-cgi
+        fi
+    done
+    # php-cgi in the same command keeps apt from pulling Apache in for Roundcube (LAB.md §1).
+    quiet "${apt[@]}" install -y --no-install-recommends "${missing[@]}" \
+        || fail "apt-get install ${missing[*]} failed"
+    local still=()
+    mapfile -t still < <(missing_packages | sed '/^$/d')
+    (( ${#still[@]} == 0 )) || fail "still missing after apt-get install: ${still[*]}"
+}
+
+# ------------------------------------------------------------------ Python virtualenv
+
+install_venv() {
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        command -v "$PYTHON" >/dev/null || fail "$PYTHON not found"
+        "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            || fail "Python 3.11 or newer is needed ($PYTHON is $("$PYTHON" -V 2>&1))"
+        echo "Creating .venv (log: $LOG)"
+        quiet "$PYTHON" -m venv "$VENV" || fail "python -m venv failed"
+        rm -f "$STAMP"
+    fi
+    local want
+    want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+    if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
+        echo "Installing Python packages from requirements.txt (log: $LOG)"
+        quiet "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$ROOT/requirements.txt" \
+            || fail "pip install -r requirements.txt failed"
+        echo "$want" >"$STAMP"
+    fi
+}
+
+install_packages
+install_venv

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what is missing, starts the real services,
+# then runs ruff and the whole pytest suite (unit, integration and browser tests).
+#   scripts/test.sh                 # everything
+#   scripts/test.sh tests/unit -x   # arguments go to pytest
+# Exit code: pytest's; a ruff failure fails the run too.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+scripts/install.sh
+scripts/services.sh start all
+
+REDIS_URL="$(cat .state/redis.url)"
+export REDIS_URL
+
+ruff_rc=0
+echo "== ruff check ."
+.venv/bin/ruff check . || ruff_rc=$?
+
+echo "== pytest $*"
+pytest_rc=0
+.venv/bin/pytest "$@" </dev/null || pytest_rc=$?
+
+if (( pytest_rc != 0 )); then
+    exit "$pytest_rc"
+fi
+if (( ruff_rc != 0 )); then
+    echo "ruff found problems (see above): failing the run" >&2
+    exit "$ruff_rc"
+fi
