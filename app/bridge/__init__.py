@@ -3,3 +3,14 @@
 from flask import Blueprint
 
 bp = Blueprint("bridge", __name__)
+
+
+@bp.record_once
+def _provide_mailbox_buttons(state):
+    """Let the top bar (app.navigation) ask the bridge for the current user's mailbox buttons."""
+    from app.services import autologin
+
+    state.app.extensions["mailbox_buttons"] = autologin.mailbox_buttons
+
+
+from app.bridge import routes  # noqa: E402,F401

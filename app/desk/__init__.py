@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("desk", __name__)
 
-from app.desk import routes  # noqa: E402,F401
+from app.desk import mailbox, routes  # noqa: E402,F401

@@ -1,0 +1,16 @@
+"""Virtual desk → Mailbox: the user's corporate mailboxes, each opening Roundcube."""
+
+from __future__ import annotations
+
+from flask import render_template
+from flask_login import current_user, login_required
+
+from app.desk import bp
+from app.services import autologin
+
+
+@bp.route("/mailbox", endpoint="mailbox")
+@login_required
+def mailbox():
+    """The mailboxes the user may open, with an Open button each."""
+    return render_template("desk/mailbox.html", mailboxes=autologin.mailbox_buttons(current_user))

@@ -1,0 +1,386 @@
+"""Mail autologin: who may open which mailbox, and the one-time hand-off to Roundcube (SPEC §3, §5).
+
+The flow: a user clicks a mailbox button → ``open_mailbox`` checks the grant and
+mints a one-time token (only its hash is stored) → the browser goes to
+Roundcube with it → the Roundcube plugin calls ``redeem`` server-to-server with
+the shared secret → the token is spent by compare-and-set, the grant is
+checked again, and only then are the mailbox's login, secret and IMAP/SMTP
+settings handed out. Every step, refusals included, is an ``AutologinEvent``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, func, or_, select, update
+
+from app.crypto import decrypt_secret
+from app.extensions import db
+from app.models import (
+    AutologinEvent,
+    AutologinGrant,
+    AutologinToken,
+    MailAccount,
+    MailServer,
+    MailSettings,
+    User,
+)
+from app.models.base import utcnow
+from app.services import audit
+from roundcube_bridge import tokens
+
+log = logging.getLogger(__name__)
+
+# Refusal reasons, their HTTP status on the redeem endpoint, and what a person is told.
+REFUSALS: dict[str, tuple[int, str]] = {
+    "no_grant": (403, "You are not allowed to open this mailbox. Ask an administrator to grant it to you."),
+    "unknown": (404, "This mailbox link is not valid."),
+    "used": (410, "This mailbox link was already used. Open the mailbox again from Corporate Mailboxes."),
+    "expired": (410, "This mailbox link has expired. Open the mailbox again from Corporate Mailboxes."),
+    "revoked": (403, "You are no longer allowed to open this mailbox. Ask an administrator."),
+    "disabled": (403, "This mailbox is switched off. Ask an administrator."),
+    "throttled": (429, "Too many invalid mailbox links from your address. Wait a few minutes."),
+    "no_secret": (409, "This mailbox has no password stored. Ask an administrator to set it."),
+    "bad_server": (409, "This mailbox's server settings are not usable. Ask an administrator to check them."),
+}
+
+# Host names as a mail server form accepts them; anything else (a "%" placeholder that
+# Roundcube would expand, a scheme, a path, spaces) never reaches the plugin.
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$|^\[[0-9A-Fa-f:.]+\]$")
+_SECURITIES = ("ssl", "starttls", "none")
+
+
+class AutologinRefused(Exception):
+    """A hand-off step was refused; ``reason`` is a key of REFUSALS."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        self.status, self.message = REFUSALS[reason]
+        super().__init__(self.message)
+
+
+@dataclass
+class Handoff:
+    """What the plugin needs to log in to one mailbox (only ever sent server-to-server)."""
+
+    account_id: int
+    name: str
+    login: str
+    password: str
+    auth_type: str  # "password" or "xoauth2" (then ``password`` is "Bearer <access token>")
+    imap_host: str
+    imap_port: int
+    imap_security: str
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str
+    smtp_auth: bool
+    validate_cert: bool
+
+    def as_json(self) -> dict:
+        """The redeem endpoint's answer."""
+        return {"ok": True, **asdict(self)}
+
+
+# ---------------------------------------------------------------- grants
+
+def grants_by_account() -> dict[int, set[int]]:
+    """For each mailbox id, the ids of the users allowed to open it."""
+    result: dict[int, set[int]] = {}
+    for account_id, user_id in db.session.execute(select(AutologinGrant.account_id, AutologinGrant.user_id)):
+        result.setdefault(account_id, set()).add(user_id)
+    return result
+
+
+def set_grants(account_id: int, user_ids: list[int] | set[int]) -> tuple[set[int], set[int]]:
+    """Make exactly ``user_ids`` the users who may open mailbox ``account_id`` (empty = nobody).
+
+    Returns (added, removed) user ids. Removing a grant also kills the tokens that
+    user already holds for the mailbox; a token minted before the removal is
+    refused at redeem time anyway, this only keeps the table clean.
+    """
+    account = db.session.get(MailAccount, account_id)
+    if account is None:
+        raise LookupError(f"No mailbox with id {account_id}.")
+    wanted = set(user_ids)
+    if wanted:
+        known = set(db.session.scalars(select(User.id).where(User.id.in_(wanted))))
+        unknown = wanted - known
+        if unknown:
+            raise ValueError("Unknown users: " + ", ".join(str(u) for u in sorted(unknown)))
+    current = set(db.session.scalars(select(AutologinGrant.user_id).where(AutologinGrant.account_id == account_id)))
+    added, removed = wanted - current, current - wanted
+    if removed:
+        db.session.execute(delete(AutologinGrant).where(AutologinGrant.account_id == account_id,
+                                                         AutologinGrant.user_id.in_(removed)))
+        db.session.execute(delete(AutologinToken).where(AutologinToken.account_id == account_id,
+                                                         AutologinToken.user_id.in_(removed),
+                                                         AutologinToken.used_at.is_(None)))
+    for user_id in sorted(added):
+        db.session.add(AutologinGrant(account_id=account_id, user_id=user_id))
+    if added or removed:
+        names = dict(db.session.execute(select(User.id, User.username).where(User.id.in_(added | removed))).all())
+        details = "; ".join(part for part in (
+            "granted: " + ", ".join(sorted(names[u] for u in added)) if added else "",
+            "removed: " + ", ".join(sorted(names[u] for u in removed)) if removed else "") if part)
+        audit.record("autologin.grants", f"mailbox {account.name} (#{account.id})", details)
+    db.session.commit()
+    return added, removed
+
+
+def _has_grant(user_id: int, account_id: int) -> bool:
+    return db.session.scalar(select(AutologinGrant.id).where(
+        AutologinGrant.user_id == user_id, AutologinGrant.account_id == account_id)) is not None
+
+
+def mailboxes_for(user) -> list[MailAccount]:
+    """The enabled mailboxes ``user`` may open, by name."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return []
+    return list(db.session.scalars(
+        select(MailAccount)
+        .join(AutologinGrant, AutologinGrant.account_id == MailAccount.id)
+        .where(AutologinGrant.user_id == user.id, MailAccount.enabled.is_(True))
+        .order_by(MailAccount.name, MailAccount.id)))
+
+
+def _settings() -> tuple[bool, int]:
+    """(show unread counts, refresh seconds) without creating the settings row on a page view."""
+    row = db.session.get(MailSettings, 1)
+    if row is None:
+        return True, 300
+    return bool(row.show_unread), max(10, int(row.unread_refresh_seconds or 300))
+
+
+def mailbox_buttons(user) -> list[dict]:
+    """The top bar's mailbox buttons: [{id, name, unread}] from the cached counts.
+
+    Never talks to IMAP, so rendering a page never waits on a mail server;
+    ``unread`` is None when the mail configuration switches counts off.
+    """
+    accounts = mailboxes_for(user)
+    show_unread, _ = _settings()
+    return [{"id": a.id, "name": a.name, "unread": a.unread_count if show_unread else None}
+            for a in accounts]
+
+
+# ---------------------------------------------------------------- events
+
+def _event(outcome: str, *, user_id: int | None = None, account_id: int | None = None,
+           address: str | None = None) -> None:
+    db.session.add(AutologinEvent(at=utcnow(), user_id=user_id, account_id=account_id,
+                                  address=(address or None) and address[:64], outcome=outcome[:40]))
+
+
+def record_refusal(reason: str, *, address: str | None = None) -> None:
+    """Record a refusal that happened before any token or user was known (e.g. a bad shared secret)."""
+    _event(f"refused: {reason}", address=address)
+    db.session.commit()
+
+
+# ---------------------------------------------------------------- hand-off
+
+def open_mailbox(user, account_id: int, address: str | None) -> str:
+    """Mint a one-time token for ``user`` to open mailbox ``account_id``; returns the plain token.
+
+    Raises AutologinRefused("no_grant") without making a token when the user
+    has no grant (or the mailbox does not exist or is switched off).
+    """
+    account = db.session.get(MailAccount, account_id)
+    if account is None or not account.enabled or not _has_grant(user.id, account_id):
+        _event("refused: no grant", user_id=user.id,
+               account_id=account.id if account is not None else None, address=address)
+        db.session.commit()
+        raise AutologinRefused("no_grant")
+    now = utcnow()
+    minted = tokens.mint(now, current_app.config.get("AUTOLOGIN_TOKEN_TTL", 60))
+    db.session.add(AutologinToken(token_hash=minted.token_hash, user_id=user.id, account_id=account.id,
+                                  created_at=now, expires_at=minted.expires_at))
+    _event("issued", user_id=user.id, account_id=account.id, address=address)
+    db.session.commit()
+    log.info("autologin token issued user=%s mailbox=%s", user.id, account.id)
+    return minted.value
+
+
+def _guessing(address: str | None) -> bool:
+    """True when ``address`` sent too many unknown tokens lately (throttle against guessing)."""
+    if not address:
+        return False
+    limit = int(current_app.config.get("AUTOLOGIN_GUESS_LIMIT", 20))
+    window = timedelta(seconds=int(current_app.config.get("AUTOLOGIN_GUESS_WINDOW", 600)))
+    count = db.session.scalar(select(func.count(AutologinEvent.id)).where(
+        AutologinEvent.at > utcnow() - window, AutologinEvent.address == address[:64],
+        AutologinEvent.outcome == "refused: unknown"))
+    return (count or 0) >= limit
+
+
+def redeem(token: str | None, address: str | None) -> Handoff:
+    """Spend ``token`` once and return the mailbox's login settings.
+
+    ``address`` is where the browser came from (as Roundcube saw it), kept in
+    the event log. Raises AutologinRefused with the reason: unknown (forged or
+    malformed), used, expired, revoked (grant removed after minting), disabled,
+    throttled, no_secret, bad_server.
+    """
+    if _guessing(address):
+        _event("refused: throttled", address=address)
+        db.session.commit()
+        raise AutologinRefused("throttled")
+    if not tokens.looks_like_token(token):
+        return _refuse("unknown", address=address)
+    token_hash = tokens.hash_token(token)
+    now = utcnow()
+    # Compare-and-set: of two concurrent redeems of the same token only one
+    # UPDATE matches a row whose used_at is still NULL; the other gets rowcount 0.
+    spent = db.session.execute(
+        update(AutologinToken)
+        .where(AutologinToken.token_hash == token_hash, AutologinToken.used_at.is_(None),
+               AutologinToken.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False))
+    row = db.session.scalar(select(AutologinToken).where(AutologinToken.token_hash == token_hash))
+    if spent.rowcount != 1:
+        if row is None:
+            return _refuse("unknown", address=address)
+        reason = "used" if row.used_at is not None else "expired"
+        return _refuse(reason, user_id=row.user_id, account_id=row.account_id, address=address)
+    account = db.session.get(MailAccount, row.account_id)
+    user = db.session.get(User, row.user_id)
+    if account is None or user is None or not user.is_active or not _has_grant(row.user_id, row.account_id):
+        return _refuse("revoked", user_id=row.user_id, account_id=row.account_id, address=address)
+    if not account.enabled:
+        return _refuse("disabled", user_id=row.user_id, account_id=row.account_id, address=address)
+    try:
+        handoff = _handoff_for(account)
+    except AutologinRefused as exc:
+        return _refuse(exc.reason, user_id=row.user_id, account_id=row.account_id, address=address)
+    _event("redeemed", user_id=row.user_id, account_id=row.account_id, address=address)
+    db.session.commit()
+    log.info("autologin token redeemed user=%s mailbox=%s", row.user_id, row.account_id)
+    return handoff
+
+
+def _refuse(reason: str, *, user_id: int | None = None, account_id: int | None = None,
+            address: str | None = None):
+    # The spent token (if any) stays spent: a refused hand-off is not retried with the same link.
+    _event(f"refused: {reason}", user_id=user_id, account_id=account_id, address=address)
+    db.session.commit()
+    log.info("autologin refused reason=%s user=%s mailbox=%s", reason, user_id, account_id)
+    raise AutologinRefused(reason)
+
+
+def _valid_host(host: str | None) -> bool:
+    return bool(host) and len(host) <= 253 and _HOST_RE.match(host) is not None
+
+
+def _handoff_for(account: MailAccount) -> Handoff:
+    """Build the plugin's login settings from the configured server only (never from the request)."""
+    server: MailServer = account.server
+    if (not _valid_host(server.imap_host) or not _valid_host(server.smtp_host)
+            or server.imap_security not in _SECURITIES or server.smtp_security not in _SECURITIES
+            or not (0 < int(server.imap_port) < 65536) or not (0 < int(server.smtp_port) < 65536)):
+        raise AutologinRefused("bad_server")
+    key = current_app.config["MAIL_ENCRYPTION_KEY"]
+    if server.auth_method == "oauth2":
+        auth_type, password = "xoauth2", _oauth_bearer(account)
+    else:
+        auth_type, password = "password", decrypt_secret(key, account.password_enc)
+    if not password:
+        raise AutologinRefused("no_secret")
+    return Handoff(
+        account_id=account.id, name=account.name, login=account.login, password=password, auth_type=auth_type,
+        imap_host=server.imap_host, imap_port=int(server.imap_port), imap_security=server.imap_security,
+        smtp_host=server.smtp_host, smtp_port=int(server.smtp_port), smtp_security=server.smtp_security,
+        smtp_auth=bool(server.smtp_auth), validate_cert=bool(server.validate_cert))
+
+
+def _oauth_bearer(account: MailAccount) -> str | None:
+    """A fresh XOAUTH2 access token as Roundcube's password ("Bearer <token>").
+
+    The OAuth service (issue 5) provides ``access_token(account)``; until it
+    exists an OAuth mailbox cannot be handed off and is refused as having no secret.
+    """
+    try:
+        from app.services import oauth  # optional: written by the OAuth work
+    except ImportError:
+        return None
+    getter = getattr(oauth, "access_token", None)
+    if getter is None:
+        return None
+    token = getter(account)
+    return f"Bearer {token}" if token else None
+
+
+# ---------------------------------------------------------------- unread counts
+
+def refresh_unread(account_id: int) -> int | None:
+    """Ask the mailbox's IMAP server for its unread count (STATUS INBOX (UNSEEN)) and cache it.
+
+    Returns the new count, or None when the server could not be asked (the old
+    cached count is kept and the failure is logged without any secret).
+    """
+    # Imported here: the mail-connection helper pulls in imap_tools, which page views never need.
+    from app.services.mail_connect import open_imap
+
+    account = db.session.get(MailAccount, account_id)
+    if account is None:
+        return None
+    key = current_app.config["MAIL_ENCRYPTION_KEY"]
+    timeout = float(current_app.config.get("UNREAD_TIMEOUT", 5))
+    try:
+        secret = decrypt_secret(key, account.password_enc)
+        mailbox = open_imap(account.server, account.login, secret, timeout=timeout)
+        try:
+            status = mailbox.folder.status("INBOX", ["UNSEEN"])
+        finally:
+            try:
+                mailbox.logout()
+            except Exception:  # the count is read; a failing LOGOUT changes nothing
+                pass
+        count = int(status.get("UNSEEN", 0))
+    except Exception as exc:  # any failure (DNS, refused, auth, protocol, key): keep the old count
+        log.warning("unread count of mailbox %s not refreshed: %s", account_id, type(exc).__name__)
+        db.session.rollback()
+        return None
+    account.unread_count = count
+    account.unread_checked_at = utcnow()
+    db.session.commit()
+    return count
+
+
+def unread_for(user) -> dict:
+    """The JSON the top bar polls: counts for the user's mailboxes, refreshing the stale ones.
+
+    A stale mailbox is claimed by compare-and-set on ``unread_checked_at`` so
+    that many users polling at once make one IMAP call per interval, not one each.
+    """
+    show_unread, refresh_seconds = _settings()
+    if not show_unread:
+        return {"show": False, "refresh_seconds": refresh_seconds, "mailboxes": []}
+    now = utcnow()
+    stale_before = now - timedelta(seconds=refresh_seconds)
+    for account in mailboxes_for(user):
+        claimed = db.session.execute(
+            update(MailAccount)
+            .where(MailAccount.id == account.id,
+                   or_(MailAccount.unread_checked_at.is_(None), MailAccount.unread_checked_at < stale_before))
+            .values(unread_checked_at=now)
+            .execution_options(synchronize_session=False))
+        db.session.commit()
+        if claimed.rowcount == 1:
+            refresh_unread(account.id)
+    db.session.expire_all()
+    return {"show": True, "refresh_seconds": refresh_seconds,
+            "mailboxes": [{"id": a.id, "name": a.name, "unread": a.unread_count} for a in mailboxes_for(user)]}
+
+
+# ---------------------------------------------------------------- log
+
+def events_page(page: int, per_page: int):
+    """The hand-off log, newest first, paginated."""
+    return db.paginate(select(AutologinEvent).order_by(AutologinEvent.at.desc(), AutologinEvent.id.desc()),
+                       page=page, per_page=per_page, error_out=False)

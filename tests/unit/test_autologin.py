@@ -1,0 +1,480 @@
+"""Autologin: grants, the one-time token hand-off, the redeem endpoint, the top bar (SPEC §3)."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from app.crypto import encrypt_secret
+from app.extensions import db
+from app.models import AutologinEvent, AutologinGrant, AutologinToken, MailAccount, MailServer, MailSettings
+from app.models.base import utcnow
+from app.services import autologin
+from roundcube_bridge import tokens
+from tests import factories
+
+MAILBOX_PASSWORD = "s3cret-mailbox-pw"
+SECRET_HEADERS = {tokens.SECRET_HEADER: "test-bridge-secret"}
+
+
+def make_server(name="Corp IMAP", **kw) -> MailServer:
+    values = dict(name=name, imap_host="imap.corp.test", imap_port=993, imap_security="ssl",
+                  smtp_host="smtp.corp.test", smtp_port=465, smtp_security="ssl", smtp_auth=True)
+    values.update(kw)
+    server = MailServer(**values)
+    db.session.add(server)
+    db.session.commit()
+    return server
+
+
+def make_mailbox(app, server, name="Sales", login="sales@corp.test", password=MAILBOX_PASSWORD,
+                 enabled=True) -> MailAccount:
+    account = MailAccount(name=name, server=server, login=login, enabled=enabled,
+                          password_enc=encrypt_secret(app.config["MAIL_ENCRYPTION_KEY"], password))
+    db.session.add(account)
+    db.session.commit()
+    return account
+
+
+def grant(account, *users):
+    autologin.set_grants(account.id, [u.id for u in users])
+
+
+@pytest.fixture
+def mailbox(app):
+    return make_mailbox(app, make_server())
+
+
+def open_via_client(client, account_id):
+    page = client.get("/")
+    return client.post(f"/bridge/open/{account_id}", data={"csrf_token": factories.csrf_from(page)})
+
+
+def token_from(response) -> str:
+    assert response.status_code == 303
+    match = re.search(r"[?&]_autologin=([A-Za-z0-9_-]+)$", response.headers["Location"])
+    assert match, response.headers["Location"]
+    return match.group(1)
+
+
+def redeem_via_client(client, token, headers=SECRET_HEADERS, client_address="203.0.113.7"):
+    return client.post("/bridge/redeem", json={"token": token, "client": client_address}, headers=headers)
+
+
+def outcomes():
+    return [e.outcome for e in db.session.scalars(select(AutologinEvent).order_by(AutologinEvent.id))]
+
+
+# ---------------------------------------------------------------- pure token functions
+
+def test_tokens_are_random_urlsafe_and_hashed():
+    now = utcnow()
+    a, b = tokens.mint(now, 60), tokens.mint(now, 60)
+    assert a.value != b.value
+    assert tokens.looks_like_token(a.value)
+    assert a.token_hash == tokens.hash_token(a.value) and len(a.token_hash) == 64
+    assert a.value not in a.token_hash
+    assert a.expires_at == now + timedelta(seconds=60)
+    assert tokens.is_expired(a.expires_at, now + timedelta(seconds=60))
+    assert not tokens.is_expired(a.expires_at, now + timedelta(seconds=59))
+
+
+@pytest.mark.parametrize("value", [None, "", "short", "a" * 200, "has space in it and more", "x/../../etc/passwd"])
+def test_token_shape_rejects_garbage(value):
+    assert not tokens.looks_like_token(value)
+
+
+def test_secret_check_is_constant_time(monkeypatch):
+    calls = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(tokens.hmac, "compare_digest", spy)
+    assert tokens.secret_matches("abc", "abc")
+    assert not tokens.secret_matches("abd", "abc")
+    assert len(calls) == 2
+    assert not tokens.secret_matches("anything", None)
+    assert not tokens.secret_matches(None, "abc")
+
+
+# ---------------------------------------------------------------- service: token lifecycle
+
+def test_token_is_one_time_and_only_its_hash_is_stored(app, user, mailbox):
+    grant(mailbox, user)
+    token = autologin.open_mailbox(user, mailbox.id, "198.51.100.1")
+    row = db.session.scalar(select(AutologinToken))
+    assert row.token_hash == tokens.hash_token(token)
+    assert token not in {row.token_hash}
+    handoff = autologin.redeem(token, "198.51.100.1")
+    assert handoff.login == "sales@corp.test" and handoff.password == MAILBOX_PASSWORD
+    assert (handoff.imap_host, handoff.imap_port, handoff.imap_security) == ("imap.corp.test", 993, "ssl")
+    assert (handoff.smtp_host, handoff.smtp_port, handoff.smtp_security, handoff.smtp_auth) == \
+        ("smtp.corp.test", 465, "ssl", True)
+    with pytest.raises(autologin.AutologinRefused) as second:
+        autologin.redeem(token, "198.51.100.1")
+    assert second.value.reason == "used" and second.value.status == 410
+    assert outcomes() == ["issued", "redeemed", "refused: used"]
+
+
+def test_expired_token_is_refused(app, user, mailbox):
+    grant(mailbox, user)
+    token = autologin.open_mailbox(user, mailbox.id, None)
+    row = db.session.scalar(select(AutologinToken))
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    with pytest.raises(autologin.AutologinRefused) as refused:
+        autologin.redeem(token, None)
+    assert refused.value.reason == "expired"
+    assert db.session.scalar(select(AutologinToken)).used_at is None
+
+
+def test_ttl_comes_from_configuration(app, user, mailbox):
+    app.config["AUTOLOGIN_TOKEN_TTL"] = 7
+    try:
+        grant(mailbox, user)
+        autologin.open_mailbox(user, mailbox.id, None)
+        row = db.session.scalar(select(AutologinToken))
+        assert row.expires_at - row.created_at == timedelta(seconds=7)
+    finally:
+        app.config["AUTOLOGIN_TOKEN_TTL"] = 60
+
+
+def test_forged_token_is_refused(app, user, mailbox):
+    with pytest.raises(autologin.AutologinRefused) as refused:
+        autologin.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.9")
+    assert refused.value.reason == "unknown" and refused.value.status == 404
+    assert outcomes() == ["refused: unknown"]
+
+
+def test_token_is_bound_to_its_user_and_mailbox(app, user, mailbox):
+    other_box = make_mailbox(app, make_server("Other", imap_host="imap.other.test"), name="Support",
+                             login="support@corp.test", password="other-pw")
+    grant(mailbox, user)
+    grant(other_box, user)
+    token = autologin.open_mailbox(user, mailbox.id, None)
+    row = db.session.scalar(select(AutologinToken))
+    assert (row.user_id, row.account_id) == (user.id, mailbox.id)
+    handoff = autologin.redeem(token, None)
+    # The token opens the mailbox it was minted for, never another one of the user's.
+    assert (handoff.account_id, handoff.login, handoff.imap_host) == (mailbox.id, "sales@corp.test", "imap.corp.test")
+
+
+def test_revoked_grant_after_minting_is_refused(app, user, mailbox):
+    grant(mailbox, user)
+    token = autologin.open_mailbox(user, mailbox.id, None)
+    autologin.set_grants(mailbox.id, [])
+    with pytest.raises(autologin.AutologinRefused) as refused:
+        autologin.redeem(token, None)
+    assert refused.value.reason in {"revoked", "unknown"} and refused.value.status in {403, 404}
+    assert refused.value.status != 200
+
+
+def test_revoked_grant_with_token_row_kept_says_revoked(app, user, mailbox):
+    grant(mailbox, user)
+    token = autologin.open_mailbox(user, mailbox.id, None)
+    # Remove only the grant (as a concurrent admin change would), keeping the token row.
+    db.session.execute(AutologinGrant.__table__.delete())
+    db.session.commit()
+    with pytest.raises(autologin.AutologinRefused) as refused:
+        autologin.redeem(token, None)
+    assert refused.value.reason == "revoked" and refused.value.status == 403
+    assert outcomes()[-1] == "refused: revoked"
+
+
+def test_no_grant_means_403_and_no_token(app, user, mailbox):
+    with pytest.raises(autologin.AutologinRefused) as refused:
+        autologin.open_mailbox(user, mailbox.id, "198.51.100.2")
+    assert refused.value.status == 403
+    assert db.session.scalar(select(func.count(AutologinToken.id))) == 0
+    event = db.session.scalar(select(AutologinEvent))
+    assert (event.user_id, event.account_id, event.address, event.outcome) == \
+        (user.id, mailbox.id, "198.51.100.2", "refused: no grant")
+
+
+def test_disabled_mailbox_is_not_offered_nor_opened(app, user):
+    box = make_mailbox(app, make_server(), enabled=False)
+    grant(box, user)
+    assert autologin.mailboxes_for(user) == []
+    with pytest.raises(autologin.AutologinRefused):
+        autologin.open_mailbox(user, box.id, None)
+
+
+def test_concurrent_redeems_spend_a_token_once(app, user, mailbox):
+    if db.engine.dialect.name == "sqlite" and db.engine.url.database in (None, "", ":memory:"):
+        pytest.skip("in-memory SQLite is one connection; the race needs PostgreSQL or a file database")
+    grant(mailbox, user)
+    token = autologin.open_mailbox(user, mailbox.id, None)
+    results, barrier = [], threading.Barrier(4)
+
+    def attempt():
+        with app.app_context():
+            barrier.wait()
+            try:
+                autologin.redeem(token, None)
+                results.append("ok")
+            except autologin.AutologinRefused as exc:
+                results.append(exc.reason)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["ok", "used", "used", "used"]
+
+
+def test_guessing_is_throttled(app, user, mailbox):
+    app.config["AUTOLOGIN_GUESS_LIMIT"] = 3
+    try:
+        for _ in range(3):
+            with pytest.raises(autologin.AutologinRefused):
+                autologin.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.50")
+        grant(mailbox, user)
+        good = autologin.open_mailbox(user, mailbox.id, None)
+        with pytest.raises(autologin.AutologinRefused) as refused:
+            autologin.redeem(good, "203.0.113.50")
+        assert refused.value.reason == "throttled" and refused.value.status == 429
+        # Another address is not affected.
+        assert autologin.redeem(good, "203.0.113.51").login == "sales@corp.test"
+    finally:
+        app.config["AUTOLOGIN_GUESS_LIMIT"] = 20
+
+
+def test_host_that_roundcube_would_expand_is_never_handed_out(app, user):
+    box = make_mailbox(app, make_server(imap_host="%h"))
+    grant(box, user)
+    token = autologin.open_mailbox(user, box.id, None)
+    with pytest.raises(autologin.AutologinRefused) as refused:
+        autologin.redeem(token, None)
+    assert refused.value.reason == "bad_server"
+
+
+# ---------------------------------------------------------------- HTTP: open and redeem
+
+def test_open_redirects_to_roundcube_with_a_one_time_token(app, client, auth, user, mailbox):
+    grant(mailbox, user)
+    auth.login("alice")
+    response = open_via_client(client, mailbox.id)
+    token = token_from(response)
+    assert response.headers["Location"].startswith(app.config["ROUNDCUBE_URL"])
+    assert MAILBOX_PASSWORD not in response.headers["Location"]
+    assert response.headers["Cache-Control"] == "no-store"
+    answer = redeem_via_client(client, token)
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["login"] == "sales@corp.test" and body["password"] == MAILBOX_PASSWORD
+    again = redeem_via_client(client, token)
+    assert again.status_code == 410 and again.get_json()["reason"] == "used"
+    assert MAILBOX_PASSWORD not in again.get_data(as_text=True)
+    events = db.session.scalars(select(AutologinEvent).order_by(AutologinEvent.id)).all()
+    assert [(e.user_id, e.account_id, e.outcome) for e in events] == [
+        (user.id, mailbox.id, "issued"), (user.id, mailbox.id, "redeemed"), (user.id, mailbox.id, "refused: used")]
+    assert events[1].address == "203.0.113.7" and events[1].at is not None
+
+
+def test_open_without_grant_is_403_and_makes_no_token(client, auth, user, mailbox):
+    auth.login("alice")
+    response = open_via_client(client, mailbox.id)
+    assert response.status_code == 403
+    assert db.session.scalar(select(func.count(AutologinToken.id))) == 0
+
+
+def test_open_unknown_mailbox_is_403(client, auth, user):
+    auth.login("alice")
+    assert open_via_client(client, 9999).status_code == 403
+    assert db.session.scalar(select(func.count(AutologinToken.id))) == 0
+
+
+def test_open_needs_login_and_csrf(client, auth, user, mailbox):
+    grant(mailbox, user)
+    assert client.post(f"/bridge/open/{mailbox.id}").status_code in (302, 400, 401)
+    auth.login("alice")
+    assert client.post(f"/bridge/open/{mailbox.id}").status_code == 400
+    assert client.get(f"/bridge/open/{mailbox.id}").status_code == 405
+    assert db.session.scalar(select(func.count(AutologinToken.id))) == 0
+
+
+@pytest.mark.parametrize("headers", [{}, {tokens.SECRET_HEADER: "wrong"}, {tokens.SECRET_HEADER: ""},
+                                     {"Authorization": "test-bridge-secret"}])
+def test_redeem_without_the_shared_secret_is_401(client, auth, user, mailbox, headers):
+    grant(mailbox, user)
+    auth.login("alice")
+    token = token_from(open_via_client(client, mailbox.id))
+    answer = redeem_via_client(client, token, headers=headers)
+    assert answer.status_code == 401
+    assert MAILBOX_PASSWORD not in answer.get_data(as_text=True)
+    # The token was not spent by the refused call: the real plugin can still use it.
+    assert redeem_via_client(client, token).status_code == 200
+    assert "refused: bad secret" in outcomes()
+
+
+def test_redeem_uses_constant_time_compare(client, monkeypatch):
+    seen = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(tokens.hmac, "compare_digest", lambda a, b: seen.append(1) or real(a, b))
+    assert redeem_via_client(client, "x" * 43, headers={tokens.SECRET_HEADER: "nope"}).status_code == 401
+    assert seen
+
+
+@pytest.mark.parametrize("payload", [None, {}, {"token": 5}, {"token": "bad token"}, {"token": ["a"]}])
+def test_redeem_refuses_malformed_bodies(client, payload):
+    answer = client.post("/bridge/redeem", json=payload, headers=SECRET_HEADERS) if payload is not None else \
+        client.post("/bridge/redeem", data="not json", headers=SECRET_HEADERS)
+    assert answer.status_code == 404 and answer.get_json()["reason"] == "unknown"
+
+
+def test_redeem_is_csrf_exempt_but_secret_protected(client):
+    answer = client.post("/bridge/redeem", json={"token": "A" * 43}, headers=SECRET_HEADERS)
+    assert answer.status_code == 404  # not 400 (CSRF): the secret authenticates the server-to-server call
+
+
+# ---------------------------------------------------------------- top bar, desk, unread
+
+def test_top_bar_one_button(client, auth, user, mailbox):
+    grant(mailbox, user)
+    auth.login("alice")
+    html = client.get("/").get_data(as_text=True)
+    assert f'action="/bridge/open/{mailbox.id}"' in html
+    assert "mailbox-button" in html and "mailbox-menu" not in html
+    assert "Sales" in html
+    assert "unread.js" in html
+
+
+def test_top_bar_drop_down_for_several(app, client, auth, user, mailbox):
+    second = make_mailbox(app, make_server("Other", imap_host="imap.other.test"), name="Support",
+                          login="support@corp.test")
+    grant(mailbox, user)
+    grant(second, user)
+    auth.login("alice")
+    html = client.get("/").get_data(as_text=True)
+    assert "mailbox-menu" in html and 'class="mailbox-button"' not in html
+    assert f'action="/bridge/open/{mailbox.id}"' in html and f'action="/bridge/open/{second.id}"' in html
+
+
+def test_top_bar_nothing_without_grant(client, auth, user, mailbox):
+    auth.login("alice")
+    html = client.get("/").get_data(as_text=True)
+    assert "/bridge/open/" not in html and "mailbox-menu" not in html and "unread.js" not in html
+
+
+def test_unread_count_shown_from_cache_and_switchable(app, client, auth, user, mailbox):
+    mailbox.unread_count = 17
+    db.session.commit()
+    grant(mailbox, user)
+    auth.login("alice")
+    assert '<span class="badge">17</span>' in client.get("/").get_data(as_text=True)
+    settings = MailSettings.get()
+    settings.show_unread = False
+    db.session.commit()
+    assert '<span class="badge">17</span>' not in client.get("/").get_data(as_text=True)
+    assert autologin.mailbox_buttons(user) == [{"id": mailbox.id, "name": "Sales", "unread": None}]
+
+
+def test_unread_poll_endpoint_answers_cached_counts(app, client, auth, user, mailbox):
+    mailbox.unread_count = 3
+    mailbox.unread_checked_at = utcnow()  # fresh: the poll must not talk to the (fake) server
+    db.session.commit()
+    grant(mailbox, user)
+    auth.login("alice")
+    body = client.get("/bridge/unread").get_json()
+    assert body["show"] is True
+    assert body["mailboxes"] == [{"id": mailbox.id, "name": "Sales", "unread": 3}]
+
+
+def test_desk_mailbox_lists_the_users_mailboxes(client, auth, user, mailbox):
+    grant(mailbox, user)
+    auth.login("alice")
+    html = client.get("/mailbox").get_data(as_text=True)
+    assert "Sales" in html and f'action="/bridge/open/{mailbox.id}"' in html and ">Open<" in html
+
+
+def test_desk_mailbox_empty_for_user_without_grant(client, auth, user, mailbox):
+    auth.login("alice")
+    html = client.get("/mailbox").get_data(as_text=True)
+    assert "/bridge/open/" not in html and "No corporate mailbox" in html
+
+
+# ---------------------------------------------------------------- admin pages
+
+def test_admin_grants_page_saves_per_mailbox(app, client, auth, admin, user, mailbox):
+    bob = factories.user("bob")
+    auth.login("admin")
+    page = client.get("/admin/autologin")
+    html = page.get_data(as_text=True)
+    assert "Sales" in html and "alice" in html.lower() and "bob" in html.lower()
+    token = factories.csrf_from(page)
+    prefix = f"m{mailbox.id}"
+    response = client.post(f"/admin/autologin/{mailbox.id}",
+                           data={f"{prefix}-csrf_token": token, f"{prefix}-user_ids": [str(user.id), str(bob.id)]})
+    assert response.status_code == 302
+    assert autologin.grants_by_account() == {mailbox.id: {user.id, bob.id}}
+    response = client.post(f"/admin/autologin/{mailbox.id}",
+                           data={f"{prefix}-csrf_token": token, f"{prefix}-user_ids": [str(bob.id)]})
+    assert autologin.grants_by_account() == {mailbox.id: {bob.id}}
+    html = client.get("/admin/autologin").get_data(as_text=True)
+    assert re.search(rf'value="{bob.id}"[^>]*checked|checked[^>]*value="{bob.id}"', html)
+    # Empty means nobody.
+    client.post(f"/admin/autologin/{mailbox.id}", data={f"{prefix}-csrf_token": token})
+    assert autologin.grants_by_account() == {}
+    from app.models import AuditEntry
+    assert db.session.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == "autologin.grants")) == 3
+
+
+def test_admin_grants_refuses_unknown_users_and_missing_csrf(client, auth, admin, user, mailbox):
+    auth.login("admin")
+    token = factories.csrf_from(client.get("/admin/autologin"))
+    prefix = f"m{mailbox.id}"
+    client.post(f"/admin/autologin/{mailbox.id}", data={f"{prefix}-csrf_token": token, f"{prefix}-user_ids": "9999"})
+    client.post(f"/admin/autologin/{mailbox.id}", data={f"{prefix}-user_ids": str(user.id)})
+    client.post(f"/admin/autologin/{mailbox.id}", data={f"{prefix}-csrf_token": token, f"{prefix}-user_ids": "x"})
+    assert autologin.grants_by_account() == {}
+    assert client.post("/admin/autologin/9999", data={"m9999-csrf_token": token}).status_code == 404
+
+
+def test_admin_pages_are_for_administrators_only(client, auth, user):
+    auth.login("alice")
+    assert client.get("/admin/autologin").status_code == 403
+    assert client.get("/admin/handoffs").status_code == 403
+
+
+def test_handoff_log_newest_first_and_paginated(app, client, auth, admin, user, mailbox):
+    grant(mailbox, user)
+    for _ in range(3):
+        autologin.redeem(autologin.open_mailbox(user, mailbox.id, "192.0.2.1"), "192.0.2.1")
+    app.config["PER_PAGE"] = 4
+    try:
+        auth.login("admin")
+        html = client.get("/admin/handoffs").get_data(as_text=True)
+        assert html.count("<tr>") == 5  # header + 4 rows
+        assert "Page 1 of 2" in html and "alice" in html and "Sales" in html and "192.0.2.1" in html
+        assert html.index("redeemed") < html.index("issued")
+        assert client.get("/admin/handoffs?page=2").get_data(as_text=True).count("<tr>") == 3
+    finally:
+        app.config["PER_PAGE"] = 50
+
+
+def test_password_never_in_any_product_page(app, client, auth, admin, user, mailbox):
+    grant(mailbox, user)
+    auth.login("alice")
+    token = token_from(open_via_client(client, mailbox.id))
+    bodies = [client.get(url).get_data(as_text=True) for url in ("/", "/mailbox", "/bridge/unread")]
+    redeem_via_client(client, token)
+    redeem_via_client(client, token)
+    auth.logout()
+    auth.login("admin")
+    bodies += [client.get(url).get_data(as_text=True) for url in ("/admin/autologin", "/admin/handoffs")]
+    for body in bodies:
+        assert MAILBOX_PASSWORD not in body
+        assert token not in body
+    assert all(MAILBOX_PASSWORD not in (e.outcome + (e.address or "")) for e in
+               db.session.scalars(select(AutologinEvent)))
