@@ -1,0 +1,138 @@
+"""The Queues page against a real Redis: a failed scan job is shown with its error, retried, cancelled.
+
+Jobs run in-process with rq's SimpleWorker in burst mode. The tests use their
+own Redis database (index 14, emptied before and after) so that they never
+touch the queues of a worker running on the shared database 0.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+
+from app.extensions import db
+from app.models import AuditEntry, MailAccount, MailServer
+from tests import factories
+
+pytestmark = pytest.mark.integration
+
+TEST_DB = 14
+
+
+def failing_scan(account_id: int) -> None:
+    """Stands in for a scan whose mail server refuses the login."""
+    raise RuntimeError(f"IMAP login failed for account {account_id}: <b>AUTHENTICATIONFAILED</b>")
+
+
+def quick_scan(account_id: int) -> int:
+    """A scan that succeeds at once."""
+    return account_id
+
+
+@pytest.fixture
+def queue_redis(app, redis_url, monkeypatch):
+    """The app in redis mode on a private, empty Redis database; yields that connection."""
+    url = re.sub(r"/\d*$", "", redis_url.rstrip("/")) + f"/{TEST_DB}"
+    monkeypatch.setitem(app.config, "QUEUE_MODE", "redis")
+    monkeypatch.setitem(app.config, "REDIS_URL", url)
+    conn = redis.Redis.from_url(url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+def _account(name="Support box") -> MailAccount:
+    server = MailServer(name="Main", imap_host="127.0.0.1", imap_port=10143, imap_security="none",
+                        smtp_host="127.0.0.1", smtp_port=10025, smtp_security="none")
+    account = MailAccount(name=name, server=server, login="support@corp.test")
+    db.session.add_all([server, account])
+    db.session.commit()
+    return account
+
+
+def _run_burst(conn, queue) -> None:
+    SimpleWorker([queue], connection=conn).work(burst=True)
+
+
+def test_failed_job_is_shown_with_its_error_and_retry_requeues_it(queue_redis, client, admin, auth):
+    account = _account()
+    q = Queue("scan", connection=queue_redis)
+    job_id = f"scan-{account.id}"
+    q.enqueue(failing_scan, account.id, job_id=job_id)
+    _run_burst(queue_redis, q)
+    assert job_id in FailedJobRegistry("scan", connection=queue_redis)
+
+    auth.login("admin")
+    page = client.get("/admin/queues").get_data(as_text=True)
+    row = page[page.index(f'id="job-{job_id}"'):]
+    row = row[:row.index("</tr>")]
+    assert "Support box" in row
+    assert "IMAP login failed for account" in row
+    # The error is escaped, not rendered as markup.
+    assert "&lt;b&gt;AUTHENTICATIONFAILED&lt;/b&gt;" in row
+    assert "Retry" in row
+
+    token = factories.csrf_from(client.get("/admin/queues"))
+    response = client.post(f"/admin/queues/jobs/{job_id}/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert "is queued again" in response.get_data(as_text=True)
+    assert job_id in q.get_job_ids()
+    assert job_id not in FailedJobRegistry("scan", connection=queue_redis)
+    assert db.session.query(AuditEntry).filter_by(action="queue.retry", target=job_id).count() == 1
+
+    # Retrying a job that has not failed is refused in plain words.
+    response = client.post(f"/admin/queues/jobs/{job_id}/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert "has not failed" in response.get_data(as_text=True)
+
+
+def test_cancel_removes_a_queued_job(queue_redis, client, admin, auth):
+    account = _account()
+    q = Queue("scan", connection=queue_redis)
+    job_id = f"scan-{account.id}"
+    q.enqueue(quick_scan, account.id, job_id=job_id)
+
+    auth.login("admin")
+    page = client.get("/admin/queues").get_data(as_text=True)
+    assert f'id="job-{job_id}"' in page
+    token = factories.csrf_from(client.get("/admin/queues"))
+    response = client.post(f"/admin/queues/jobs/{job_id}/cancel", data={"csrf_token": token},
+                           follow_redirects=True)
+    assert "was cancelled before it started" in response.get_data(as_text=True)
+    assert job_id not in q.get_job_ids()
+    assert Job.fetch(job_id, connection=queue_redis).get_status() == JobStatus.CANCELED
+    # Nothing runs any more.
+    _run_burst(queue_redis, q)
+    assert job_id not in FinishedJobRegistry("scan", connection=queue_redis)
+    assert db.session.query(AuditEntry).filter_by(action="queue.cancel", target=job_id).count() == 1
+
+
+def test_finished_jobs_and_live_workers_are_listed(queue_redis, client, admin, auth):
+    account = _account("Sales box")
+    q = Queue("scan", connection=queue_redis)
+    q.enqueue(quick_scan, account.id, job_id=f"scan-{account.id}")
+    _run_burst(queue_redis, q)
+
+    worker = SimpleWorker([q], connection=queue_redis, name="ops-test-worker")
+    worker.register_birth()
+    try:
+        auth.login("admin")
+        page = client.get("/admin/queues").get_data(as_text=True)
+    finally:
+        worker.register_death()
+    finished = page[page.index("jobs-finished"):]
+    assert f"scan-{account.id}" in finished and "Sales box" in finished
+    assert 'data-worker="ops-test-worker"' in page
+    assert "1 finished" in page
+
+
+def test_unknown_job_is_reported_not_500(queue_redis, client, admin, auth):
+    auth.login("admin")
+    token = factories.csrf_from(client.get("/admin/queues"))
+    response = client.post("/admin/queues/jobs/scan-999/cancel", data={"csrf_token": token}, follow_redirects=True)
+    assert response.status_code == 200
+    assert "no longer exists" in response.get_data(as_text=True)
