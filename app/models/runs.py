@@ -80,6 +80,8 @@ class ScanRun(db.Model):
     status: Mapped[str] = mapped_column(String(10), default="running")
     trigger: Mapped[str] = mapped_column(String(20), default="schedule")  # schedule / manual / cli
     job_id: Mapped[str | None] = mapped_column(String(100))
+    # "host:pid" of the process running the scan, so a later run can tell a dead run from a live one.
+    runner: Mapped[str | None] = mapped_column(String(120))
     downloaded: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[int] = mapped_column(Integer, default=0)
     bound: Mapped[int] = mapped_column(Integer, default=0)

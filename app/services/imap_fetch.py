@@ -1,0 +1,163 @@
+"""Bulk IMAP reads for the scanner, on the imaplib client under imap-tools.
+
+Everything here is read-only: folders are opened with EXAMINE and bodies are
+fetched with ``BODY.PEEK``, so the scanner never sets ``\\Seen`` or any other
+flag. Each function is one IMAP round trip:
+
+- ``folder_status``: ``STATUS (UIDVALIDITY UIDNEXT MESSAGES)``;
+- ``examine``: ``EXAMINE``;
+- ``list_sizes``: ``UID FETCH n:* (UID RFC822.SIZE)`` (the UIDs after the last
+  one done, with their sizes, so chunks can be bounded in bytes too);
+- ``fetch_chunk``: one ``UID FETCH a,b,c (UID RFC822.SIZE BODY.PEEK[])`` for
+  the messages under the size limit, and one ``BODY.PEEK[HEADER]`` for those
+  over it (only when there are any).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from imap_tools.utils import encode_folder
+
+from app.scanner.types import FolderStatus, RawMessage
+
+_UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
+
+
+class ImapReadError(Exception):
+    """The server refused a read command; ``str()`` says what, in plain words."""
+
+
+class FolderMissing(ImapReadError):
+    """The folder does not exist (any more) on the server."""
+
+
+def _check(typ: str, data, what: str) -> None:
+    if typ != "OK":
+        detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+        raise ImapReadError(f"The mail server refused to {what}: {detail or typ}")
+
+
+def folder_status(client, name: str) -> FolderStatus:
+    """UIDVALIDITY, UIDNEXT and message count of a folder, in one round trip."""
+    typ, data = client._simple_command("STATUS", encode_folder(name), "(UIDVALIDITY UIDNEXT MESSAGES)")
+    if typ != "OK":
+        detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+        raise FolderMissing(f"The folder {name!r} cannot be read on the server ({detail or typ}). "
+                            "Check the scanner's folders on its page.")
+    typ, data = client._untagged_response(typ, data, "STATUS")
+    values: dict[bytes, int] = {}
+    for item in data or []:
+        line = item[0] if isinstance(item, tuple) else item
+        if isinstance(line, bytes):
+            values.update({k: int(v) for k, v in _STATUS_ITEM.findall(line)})
+    try:
+        return FolderStatus(uidvalidity=values[b"UIDVALIDITY"], uidnext=values[b"UIDNEXT"],
+                            messages=values[b"MESSAGES"])
+    except KeyError as exc:
+        raise ImapReadError(f"The mail server did not report {exc.args[0].decode()} "
+                            f"for the folder {name!r}.") from exc
+
+
+def examine(client, name: str) -> None:
+    """Open a folder read-only (EXAMINE), so nothing we do can change its flags."""
+    typ, data = client.select(encode_folder(name), readonly=True)
+    if typ != "OK":
+        detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+        raise FolderMissing(f"The folder {name!r} cannot be opened on the server ({detail or typ}).")
+
+
+def list_sizes(client, after_uid: int) -> dict[int, int]:
+    """UID → size of every message with a UID greater than ``after_uid``, ascending."""
+    typ, data = client.uid("FETCH", f"{after_uid + 1}:*", "(UID RFC822.SIZE)")
+    _check(typ, data, "list the new messages")
+    sizes: dict[int, int] = {}
+    for item in data or []:
+        line = item[0] if isinstance(item, tuple) else item
+        if not isinstance(line, bytes):
+            continue
+        uid, size = _UID.search(line), _SIZE.search(line)
+        # "n:*" always matches the last message even when its UID is below n.
+        if uid and int(uid.group(1)) > after_uid:
+            sizes[int(uid.group(1))] = int(size.group(1)) if size else 0
+    return dict(sorted(sizes.items()))
+
+
+def byte_bounded_chunks(uids: list[int], sizes: dict[int, int], count: int, max_bytes: int,
+                        max_message_bytes: int) -> Iterator[list[int]]:
+    """Chunks of at most ``count`` UIDs and about ``max_bytes`` of message data.
+
+    Messages over ``max_message_bytes`` count only a header's worth, because
+    only their header is fetched.
+    """
+    chunk: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        cost = 64 * 1024 if size > max_message_bytes else size
+        if chunk and (len(chunk) >= count or total + cost > max_bytes):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(uid)
+        total += cost
+    if chunk:
+        yield chunk
+
+
+def _parse_fetch(data) -> dict[int, tuple[int | None, bytes]]:
+    """UID → (RFC822.SIZE, literal) from an imaplib FETCH answer."""
+    out: dict[int, tuple[int | None, bytes]] = {}
+    meta = b""
+    body: bytes | None = None
+
+    def flush():
+        if body is None:  # a line without a literal (e.g. an unsolicited FLAGS update)
+            return
+        uid, size = _UID.search(meta), _SIZE.search(meta)
+        if uid:
+            out[int(uid.group(1))] = (int(size.group(1)) if size else None, body or b"")
+
+    for item in data or []:
+        if isinstance(item, tuple):
+            flush()
+            meta, body = item[0], item[1]
+        elif isinstance(item, bytes):
+            if body is not None and not re.match(rb"^\d+ \(", item):
+                # The text after a literal: may still hold "UID n" when the server orders items so.
+                meta += b" " + item
+            else:
+                flush()
+                meta, body = item, None
+    flush()
+    return out
+
+
+def fetch_chunk(client, folder: str, uidvalidity: int, uids: list[int], sizes: dict[int, int],
+                max_message_bytes: int) -> tuple[list[RawMessage], list[int]]:
+    """Fetch one chunk without marking anything seen.
+
+    Returns the messages in UID order, and the UIDs the server no longer has
+    (deleted between listing and fetching).
+    """
+    small = [u for u in uids if sizes.get(u, 0) <= max_message_bytes]
+    large = [u for u in uids if sizes.get(u, 0) > max_message_bytes]
+    got: dict[int, RawMessage] = {}
+    if small:
+        typ, data = client.uid("FETCH", ",".join(map(str, small)), "(UID RFC822.SIZE BODY.PEEK[])")
+        _check(typ, data, "send the messages")
+        for uid, (size, body) in _parse_fetch(data).items():
+            got[uid] = RawMessage(folder=folder, uidvalidity=uidvalidity, uid=uid, data=body,
+                                  size=size if size is not None else len(body))
+    if large:
+        typ, data = client.uid("FETCH", ",".join(map(str, large)), "(UID RFC822.SIZE BODY.PEEK[HEADER])")
+        _check(typ, data, "send the message headers")
+        for uid, (size, body) in _parse_fetch(data).items():
+            got[uid] = RawMessage(folder=folder, uidvalidity=uidvalidity, uid=uid, data=body,
+                                  size=size if size is not None else sizes.get(uid, 0), truncated=True)
+    wanted = set(uids)
+    messages = [got[u] for u in sorted(got) if u in wanted]
+    missing = [u for u in uids if u not in got]
+    return messages, missing

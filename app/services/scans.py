@@ -1,0 +1,594 @@
+"""Scan runs: one scanner's mailbox read from IMAP into e-mails, links and tickets.
+
+``run_scan`` drives the pipeline (``app.scanner``) over the IMAP reads of
+``imap_fetch`` and the batch writes of ``mail_store``:
+
+- it first closes runs that died (worker killed, machine gone) and takes the
+  mailbox with a compare-and-set on ``mail_accounts.running_run_id``, so two
+  workers never scan the same mailbox;
+- an unchanged folder costs one IMAP round trip (STATUS);
+- new mail is fetched oldest first, in chunks of ``batch_size`` messages (and
+  a bounded number of bytes), within the scanner's ``max_per_run`` budget
+  shared by its folders; bodies are fetched with ``BODY.PEEK`` in a folder
+  opened read-only, so no flag ever changes;
+- each chunk is parsed, filtered and stored, and the folder's UIDVALIDITY and
+  last UID and the run's counters are written in the same transaction, so a
+  crash loses nothing and the next run repeats nothing.
+
+A scanner without the *Create email* action stores nothing: its messages are
+only counted as downloaded and its folders still advance (so switching the
+action on later starts from new mail, not from the mailbox's beginning).
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import os
+import socket
+import threading
+from dataclasses import asdict
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from app.extensions import db
+from app.models import IgnoreFilter, MailAccount, MailSettings, ScanFolder, ScanRun
+from app.models.base import utcnow
+from app.scanner import filters, parse, plan
+from app.scanner.types import FilterRule, FolderState, RunCounters
+from app.services import imap_fetch, mail_store
+from app.services.imap_fetch import ImapReadError
+
+logger = logging.getLogger(__name__)
+
+RUN_DIED = "The worker stopped without finishing (killed or crashed)."
+# Fetch chunks are also bounded in bytes, so a batch of big messages cannot exhaust memory.
+DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+# The run keeps at most this many error details (the count is always exact).
+MAX_ERROR_DETAILS = 1000
+# Failures worth retrying a little later (the server or the network), as opposed to a wrong password.
+RETRYABLE_KINDS = frozenset({"dns", "refused", "timeout", "protocol"})
+
+_runs = ScanRun.__table__
+_accounts = MailAccount.__table__
+_folders = ScanFolder.__table__
+
+# Progress of scans running in this process (inline mode has no job meta to read it from).
+_local_progress: dict[int, dict] = {}
+_local_lock = threading.Lock()
+
+
+class ScanError(Exception):
+    """A scan cannot be started or changed as asked; ``str()`` is for people."""
+
+
+class ScanAlreadyRunning(ScanError):
+    """Another run holds the mailbox; nothing was changed."""
+
+    def __init__(self, account_id: int, run_id: int | None) -> None:
+        super().__init__(f"A scan of this mailbox is already running (run {run_id}); "
+                         "wait for it to end or stop it from the download history.")
+        self.account_id = account_id
+        self.run_id = run_id
+
+
+class _Stop(Exception):
+    """Ends the run early: stopped by a person, or the run was closed by someone else."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Fail(Exception):
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+def runner_id() -> str:
+    """``host:pid`` of this process, recorded on the runs it starts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# ----------------------------------------------------------------- dead runs
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _runner_gone(runner: str | None) -> bool:
+    """True when the run was started on this host by a process that no longer exists."""
+    if not runner or ":" not in runner:
+        return False
+    host, _, pid = runner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not _pid_alive(int(pid))
+
+
+def _rq_job_gone(job_id: str) -> bool:
+    """True when RQ says the job that ran this scan is not running on a live worker."""
+    if current_app.config.get("QUEUE_MODE") != "redis":
+        return False
+    try:
+        from app.tasks import queues
+
+        return not queues.job_running(job_id)
+    except Exception:  # Redis unreachable: we cannot tell, the heartbeat timeout decides
+        logger.debug("could not ask RQ about job %s", job_id, exc_info=True)
+        return False
+
+
+def close_dead_runs(account_id: int | None = None, *, current_job_id: str | None = None) -> int:
+    """Close runs that died without finishing as failed, and free their mailboxes; returns how many.
+
+    A run is dead when its heartbeat is older than the run timeout, when the
+    process that ran it on this host is gone, or when its RQ job is no longer
+    running on a live worker (or is the job now starting again).
+    """
+    settings = MailSettings.get()
+    now = utcnow()
+    limit = now - timedelta(minutes=settings.run_timeout_minutes or 30)
+    query = select(ScanRun.id, ScanRun.heartbeat_at, ScanRun.started_at, ScanRun.runner, ScanRun.job_id) \
+        .where(ScanRun.status == "running")
+    if account_id is not None:
+        query = query.where(ScanRun.account_id == account_id)
+    dead = []
+    for run_id, heartbeat, started, runner, job_id in db.session.execute(query).all():
+        if (heartbeat or started) < limit or _runner_gone(runner):
+            dead.append(run_id)
+        elif job_id and current_job_id and job_id == current_job_id and runner != runner_id():
+            dead.append(run_id)
+        elif job_id and not (runner or "").startswith(socket.gethostname() + ":") and _rq_job_gone(job_id):
+            dead.append(run_id)
+    closed = 0
+    for run_id in dead:
+        closed += db.session.execute(
+            update(_runs).where(_runs.c.id == run_id, _runs.c.status == "running")
+            .values(status="failed", finished_at=now, message=RUN_DIED)).rowcount
+        db.session.execute(update(_accounts).where(_accounts.c.running_run_id == run_id)
+                           .values(last_run_status="failed", last_error=RUN_DIED))
+    # Free every mailbox held by a run that is not running any more (dead, or a release that was lost).
+    held = select(_runs.c.id).where(_runs.c.status != "running")
+    query = update(_accounts).where(_accounts.c.running_run_id.in_(held))
+    if account_id is not None:
+        query = query.where(_accounts.c.id == account_id)
+    db.session.execute(query.values(running_run_id=None))
+    db.session.commit()
+    if closed:
+        logger.warning("closed %d dead scan run(s)", closed)
+    return closed
+
+
+# ----------------------------------------------------------------- the run
+
+
+def _acquire(account: MailAccount, trigger: str, job_id: str | None) -> ScanRun:
+    """Create the run and take the mailbox with a compare-and-set, in one transaction."""
+    if account.running_run_id is not None:
+        raise ScanAlreadyRunning(account.id, account.running_run_id)
+    now = utcnow()
+    run = ScanRun(account_id=account.id, status="running", trigger=trigger, job_id=job_id,
+                  runner=runner_id(), started_at=now, heartbeat_at=now, error_details="[]")
+    db.session.add(run)
+    db.session.flush()
+    taken = db.session.execute(
+        update(_accounts).where(_accounts.c.id == account.id, _accounts.c.running_run_id.is_(None))
+        .values(running_run_id=run.id)).rowcount
+    if taken != 1:
+        db.session.rollback()
+        holder = db.session.scalar(select(MailAccount.running_run_id).where(MailAccount.id == account.id))
+        raise ScanAlreadyRunning(account.id, holder)
+    db.session.commit()
+    return run
+
+
+def _secret(account: MailAccount) -> str | None:
+    """The password (or, for an OAuth 2.0 server, a fresh access token) to log in with."""
+    from app.crypto import decrypt_secret
+
+    key = current_app.config["MAIL_ENCRYPTION_KEY"]
+    if (account.server.auth_method or "password") == "oauth2":
+        try:
+            from app.services import oauth  # the OAuth helper's module, when present
+        except ImportError:
+            oauth = None
+        if oauth is not None and hasattr(oauth, "access_token_for"):
+            return oauth.access_token_for(account)
+        return decrypt_secret(key, account.oauth_access_token_enc)
+    return decrypt_secret(key, account.password_enc)
+
+
+def _compiled_rules(account_id: int) -> tuple[list, list[str]]:
+    """The enabled global and per-mailbox ignore filters, compiled; bad ones skipped and named."""
+    rows = db.session.scalars(select(IgnoreFilter).where(
+        IgnoreFilter.enabled.is_(True),
+        (IgnoreFilter.account_id.is_(None)) | (IgnoreFilter.account_id == account_id))
+        .order_by(IgnoreFilter.id)).all()
+    compiled, problems = [], []
+    for row in rows:
+        rule = FilterRule(id=row.id, field=row.field, match=row.match, value=row.value, stops=row.stops,
+                          header_name=row.header_name)
+        try:
+            compiled.extend(filters.compile_rules([rule]))
+        except filters.FilterError as exc:
+            problems.append(str(exc))
+    return compiled, problems
+
+
+def run_scan(account_id: int, *, trigger: str = "manual", job_id: str | None = None, progress=None) -> ScanRun:
+    """Scan one mailbox now, in this process; returns the finished run.
+
+    Raises ``ScanAlreadyRunning`` (changing nothing) when another live run
+    holds the mailbox, and ``ScanError`` for an unknown scanner. Every other
+    failure ends as a failed run with a readable ``message``; the returned run
+    then carries ``failure_kind`` (a ``MailConnectError`` kind, or None) so the
+    job can retry connection problems.
+    """
+    account = db.session.get(MailAccount, account_id)
+    if account is None:
+        raise ScanError(f"There is no scanner with id {account_id}.")
+    close_dead_runs(account_id, current_job_id=job_id)
+    db.session.refresh(account)
+    run = _acquire(account, trigger, job_id)
+    totals = RunCounters()
+    status, message, kind = "done", None, None
+    try:
+        _scan(run.id, account, totals, progress)
+    except _Stop as stop:
+        status, message = stop.status, stop.message
+    except _Fail as fail:
+        status, message, kind = "failed", fail.message, fail.kind
+    except BaseException as exc:
+        status, message = "failed", _unexpected(exc)
+        logger.exception("scan run %s of account %s failed", run.id, account_id)
+        _finish(run.id, account_id, totals, status, message)
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt / SystemExit: recorded, then let the process stop
+        return _result(run.id, None)
+    _finish(run.id, account_id, totals, status, message)
+    return _result(run.id, kind)
+
+
+def _result(run_id: int, kind: str | None) -> ScanRun:
+    run = db.session.get(ScanRun, run_id)
+    run.failure_kind = kind  # not a column: tells the job whether a retry may help
+    with _local_lock:
+        _local_progress.pop(run.account_id, None)
+    return run
+
+
+def _unexpected(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "JobTimeoutException":
+        return ("The scan took longer than the job time limit and was stopped. What was stored so far is kept; "
+                "the next run continues from there.")
+    if isinstance(exc, KeyboardInterrupt):
+        return "The scan was interrupted (the process was asked to stop). The next run continues from there."
+    if isinstance(exc, SQLAlchemyError):
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+        return f"The database failed during the scan ({detail}). The next run continues from the last saved batch."
+    return f"The scan stopped on an unexpected error ({name}: {str(exc)[:300]}). The next run continues from there."
+
+
+def _finish(run_id: int, account_id: int, totals: RunCounters, status: str, message: str | None) -> None:
+    """Record how the run ended and free the mailbox."""
+    try:
+        db.session.rollback()
+        if status == "done" and totals.errors:
+            status = "partial"
+        if message is None:
+            message = _summary(totals, status)
+        now = utcnow()
+        db.session.execute(update(_runs).where(_runs.c.id == run_id).values(
+            status=status, finished_at=now, message=message, **_counter_values(totals)))
+        values = {"last_run_at": now, "last_run_status": status,
+                  "last_error": message if status in ("failed", "partial") else None}
+        if status in ("done", "partial"):
+            values["last_success_at"] = now
+        db.session.execute(update(_accounts).where(_accounts.c.id == account_id).values(**values))
+        db.session.execute(update(_accounts).where(_accounts.c.id == account_id,
+                                                   _accounts.c.running_run_id == run_id)
+                           .values(running_run_id=None))
+        db.session.commit()
+    except SQLAlchemyError:
+        # The database is gone: the run stays "running" until the next run closes it as dead.
+        db.session.rollback()
+        logger.exception("could not record the end of scan run %s", run_id)
+
+
+def _summary(t: RunCounters, status: str) -> str:
+    text = (f"Downloaded {t.downloaded}, stored {t.created} new e-mail(s), {t.bound} bound, "
+            f"{t.tickets_created} ticket(s) created, {t.tickets_reopened} reopened, {t.ignored} ignored, "
+            f"{t.duplicates} already stored.")
+    if t.errors:
+        text += f" {t.errors} message(s) could not be handled: see the errors."
+    return text
+
+
+def _counter_values(t: RunCounters) -> dict:
+    return {"downloaded": t.downloaded, "created": t.created, "bound": t.bound,
+            "tickets_created": t.tickets_created, "tickets_reopened": t.tickets_reopened,
+            "ignored": t.ignored, "duplicates": t.duplicates, "errors": t.errors,
+            "error_details": mail_store.error_details_json(t.error_details[:MAX_ERROR_DETAILS])}
+
+
+def _merge(totals: RunCounters, delta: RunCounters) -> None:
+    for name, value in asdict(delta).items():
+        if name == "error_details":
+            totals.error_details.extend(value)
+        else:
+            setattr(totals, name, getattr(totals, name) + value)
+
+
+def _login(account: MailAccount, settings: MailSettings):
+    """Log in, keeping the scanner's health: failures counted and blocked, success unblocks."""
+    from app.services import mail_connect
+
+    try:
+        secret = _secret(account)
+        box = mail_connect.open_imap(account.server, account.login, secret)
+    except mail_connect.MailConnectError as exc:
+        if exc.kind == "auth":
+            account.login_failures = (account.login_failures or 0) + 1
+            limit = settings.block_after_failures or 0
+            if limit and account.login_failures >= limit and account.health != "blocked":
+                account.health = "blocked"
+                account.blocked_reason = (f"Blocked after {account.login_failures} failed logins in a row: {exc} "
+                                          "Correct the password, then use Test login to unblock it.")
+        db.session.commit()
+        raise _Fail(f"Could not log in to the mailbox: {exc}", exc.kind) from None
+    except Exception as exc:  # an undecryptable secret, or an OAuth token that cannot be refreshed
+        raise _Fail(f"Could not log in to the mailbox: {exc}", "auth") from None
+    if account.login_failures or account.health == "blocked":
+        account.login_failures = 0
+        if account.health == "blocked":
+            account.health = "active"
+            account.blocked_reason = None
+        db.session.commit()
+    return box
+
+
+def _scan(run_id: int, account: MailAccount, totals: RunCounters, progress) -> None:
+    settings = MailSettings.get()
+    ctx = mail_store.load_context(account, settings)
+    compiled, problems = _compiled_rules(account.id)
+    for problem in problems:
+        logger.warning("ignore filter skipped for account %s: %s", account.id, problem)
+    folders = [(f.id, f.name, f.direction, f.uidvalidity, f.last_uid or 0) for f in account.folders]
+    batch_size = max(1, settings.batch_size or 200)
+    budget = settings.max_per_run if settings.max_per_run and settings.max_per_run > 0 else 10**9
+    max_bytes = int(current_app.config.get("MAX_MESSAGE_BYTES") or 25 * 1024 * 1024)
+    batch_bytes = int(current_app.config.get("SCAN_BATCH_BYTES") or DEFAULT_BATCH_BYTES)
+    account_id = account.id
+    db.session.commit()  # nothing held open while we talk to the server
+
+    box = _login(account, settings)
+    client = box.client
+    state = {"total": 0}
+
+    def report(folder: str) -> None:
+        info = {"run_id": run_id, "folder": folder, "downloaded": totals.downloaded, "total": state["total"],
+                "created": totals.created, "errors": totals.errors}
+        with _local_lock:
+            _local_progress[account_id] = info
+        if progress is not None:
+            progress(dict(info))
+
+    try:
+        # One STATUS per folder: an unchanged mailbox costs nothing more.
+        plans = []
+        for folder_id, name, direction, uidvalidity, last_uid in folders:
+            try:
+                status = imap_fetch.folder_status(client, name)
+            except imap_fetch.FolderMissing as exc:
+                totals.add_error(name, None, str(exc))
+                continue
+            fplan = plan.plan_folder(FolderState(name, direction, uidvalidity, last_uid), status)
+            if fplan.reset:
+                logger.info("folder %s of account %s was renumbered (UIDVALIDITY %s → %s): rescanning",
+                            name, account_id, uidvalidity, fplan.uidvalidity)
+            if fplan.reset or uidvalidity is None:
+                # Remember the new numbering now; dedupe by Message-ID keeps the rescan from storing twice.
+                db.session.execute(update(_folders).where(_folders.c.id == folder_id)
+                                   .values(uidvalidity=fplan.uidvalidity, last_uid=fplan.after_uid))
+            plans.append((folder_id, fplan, status))
+            if fplan.has_new:
+                state["total"] += max(0, min(status.messages, status.uidnext - 1 - fplan.after_uid)
+                                      if status.uidnext > 0 else status.messages)
+        state["total"] = min(state["total"], budget)
+        _save_progress(run_id, totals)
+        db.session.commit()
+        report("")
+
+        for folder_id, fplan, _status in plans:
+            if not fplan.has_new:
+                continue
+            if budget <= 0:
+                break
+            _check_stop(run_id)
+            imap_fetch.examine(client, fplan.name)
+            sizes = imap_fetch.list_sizes(client, fplan.after_uid)
+            uids = plan.take_budget(list(sizes), fplan.after_uid, budget)
+            budget -= len(uids)
+            for chunk in imap_fetch.byte_bounded_chunks(uids, sizes, batch_size, batch_bytes, max_bytes):
+                _check_stop(run_id)
+                raws, missing = imap_fetch.fetch_chunk(client, fplan.name, fplan.uidvalidity, chunk, sizes,
+                                                       max_bytes)
+                _store_chunk(run_id, ctx, compiled, folder_id, fplan, chunk, raws, missing, totals)
+                report(fplan.name)
+    except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as exc:
+        raise _Fail(f"The connection to the mail server broke during the scan ({exc}). What was stored so far "
+                    "is kept; the next run continues from there.", "protocol") from None
+    except ImapReadError as exc:
+        raise _Fail(str(exc), "protocol") from None
+    finally:
+        try:
+            box.logout()
+        except Exception:  # the connection may already be gone; nothing to clean up then
+            pass
+
+
+def _check_stop(run_id: int) -> None:
+    """Between batches: a person asked to stop, or the run was closed by someone else."""
+    row = db.session.execute(select(ScanRun.status, ScanRun.stop_requested, ScanRun.stopped_by_id)
+                             .where(ScanRun.id == run_id)).one()
+    db.session.commit()
+    if row.status != "running":
+        raise _Stop(row.status, "The run was closed while it was still working (it was taken for dead).")
+    if row.stop_requested:
+        raise _Stop("stopped", "Stopped on request; what was stored so far is kept.")
+
+
+def _save_progress(run_id: int, totals: RunCounters) -> None:
+    """The run's counters and heartbeat, guarded: 0 rows means the run was closed as dead meanwhile."""
+    updated = db.session.execute(
+        update(_runs).where(_runs.c.id == run_id, _runs.c.status == "running")
+        .values(heartbeat_at=utcnow(), **_counter_values(totals))).rowcount
+    if updated != 1:
+        db.session.rollback()
+        raise _Stop("failed", "The run was closed while it was still working (it was taken for dead).")
+
+
+def _store_chunk(run_id, ctx, compiled, folder_id, fplan, chunk, raws, missing, totals) -> None:
+    """Parse, filter and store one chunk; advance the folder and the counters in the same commit."""
+    base = RunCounters(downloaded=len(raws))
+    for uid in missing:
+        base.add_error(fplan.name, uid, "The message was deleted on the server before it could be read.")
+    items = []
+    for raw in raws:
+        try:
+            parsed = parse.parse_message(raw)
+            verdict = filters.evaluate(parsed, compiled)
+            items.append(mail_store.BatchItem(parsed, fplan.direction, verdict))
+        except Exception as exc:  # one bad message never stops the run
+            logger.warning("message %s/%s uid %s could not be parsed: %s", ctx.account_id, fplan.name, raw.uid,
+                           exc, exc_info=True)
+            base.add_error(fplan.name, raw.uid, f"The message could not be read: {type(exc).__name__}: {exc}")
+    last_uid = max(chunk)
+    try:
+        stored = RunCounters()
+        mail_store.store_batch(ctx, items, stored)
+        _commit_chunk(run_id, folder_id, fplan, last_uid, totals, base, stored)
+    except OperationalError:
+        raise  # the database itself is unavailable: the run fails, the next one resumes here
+    except Exception as exc:
+        # A uniqueness constraint caught what the key lookup missed (another worker stored the same
+        # message meanwhile), or one message's data upset the database or a step: store the batch
+        # again one message at a time, so only the culprit is reported and the rest is stored.
+        db.session.rollback()
+        if not isinstance(exc, IntegrityError):
+            logger.warning("batch store failed for account %s folder %s (%s); retrying one by one",
+                           ctx.account_id, fplan.name, exc, exc_info=True)
+        stored = _store_one_by_one(ctx, fplan, items, base)
+        _commit_chunk(run_id, folder_id, fplan, last_uid, totals, base, stored)
+    _merge(totals, base)
+    _merge(totals, stored)
+
+
+def _commit_chunk(run_id, folder_id, fplan, last_uid, totals, base, stored) -> None:
+    """Advance the folder and save the counters with the chunk's rows, then commit."""
+    db.session.execute(update(_folders).where(_folders.c.id == folder_id)
+                       .values(uidvalidity=fplan.uidvalidity, last_uid=last_uid))
+    trial = RunCounters()
+    for part in (totals, base, stored):
+        _merge(trial, part)
+    _save_progress(run_id, trial)
+    db.session.commit()
+
+
+def _store_one_by_one(ctx, fplan, items, base: RunCounters) -> RunCounters:
+    """Each message in its own transaction: duplicates counted, a failing one reported by UID."""
+    stored = RunCounters()
+    for item in items:
+        one = RunCounters()
+        try:
+            mail_store.store_batch(ctx, [item], one)
+            db.session.commit()
+        except OperationalError:
+            raise
+        except IntegrityError:
+            db.session.rollback()
+            one = RunCounters(duplicates=1)
+        except Exception as exc:
+            db.session.rollback()
+            one = RunCounters()
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+            base.add_error(fplan.name, item.parsed.raw.uid,
+                           f"The message could not be stored: {type(exc).__name__}: {reason}")
+        _merge(stored, one)
+    return stored
+
+
+# ----------------------------------------------------------------- queue, progress, stop
+
+
+def enqueue_scan(account_id: int, *, trigger: str = "manual") -> str:
+    """Queue a scan of one mailbox (job id ``scan-<id>``, never twice at once); returns the job id.
+
+    With ``QUEUE_MODE == "inline"`` the scan runs here and now, in this process.
+    """
+    from app.tasks import queues
+
+    job_id = queues.scan_job_id(account_id)
+    if db.session.get(MailAccount, account_id) is None:
+        raise ScanError(f"There is no scanner with id {account_id}.")
+    if current_app.config.get("QUEUE_MODE") == "inline":
+        try:
+            run_scan(account_id, trigger=trigger, job_id=None)
+        except ScanAlreadyRunning:
+            pass  # the running scan is the one asked for
+        return job_id
+    return queues.enqueue_scan_job(current_app._get_current_object(), account_id, trigger)
+
+
+def scan_progress(account_id: int) -> dict:
+    """Where a scanner is: idle, queued or running, with downloaded / total when running."""
+    run = db.session.scalar(select(ScanRun).where(ScanRun.account_id == account_id, ScanRun.status == "running")
+                            .order_by(ScanRun.started_at.desc()).limit(1))
+    meta: dict = {}
+    queued = False
+    if current_app.config.get("QUEUE_MODE") == "redis":
+        try:
+            from app.tasks import queues
+
+            meta, queued = queues.job_progress(current_app._get_current_object(), account_id)
+        except Exception:  # Redis down: the database still knows about running scans
+            logger.debug("no job progress for account %s", account_id, exc_info=True)
+    with _local_lock:
+        local = dict(_local_progress.get(account_id) or {})
+    if run is not None:
+        info = meta if meta.get("run_id") == run.id else local if local.get("run_id") == run.id else {}
+        downloaded = max(run.downloaded or 0, int(info.get("downloaded") or 0))
+        return {"state": "running", "run_id": run.id, "downloaded": downloaded,
+                "total": max(int(info.get("total") or 0), downloaded)}
+    if queued:
+        return {"state": "queued", "run_id": None, "downloaded": 0, "total": 0}
+    return {"state": "idle", "run_id": None, "downloaded": 0, "total": 0}
+
+
+def request_stop(run_id: int, user_id: int) -> None:
+    """Ask a running scan to stop after its current batch, recording who asked."""
+    from app.services import audit
+
+    updated = db.session.execute(
+        update(_runs).where(_runs.c.id == run_id, _runs.c.status == "running")
+        .values(stop_requested=True, stopped_by_id=user_id)).rowcount
+    if updated != 1:
+        db.session.rollback()
+        raise ScanError("This scan has already ended; there is nothing to stop.")
+    audit.record("scan.stop", f"run {run_id}")
+    db.session.commit()

@@ -1,0 +1,121 @@
+"""Queue names, the Redis connection and the scan job's enqueueing rules, declared once.
+
+rq 2+ has no implicit connection: every Queue, Job and Worker here gets the
+connection made from ``REDIS_URL`` explicitly. The scan job id is
+``scan-<account id>`` and a scan is enqueued only when no job with that id is
+queued, scheduled or running on a live worker, so the same scanner never runs
+twice at once (the database's compare-and-set in ``scans.run_scan`` is the
+last guard).
+"""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask, current_app
+from rq import Queue, Retry, Worker
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+
+SCAN_QUEUE = "scan"
+QUEUE_NAMES = (SCAN_QUEUE,)
+SCAN_JOB = "app.tasks.scan_job.scan_mailbox"
+# Connection problems are retried with back-off; a wrong password is not (it fails the job's run once).
+SCAN_RETRY = {"max": 3, "interval": [10, 30, 60]}
+# Finished job records are kept briefly (the run itself lives in the database); failures a day.
+RESULT_TTL = 600
+FAILURE_TTL = 24 * 3600
+REDIS_TIMEOUT = 5.0
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED)
+
+
+def redis_connection(app: Flask | None = None) -> redis.Redis:
+    """A Redis client for the app's ``REDIS_URL`` (kept per app and URL)."""
+    app = app or current_app._get_current_object()
+    url = app.config["REDIS_URL"]
+    pools = app.extensions.setdefault("task_redis", {})
+    conn = pools.get(url)
+    if conn is None:
+        # No socket_timeout: a worker blocks on the queue for long periods by design.
+        conn = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT)
+        pools[url] = conn
+    return conn
+
+
+def get_queue(app: Flask | None = None, name: str = SCAN_QUEUE) -> Queue:
+    """The named queue on an explicit connection; with QUEUE_MODE "inline", jobs run synchronously."""
+    app = app or current_app._get_current_object()
+    return Queue(name, connection=redis_connection(app), is_async=app.config.get("QUEUE_MODE") != "inline")
+
+
+def scan_job_id(account_id: int) -> str:
+    """The stable job id of a scanner's scan."""
+    return f"scan-{int(account_id)}"
+
+
+def job_timeout(app: Flask) -> int:
+    """Seconds RQ lets a scan job run: the run timeout of the mail configuration, plus a margin."""
+    from app.models import MailSettings
+
+    with app.app_context():
+        minutes = MailSettings.get().run_timeout_minutes or 30
+    return int(minutes * 60 + 120)
+
+
+def _worker_alive(conn: redis.Redis, name: str | None) -> bool:
+    if not name:
+        return False
+    return Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=conn) is not None
+
+
+def _active(conn: redis.Redis, job: Job) -> bool:
+    """Queued, scheduled (a retry waiting) or started on a worker that is still alive."""
+    status = job.get_status(refresh=False)
+    if status in WAITING:
+        return True
+    return status == JobStatus.STARTED and _worker_alive(conn, job.worker_name)
+
+
+def job_running(job_id: str, app: Flask | None = None) -> bool:
+    """True when the job is started on a live worker (used to tell dead scan runs)."""
+    conn = redis_connection(app)
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) == JobStatus.STARTED and _worker_alive(conn, job.worker_name)
+
+
+def enqueue_scan_job(app: Flask, account_id: int, trigger: str = "manual") -> str:
+    """Enqueue ``scan_mailbox(account_id, trigger)`` unless the same scan is already queued or running."""
+    conn = redis_connection(app)
+    queue = get_queue(app)
+    job_id = scan_job_id(account_id)
+    for _attempt in range(2):
+        try:
+            queue.enqueue_call(SCAN_JOB, args=(account_id, trigger), job_id=job_id, unique=True,
+                               timeout=job_timeout(app), result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+                               retry=Retry(**SCAN_RETRY), description=f"scan of scanner {account_id}",
+                               meta={"account_id": account_id, "trigger": trigger})
+            return job_id
+        except DuplicateJobError:
+            try:
+                job = Job.fetch(job_id, connection=conn)
+            except NoSuchJobError:
+                continue  # it ended between the two calls: enqueue again
+            if _active(conn, job):
+                return job_id  # the same scan is already on its way
+            # Finished, failed, or started on a worker that died: replace it.
+            job.delete(remove_from_queue=True)
+    return job_id
+
+
+def job_progress(app: Flask, account_id: int) -> tuple[dict, bool]:
+    """(the job's progress meta, whether it is waiting in the queue) for a scanner's scan job."""
+    conn = redis_connection(app)
+    try:
+        job = Job.fetch(scan_job_id(account_id), connection=conn)
+    except NoSuchJobError:
+        return {}, False
+    status = job.get_status(refresh=False)
+    meta = dict(job.get_meta(refresh=False) or {})
+    return meta, status in WAITING

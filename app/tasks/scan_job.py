@@ -1,0 +1,31 @@
+"""The RQ job: scan one mailbox. Glue only; the work is ``app.services.scans.run_scan``."""
+
+from __future__ import annotations
+
+from rq import get_current_job
+
+
+class ScanConnectionError(Exception):
+    """The mail server could not be reached: raised so RQ retries the job with back-off."""
+
+
+def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
+    """Scan a mailbox in a fresh app context; progress goes to the job's meta."""
+    from app import create_app
+    from app.services import scans
+
+    job = get_current_job()
+
+    def progress(info: dict) -> None:
+        job.meta.update(info)
+        job.save_meta()
+
+    with create_app().app_context():
+        try:
+            run = scans.run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
+                                 progress=progress if job else None)
+        except scans.ScanAlreadyRunning as busy:
+            return {"status": "already_running", "run_id": busy.run_id}
+        if run.status == "failed" and getattr(run, "failure_kind", None) in scans.RETRYABLE_KINDS:
+            raise ScanConnectionError(run.message)
+        return {"status": run.status, "run_id": run.id, "downloaded": run.downloaded, "created": run.created}

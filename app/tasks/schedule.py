@@ -1,0 +1,48 @@
+"""The periodic work, declared as data, and the function the worker's scheduler loop calls."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import select
+
+logger = logging.getLogger(__name__)
+
+# name → (seconds between checks, dotted function taking the app). The worker's loop runs each when due.
+PERIODIC = {
+    "enqueue-due-scans": (30, "app.tasks.schedule.enqueue_due"),
+}
+
+
+def due_scanners(now=None) -> list[int]:
+    """Enabled, non-blocked scanners whose last run is older than the check frequency (or never ran)."""
+    from app.extensions import db
+    from app.models import MailAccount, MailSettings
+    from app.models.base import utcnow
+
+    now = now or utcnow()
+    every = timedelta(minutes=MailSettings.get().check_frequency_minutes or 5)
+    rows = db.session.execute(
+        select(MailAccount.id, MailAccount.last_run_at)
+        .where(MailAccount.enabled.is_(True), MailAccount.health != "blocked",
+               MailAccount.running_run_id.is_(None))
+        .order_by(MailAccount.id)).all()
+    db.session.commit()
+    return [aid for aid, last in rows if last is None or now - last >= every]
+
+
+def enqueue_due(app: Flask) -> list[str]:
+    """Enqueue a scan for every due scanner (already queued or running ones are left alone)."""
+    from app.services import scans
+
+    job_ids = []
+    with app.app_context():
+        scans.close_dead_runs()
+        for account_id in due_scanners():
+            try:
+                job_ids.append(scans.enqueue_scan(account_id, trigger="schedule"))
+            except Exception:  # one scanner's problem never stops the others being scheduled
+                logger.exception("could not enqueue the scan of scanner %s", account_id)
+    return job_ids

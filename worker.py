@@ -1,0 +1,66 @@
+"""Run the scan worker: ``python worker.py [--burst]``.
+
+One RQ worker on the scan queue (each job forked into its own process) plus
+the schedule: a thread that every 30 seconds enqueues the scans that are due
+(``app.tasks.schedule.PERIODIC``). Connections are explicit (rq 2+ has no
+implicit one). Ctrl-C (or SIGTERM) finishes the current job and stops; a
+second Ctrl-C stops at once. ``--burst`` works off what is queued and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import threading
+import time
+
+from rq import Worker
+
+from app import create_app
+from app.tasks import queues, schedule
+
+logger = logging.getLogger("worker")
+
+
+def scheduler_loop(app, stop: threading.Event) -> None:
+    """Run each periodic task when it is due, until ``stop`` is set."""
+    next_run = {name: 0.0 for name in schedule.PERIODIC}
+    while not stop.is_set():
+        for name, (every, target) in schedule.PERIODIC.items():
+            if time.monotonic() >= next_run[name]:
+                module, _, func = target.rpartition(".")
+                try:
+                    getattr(importlib.import_module(module), func)(app)
+                except Exception:  # a failing tick (Redis or database down) is retried on the next one
+                    logger.exception("periodic task %s failed", name)
+                next_run[name] = time.monotonic() + every
+        stop.wait(1.0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Corporate Mailboxes scan worker (RQ) and schedule.")
+    parser.add_argument("--burst", action="store_true", help="work off the queued jobs, then exit")
+    parser.add_argument("--no-schedule", action="store_true", help="do not enqueue due scans from this worker")
+    parser.add_argument("--queue", action="append", help="queue to listen on (default: every scan queue)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = create_app()
+    conn = queues.redis_connection(app)
+    names = args.queue or list(queues.QUEUE_NAMES)
+    worker = Worker([queues.get_queue(app, name) for name in names], connection=conn)
+
+    stop = threading.Event()
+    if not args.burst and not args.no_schedule:
+        threading.Thread(target=scheduler_loop, args=(app, stop), name="scheduler", daemon=True).start()
+    try:
+        # with_scheduler: RQ's own scheduler moves retries (Retry intervals) back to the queue when due.
+        worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
