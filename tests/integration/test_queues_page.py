@@ -136,3 +136,47 @@ def test_unknown_job_is_reported_not_500(queue_redis, client, admin, auth):
     response = client.post("/admin/queues/jobs/scan-999/cancel", data={"csrf_token": token}, follow_redirects=True)
     assert response.status_code == 200
     assert "no longer exists" in response.get_data(as_text=True)
+
+
+def slow_scan(account_id: int) -> None:
+    """A scan that runs until it is stopped."""
+    import time
+
+    time.sleep(60)
+
+
+def test_stop_a_running_job_on_a_real_worker(queue_redis, app, client, admin, auth):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    account = _account()
+    q = Queue("scan", connection=queue_redis)
+    job_id = f"scan-{account.id}"
+    job = q.enqueue(slow_scan, account.id, job_id=job_id, job_timeout=120)
+    root = Path(__file__).resolve().parents[2]
+    worker = subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", app.config["REDIS_URL"],
+                               "--path", str(root), "--name", "ops-stop-test", "scan"],
+                              cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while job.get_status() != JobStatus.STARTED:
+            assert time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.1)
+        auth.login("admin")
+        page = client.get("/admin/queues").get_data(as_text=True)
+        running = page[page.index("jobs-running"):]
+        assert f'id="job-{job_id}"' in running and ">Stop<" in running
+        assert 'data-worker="ops-stop-test"' in page
+        token = factories.csrf_from(client.get("/admin/queues"))
+        response = client.post(f"/admin/queues/jobs/{job_id}/cancel", data={"csrf_token": token},
+                               follow_redirects=True)
+        assert "was stopped on its worker" in response.get_data(as_text=True)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert job.get_status() == JobStatus.STOPPED
+    assert job_id in FailedJobRegistry("scan", connection=queue_redis)
