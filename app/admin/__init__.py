@@ -17,5 +17,4 @@ def require_admin():
         abort(403)
 
 
-from app.admin import autologin, handoffs, servers  # noqa: E402,F401
-from app.admin import audit, queues  # noqa: E402,F401
+from app.admin import audit, autologin, handoffs, history, queues, scanners, servers  # noqa: E402,F401

@@ -1,0 +1,71 @@
+"""Forms of Mail tools → Mail scanner and Logs → Mails – download history.
+
+The forms only carry the values; app.services.scanners validates them, so the
+pages and the CLI give the same messages.
+"""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import FieldList, Form, FormField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms.fields import DateField
+from wtforms.validators import Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from app.models.mail import ACTIONS, SEARCH_FIELDS
+from app.models.runs import RUN_STATUSES
+from app.services.scanners import ACTION_LABELS, SEARCH_FIELD_LABELS
+
+DIRECTION_CHOICES = [("", "Don't scan"), ("incoming", "Incoming"), ("outgoing", "Outgoing")]
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """A set of checkboxes; unknown values reach the service, which names them."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+    def pre_validate(self, form):
+        pass
+
+
+class FolderRowForm(Form):
+    """One folder row: its name and whether it is read as incoming or outgoing mail."""
+
+    name = StringField("Folder")
+    direction = SelectField("Direction", choices=DIRECTION_CHOICES, validate_choice=False)
+
+
+class ScannerForm(FlaskForm):
+    """Add or edit a scanner (SPEC §2)."""
+
+    name = StringField("Name", description="The label of the users' mailbox button in the top bar.")
+    # Ids stay strings here: the service turns them into records and words its own errors.
+    server_id = SelectField("Mail server", coerce=str, validate_choice=False)
+    login = StringField("Login", description="Usually the mailbox's e-mail address.")
+    # Never rendered back: the field is always empty on the page.
+    password = PasswordField("Password", render_kw={"value": "", "autocomplete": "new-password"})
+    folders = FieldList(FormField(FolderRowForm), min_entries=0)
+    actions = MultiCheckboxField("Actions", choices=[(a, ACTION_LABELS[a]) for a in ACTIONS])
+    search_fields = MultiCheckboxField("Search fields", choices=[(f, SEARCH_FIELD_LABELS[f]) for f in SEARCH_FIELDS],
+                                       description="Which records' e-mail addresses binding looks in.")
+    assignee_id = SelectField("Assignee", coerce=str, validate_choice=False,
+                              description="Who the tickets created from this mailbox are assigned to.")
+
+    def folder_pairs(self) -> list[tuple[str, str]]:
+        """The rows to scan: named, and not set to "Don't scan"."""
+        return [(row.form.name.data or "", row.form.direction.data or "") for row in self.folders
+                if (row.form.name.data or "").strip() and row.form.direction.data]
+
+
+class RunFilterForm(FlaskForm):
+    """The filters of the download history (a GET form, so no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    mailbox = SelectField("Mailbox", coerce=str, validate_choice=False, default="")
+    status = SelectField("Status", choices=[("", "Any")] + [(s, s) for s in RUN_STATUSES], default="",
+                         validate_choice=False)
+    since = DateField("From", validators=[Optional()])
+    until = DateField("To", validators=[Optional()])
