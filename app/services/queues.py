@@ -140,19 +140,10 @@ INLINE_MESSAGE = ("The queue runs in-process (QUEUE_MODE=inline): each scan runs
 
 
 def queue_names() -> list[str]:
-    """The queue names the scan engine declares (app.tasks.queues), or just "scan"."""
-    try:
-        from app.tasks import queues as task_queues
-    except ImportError:
-        return list(DEFAULT_QUEUES)
-    for attr in ("QUEUE_NAMES", "QUEUES", "ALL_QUEUES"):
-        names = getattr(task_queues, attr, None)
-        if names:
-            if isinstance(names, dict):
-                names = list(names.values()) if all(isinstance(v, str) for v in names.values()) else list(names)
-            return [str(getattr(n, "name", n)) for n in names]
-    name = getattr(task_queues, "SCAN_QUEUE", None)
-    return [str(name)] if name else list(DEFAULT_QUEUES)
+    """The queue names the scan engine declares once (app.tasks.queues.QUEUE_NAMES)."""
+    from app.tasks.queues import QUEUE_NAMES
+
+    return list(QUEUE_NAMES) or list(DEFAULT_QUEUES)
 
 
 # ---------------------------------------------------------------- reading
@@ -339,11 +330,15 @@ def _stop_running(conn: redis.Redis, job: Job, user_id: int | None) -> str:
     if run is not None and user_id is not None:
         try:
             from app.services import scans
-        except ImportError:
-            scans = None
-        if scans is not None and hasattr(scans, "request_stop"):
-            scans.request_stop(run.id, user_id)
-            return f"Job {job.id} was asked to stop; it stops after the batch it is storing."
+        except ImportError:  # a broken scan engine must not keep the operator from stopping the job
+            logger.exception("scan engine not importable; stopping job %s on its worker instead", job.id)
+        else:
+            try:
+                scans.request_stop(run.id, user_id)
+            except scans.ScanError:
+                pass  # the run ended meanwhile: stopping the job itself is all that is left
+            else:
+                return f"Job {job.id} was asked to stop; it stops after the batch it is storing."
     try:
         send_stop_job_command(conn, job.id)
     except InvalidJobOperation as exc:

@@ -145,25 +145,40 @@ def slow_scan(account_id: int) -> None:
     time.sleep(60)
 
 
-def test_stop_a_running_job_on_a_real_worker(queue_redis, app, client, admin, auth):
+def _worker_running(app, q, account_id, name):
+    """A real `rq worker --burst` process that has started the slow scan of ``account_id``."""
     import subprocess
     import sys
     import time
     from pathlib import Path
 
+    job = q.enqueue(slow_scan, account_id, job_id=f"scan-{account_id}", job_timeout=120)
+    root = Path(__file__).resolve().parents[2]
+    worker = subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", app.config["REDIS_URL"],
+                               "--path", str(root), "--name", name, "scan"],
+                              cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while job.get_status() != JobStatus.STARTED:
+        if time.monotonic() > deadline:
+            worker.kill()
+            worker.wait()
+            raise AssertionError("the worker never started the job")
+        time.sleep(0.1)
+    return job, worker
+
+
+def _end(worker) -> None:
+    if worker.poll() is None:
+        worker.kill()
+        worker.wait()
+
+
+def test_stop_a_running_job_on_a_real_worker(queue_redis, app, client, admin, auth):
     account = _account()
     q = Queue("scan", connection=queue_redis)
     job_id = f"scan-{account.id}"
-    job = q.enqueue(slow_scan, account.id, job_id=job_id, job_timeout=120)
-    root = Path(__file__).resolve().parents[2]
-    worker = subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", app.config["REDIS_URL"],
-                               "--path", str(root), "--name", "ops-stop-test", "scan"],
-                              cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job, worker = _worker_running(app, q, account.id, "ops-stop-test")
     try:
-        deadline = time.monotonic() + 30
-        while job.get_status() != JobStatus.STARTED:
-            assert time.monotonic() < deadline, "the worker never started the job"
-            time.sleep(0.1)
         auth.login("admin")
         page = client.get("/admin/queues").get_data(as_text=True)
         running = page[page.index("jobs-running"):]
@@ -175,8 +190,31 @@ def test_stop_a_running_job_on_a_real_worker(queue_redis, app, client, admin, au
         assert "was stopped on its worker" in response.get_data(as_text=True)
         worker.wait(timeout=30)
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _end(worker)
     assert job.get_status() == JobStatus.STOPPED
     assert job_id in FailedJobRegistry("scan", connection=queue_redis)
+
+
+def test_stop_a_running_scan_asks_the_run_to_stop(queue_redis, app, client, admin, auth):
+    from app.models import ScanRun
+
+    account = _account()
+    run = ScanRun(account_id=account.id, status="running", trigger="manual")
+    db.session.add(run)
+    db.session.commit()
+    q = Queue("scan", connection=queue_redis)
+    job_id = f"scan-{account.id}"
+    job, worker = _worker_running(app, q, account.id, "ops-stop-run-test")
+    try:
+        auth.login("admin")
+        token = factories.csrf_from(client.get("/admin/queues"))
+        response = client.post(f"/admin/queues/jobs/{job_id}/cancel", data={"csrf_token": token},
+                               follow_redirects=True)
+        assert "was asked to stop" in response.get_data(as_text=True)
+        db.session.expire_all()
+        stopped = db.session.get(ScanRun, run.id)
+        assert stopped.stop_requested and stopped.stopped_by_id == admin.id
+        # The scan's own stop is cooperative: the job is still running on its worker.
+        assert job.get_status() == JobStatus.STARTED
+    finally:
+        _end(worker)
