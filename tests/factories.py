@@ -56,3 +56,68 @@ def ticket(subject="Printer on fire", status="open", contact=None, org=None, req
     t.number = ticket_number(t.id)
     db.session.commit()
     return t
+
+
+# --- mailboxes and stored e-mails (records helper) ---------------------------------------------
+
+_email_seq = {"n": 0}
+
+
+def mail_account(name="Support", login="support@corp.test", server_name="Local Dovecot"):
+    """A mailbox (scanner account) on a server of that name, made when missing."""
+    from app.models import MailAccount, MailServer
+
+    server = MailServer.query.filter_by(name=server_name).first()
+    if server is None:
+        server = MailServer(name=server_name, imap_host="127.0.0.1", imap_port=10143, imap_security="none",
+                            smtp_host="127.0.0.1", smtp_port=10025, smtp_security="none")
+        db.session.add(server)
+    account = MailAccount(name=name, server=server, login=login)
+    db.session.add(account)
+    db.session.commit()
+    return account
+
+
+def grant(user_obj, account):
+    """Let ``user_obj`` open (and read the mail of) ``account``."""
+    from app.models import AutologinGrant
+
+    g = AutologinGrant(user_id=user_obj.id, account_id=account.id)
+    db.session.add(g)
+    db.session.commit()
+    return g
+
+
+def email(account=None, subject="Hello", from_addr="jane@acme.test", *, date=None, direction="received",
+          body_html="", body_text="Hello there.", raw=None, attachments=(), related=(), folder="INBOX",
+          has_remote_content=False, message_id=None, to_addrs="support@corp.test", commit=True):
+    """A stored e-mail; ``attachments`` are dicts of EmailAttachment fields, ``related`` records to link."""
+    from datetime import datetime, timedelta
+
+    from app.models import Email, EmailAttachment, EmailLink
+
+    account = account or mail_account()
+    _email_seq["n"] += 1
+    n = _email_seq["n"]
+    message_id = message_id or f"msg-{n}@test"
+    raw = raw if raw is not None else (
+        f"From: {from_addr}\r\nTo: {to_addrs}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\r\n"
+        f"{body_text}\r\n").encode("utf-8", "surrogateescape")
+    e = Email(account_id=account.id, folder=folder, uidvalidity=1, uid=n, message_key=message_id,
+              message_id=message_id, subject=subject, from_addr=from_addr, to_addrs=to_addrs,
+              date=date or datetime(2026, 1, 1) + timedelta(minutes=n), direction=direction,
+              body_text=body_text, body_html=body_html, has_remote_content=has_remote_content,
+              headers="", raw=raw, size=len(raw))
+    for spec in attachments:
+        data = spec.get("data", b"")
+        e.attachments.append(EmailAttachment(size=len(data), **{"content_type": "application/octet-stream",
+                                                                 **spec}))
+    db.session.add(e)
+    db.session.flush()
+    kinds = {"Contact": "contact", "Organization": "organization", "Lead": "lead", "Ticket": "ticket",
+             "User": "user"}
+    for record in related:
+        db.session.add(EmailLink(email_id=e.id, record_type=kinds[type(record).__name__], record_id=record.id))
+    if commit:
+        db.session.commit()
+    return e

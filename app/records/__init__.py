@@ -11,3 +11,6 @@ bp = Blueprint("records", __name__)
 def require_login():
     """Every record page needs a logged-in user."""
     return None
+
+
+from app.records import contacts, emails, leads, organizations, tickets, users  # noqa: E402,F401
