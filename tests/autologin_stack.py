@@ -1,0 +1,113 @@
+"""The real hand-off stack for integration and browser tests: the Flask app served by
+werkzeug in a thread (file SQLite database), and a private Roundcube (``php -S``, set up by
+scripts/roundcube.sh in a temporary folder) whose plugin redeems tokens at that Flask app.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.cli.roundcube import write_plugin_config
+from app.crypto import encrypt_secret
+from app.extensions import db
+from app.models import MailAccount, MailServer, User
+from app.services import autologin
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUNDCUBE_SH = ROOT / "scripts" / "roundcube.sh"
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    """A running Flask app and Roundcube wired to each other."""
+
+    app: object
+    flask_url: str
+    roundcube_url: str
+    rc_dir: Path
+    _stops: list = field(default_factory=list)
+
+    def add_user(self, username: str, admin: bool = False) -> int:
+        with self.app.app_context():
+            user = User(username=username, is_admin=admin, full_name=username.title())
+            user.set_password(PASSWORD)
+            db.session.add(user)
+            db.session.commit()
+            return user.id
+
+    def add_mailbox(self, name: str, login: str, password: str, *, imap_host: str, imap_port: int,
+                    smtp_host: str = "127.0.0.1", smtp_port: int = 10025, smtp_auth: bool = True) -> int:
+        with self.app.app_context():
+            server = MailServer(name=f"{name} server", imap_host=imap_host, imap_port=imap_port,
+                                imap_security="none", smtp_host=smtp_host, smtp_port=smtp_port,
+                                smtp_security="none", smtp_auth=smtp_auth, validate_cert=True)
+            account = MailAccount(name=name, server=server, login=login,
+                                  password_enc=encrypt_secret(self.app.config["MAIL_ENCRYPTION_KEY"], password))
+            db.session.add_all([server, account])
+            db.session.commit()
+            return account.id
+
+    def grant(self, account_id: int, *user_ids: int) -> None:
+        with self.app.app_context(), self.app.test_request_context():
+            autologin.set_grants(account_id, list(user_ids))
+
+    def mint(self, user_id: int, account_id: int) -> str:
+        with self.app.app_context():
+            return autologin.open_mailbox(db.session.get(User, user_id), account_id, "127.0.0.1")
+
+    def stop(self) -> None:
+        for stop in reversed(self._stops):
+            stop()
+
+
+def start_stack(tmp_path: Path, *, default_imap: str = "127.0.0.1:1", default_smtp: str = "127.0.0.1:1") -> Stack:
+    """Start Flask and Roundcube; Roundcube's own defaults point at dead ports on purpose,
+    so a working login proves the per-login hosts from Flask's answer were used."""
+    if not Path("/usr/share/roundcube/index.php").exists():
+        pytest.skip("Roundcube is not installed (scripts/install.sh installs roundcube-core)")
+    flask_port, rc_port = free_port(), free_port()
+    flask_url, rc_url = f"http://127.0.0.1:{flask_port}", f"http://127.0.0.1:{rc_port}/"
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}",
+                     INSTANCE_PATH=str(tmp_path / "instance"), ROUNDCUBE_URL=rc_url)
+    with app.app_context():
+        db.create_all()
+    server = make_server("127.0.0.1", flask_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="flask-under-test", daemon=True)
+    thread.start()
+    stack = Stack(app=app, flask_url=flask_url, roundcube_url=rc_url, rc_dir=tmp_path / "roundcube")
+    stack._stops.append(server.shutdown)
+
+    env = dict(os.environ, RC_STATE_DIR=str(stack.rc_dir), RC_PORT=str(rc_port), RC_IMAP_HOST=default_imap,
+               RC_SMTP_HOST=default_smtp, RC_SKIP_INSTALL="1")
+    write_plugin_config(stack.rc_dir / "config", f"{flask_url}/bridge/redeem", app.config["BRIDGE_SECRET"])
+    proc = subprocess.run(["bash", str(ROUNDCUBE_SH), "start"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    if proc.returncode != 0:
+        stack.stop()
+        raise RuntimeError(f"scripts/roundcube.sh start failed: {proc.stderr or proc.stdout}")
+    stack._stops.append(lambda: subprocess.run(["bash", str(ROUNDCUBE_SH), "stop"], env=env,
+                                               capture_output=True, timeout=30))
+    return stack
+
+
+def roundcube_logs(stack: Stack) -> str:
+    """Everything Roundcube logged (for failure messages and secret checks)."""
+    logs = stack.rc_dir / "logs"
+    return "\n".join(p.read_text(errors="replace") for p in sorted(logs.glob("*")) if p.is_file())
