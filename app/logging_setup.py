@@ -5,8 +5,8 @@ on the root logger (stderr, resolved at each write so that process managers
 and test capture see it) with two filters:
 
 - ``ContextFilter`` stamps every record with the current request id (set per
-  request, honouring a sane ``X-Request-ID``) and the RQ job id (set by the job
-  through ``bind_job_id``);
+  request, honouring a sane ``X-Request-ID``) and the RQ job id (bound by the
+  job through ``bind_job_id``, or else the job RQ is running in this context);
 - ``RedactionFilter`` masks every configured secret value and anything that
   looks like a password, token or credentials in a URL, in the message, the
   extra fields and the traceback, so no secret reaches a log line.
@@ -158,8 +158,18 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = _request_id.get()
         if not hasattr(record, "job_id"):
-            record.job_id = _job_id.get()
+            record.job_id = _job_id.get() or _rq_job_id()
         return True
+
+
+def _rq_job_id() -> str | None:
+    """The id of the RQ job running in this context, so job lines carry it even without bind_job_id."""
+    try:
+        from rq.job import get_current_job
+    except ImportError:
+        return None
+    job = get_current_job()
+    return job.id if job is not None else None
 
 
 # ---------------------------------------------------------------- formatting

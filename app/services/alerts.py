@@ -127,6 +127,15 @@ def check_alerts() -> AlertChanges:
     return changes
 
 
+def scheduled_check(app) -> AlertChanges:
+    """The worker's periodic entry point (``schedule.PERIODIC`` calls targets with the app)."""
+    with app.app_context():
+        try:
+            return check_alerts()
+        finally:
+            db.session.remove()
+
+
 def _admin_addresses() -> list[str]:
     return [a for a in db.session.scalars(
         select(User.email).where(User.is_admin.is_(True), User.active.is_(True), User.email.is_not(None))) if a]

@@ -49,3 +49,31 @@ def test_metrics_show_queue_lengths_and_failed_jobs(live_redis, app, client, mon
     assert 'cm_queue_jobs{queue="scan",registry="failed"} 1' in lines
     assert 'cm_queue_failed_jobs{queue="scan"} 1' in lines
     assert "cm_workers 0" in lines
+
+
+def log_inside_job() -> str:
+    """A job that logs one line."""
+    import logging
+
+    logging.getLogger("app.test").info("hello from the job")
+    return "ok"
+
+
+def test_log_lines_inside_a_job_carry_its_id(live_redis, app, capsys):
+    import json
+
+    from app.logging_setup import configure_logging
+
+    app.config["LOG_FORMAT"] = "json"
+    configure_logging(app)
+    try:
+        q = Queue("scan", connection=live_redis)
+        q.enqueue(log_inside_job, job_id="scan-77")
+        capsys.readouterr()
+        SimpleWorker([q], connection=live_redis).work(burst=True)
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    finally:
+        app.config["LOG_FORMAT"] = "text"
+        configure_logging(app)
+    (entry,) = [e for e in lines if e["message"] == "hello from the job"]
+    assert entry["job_id"] == "scan-77"

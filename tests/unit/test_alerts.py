@@ -184,3 +184,12 @@ def test_banner_shows_open_alerts_to_administrators_only(app, client, admin, use
     auth.login("alice")
     page = client.get("/").get_data(as_text=True)
     assert "alerts-banner" not in page
+
+
+def test_scheduled_check_runs_in_its_own_app_context(app, no_smtp):
+    from app.services.alerts import scheduled_check
+
+    _account(last_success_minutes=500)
+    changes = scheduled_check(app)
+    assert [a.kind for a in changes.opened] == ["no_success"]
+    assert len(_open()) == 1
