@@ -121,7 +121,11 @@ def history_stop(run_id: int):
     if run.status != "running":
         flash("This scan has already ended; there is nothing to stop.", "info")
     else:
-        scans.request_stop(run.id, current_user.id)
-        flash("Stop requested: the scan stops after the message it is working on.", "success")
+        try:
+            scans.request_stop(run.id, current_user.id)
+        except scans.ScanError as exc:  # it ended between the page and the click
+            flash(str(exc), "info")
+        else:
+            flash("Stop requested: the scan stops after the batch it is working on.", "success")
     # Back to the same filtered page, but only ever to a page of this site.
     return redirect(accounts.safe_next(request.form.get("next"), url_for("admin.history")))

@@ -7,6 +7,7 @@ something record an audit entry and commit.
 
 from __future__ import annotations
 
+import importlib.util
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from app.models import (
     User,
 )
 from app.models.mail import ACTIONS, SEARCH_FIELDS
-from app.services import audit
+from app.services import audit, mail_connect
 
 DIRECTIONS = ("incoming", "outgoing")
 DEFAULT_FOLDERS: list[tuple[str, str]] = [("INBOX", "incoming"), ("Sent", "outgoing")]
@@ -392,16 +393,25 @@ def set_enabled(account_id, enabled: bool) -> MailAccount:
 
 
 def stored_secret(account: MailAccount) -> str | None:
-    """The decrypted password of a scanner (for logging in; never for display)."""
+    """What the scanner logs in with: its password, or on an OAuth 2.0 server its access token.
+
+    For logging in only; never for display.
+    """
     try:
+        if (account.server.auth_method or "password") == "oauth2":
+            # The OAuth module (when present) refreshes the token; otherwise use the stored one.
+            if importlib.util.find_spec("app.services.oauth") is not None:
+                from app.services import oauth
+
+                if hasattr(oauth, "access_token_for"):
+                    return oauth.access_token_for(account)
+            return decrypt_secret(_key(), account.oauth_access_token_enc)
         return decrypt_secret(_key(), account.password_enc)
     except SecretError as exc:
         raise ScannerError(str(exc), "password") from exc
 
 
 def _open(server: MailServer, login: str, secret: str | None):
-    from app.services import mail_connect
-
     try:
         return mail_connect.open_imap(server, login, secret,
                                       timeout=current_app.config.get("MAIL_CONNECT_TIMEOUT"))

@@ -450,3 +450,70 @@ def test_cli_logs_list_json(app, runner, server):
     assert json.loads(runner.invoke(args=["logs", "list", "--json", "--status", "failed"]).output) == []
     text = runner.invoke(args=["logs", "list"]).output
     assert "Support" in text and "partial" in text
+
+
+# ------------------------------------------------------------------ Scan now, progress, Stop
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_scan_now_runs_and_the_list_shows_the_readable_failure(app, logged_in):
+    # QUEUE_MODE is "inline" in tests: the scan runs in the request, against a port nobody listens on.
+    client = logged_in
+    server = make_server()
+    server.imap_port = _closed_port()
+    db.session.commit()
+    account = make_scanner(server)
+    page = client.get("/admin/scanners")
+    assert f'data-progress-url="/admin/scanners/{account.id}/progress"'.encode() in page.data
+    response = _post(client, f"/admin/scanners/{account.id}/scan")
+    assert response.status_code == 302 and f"#scanner-{account.id}" in response.headers["Location"]
+    run = db.session.scalar(select(ScanRun).where(ScanRun.account_id == account.id))
+    assert run is not None and run.status == "failed" and run.trigger == "manual"
+    assert run.message and SECRET not in run.message
+    listing = client.get("/admin/scanners").data.decode()
+    assert "failed" in listing and run.message.split(":")[0] in listing
+    progress = client.get(f"/admin/scanners/{account.id}/progress")
+    assert progress.status_code == 200
+    assert progress.get_json()["state"] == "idle"
+    assert "failed" in client.get("/admin/history").data.decode()
+
+
+def test_stop_button_records_who_stopped_the_run(logged_in, admin, server):
+    client = logged_in
+    account = make_scanner(server)
+    running = ScanRun(account_id=account.id, status="running", started_at=datetime(2026, 5, 1, 9, 0))
+    done = ScanRun(account_id=account.id, status="done", started_at=datetime(2026, 5, 1, 8, 0),
+                   finished_at=datetime(2026, 5, 1, 8, 1))
+    db.session.add_all([running, done])
+    db.session.commit()
+    page = client.get("/admin/history").data.decode()
+    assert f"/admin/history/{running.id}/stop" in page
+    assert f"/admin/history/{done.id}/stop" not in page  # only running rows can be stopped
+    response = client.post(f"/admin/history/{running.id}/stop",
+                           data={"csrf_token": factories.csrf_from(client.get("/admin/history")),
+                                 "next": "/admin/history?status=running"})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/admin/history?status=running")
+    db.session.expire_all()
+    run = db.session.get(ScanRun, running.id)
+    assert run.stop_requested is True and run.stopped_by_id == admin.id
+    page = client.get("/admin/history").data.decode()
+    assert "stop requested by Admin" in page
+    assert f"/admin/history/{running.id}/stop" not in page
+    # Once the engine has stopped it, the row says who did.
+    run.status, run.finished_at = "stopped", datetime(2026, 5, 1, 9, 3)
+    db.session.commit()
+    assert "stopped by Admin" in client.get("/admin/history").data.decode()
+    # Stopping a run that has ended is explained, not an error; an outside "next" is not followed.
+    response = client.post(f"/admin/history/{done.id}/stop",
+                           data={"csrf_token": factories.csrf_from(client.get("/admin/history")),
+                                 "next": "https://evil.test/"})
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/history"
+    assert db.session.get(ScanRun, done.id).stop_requested is False
