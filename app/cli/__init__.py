@@ -12,11 +12,9 @@ def register(app: Flask) -> None:
     from app.cli.roundcube import roundcube_cli
     from app.cli.scanners import scanners_cli
     from app.cli.servers import servers_cli
-    from app.cli.servers import servers_cli
     from app.cli.users import users_cli
 
     app.cli.add_command(users_cli)
-    app.cli.add_command(servers_cli)
     app.cli.add_command(servers_cli)
     app.cli.add_command(roundcube_cli)
     app.cli.add_command(scanners_cli)
