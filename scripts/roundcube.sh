@@ -45,7 +45,10 @@ check_packages() {
     [[ -f "$PKG_SHARE/index.php" && -d "$PKG_LIB/public_html" ]] || \
         die "Roundcube is not installed. Run scripts/install.sh (apt-get install roundcube-core roundcube-sqlite3 php8.2-cgi)."
     [[ -n "$(php_bin)" ]] || die "PHP is not installed. Run scripts/install.sh (apt-get install php8.2-cgi)."
-    "$(php_bin)" -m 2>/dev/null | grep -qi '^pdo_sqlite$' || \
+    local modules
+    modules="$("$(php_bin)" -m 2>/dev/null || true)"
+    # (grep on a variable, not a pipe: with pipefail, grep -q closing early fails the pipe)
+    grep -qi '^pdo_sqlite$' <<<"$modules" || \
         die "PHP has no SQLite driver. Run scripts/install.sh (apt-get install roundcube-sqlite3)."
 }
 

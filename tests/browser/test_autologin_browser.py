@@ -1,0 +1,250 @@
+"""One click from the product's top bar into Roundcube, in headless Chromium (Playwright).
+
+Real parts only: the Flask app (werkzeug in a thread), Roundcube (php -S) with our plugin,
+the private Dovecot with two mailboxes, and an SMTP server (aiosmtpd) that must receive the
+sent message from the right account. Screenshots go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.autologin_stack import PASSWORD, free_port, roundcube_logs, start_stack
+
+pytestmark = [pytest.mark.browser,
+              # The test SMTP server allows AUTH without TLS on loopback, as Roundcube's default setup needs.
+              pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+class RecordingHandler:
+    """Keeps every message with the SMTP AUTH user that sent it."""
+
+    def __init__(self):
+        self.received = []
+
+    async def handle_DATA(self, server, session, envelope):
+        auth = session.auth_data
+        self.received.append({
+            "auth_user": auth.login.decode() if isinstance(auth, LoginPassword) else None,
+            "mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos), "raw": envelope.content})
+        return "250 Message accepted"
+
+
+class Accounts:
+    """AUTH PLAIN/LOGIN against the mailbox passwords the test knows."""
+
+    def __init__(self):
+        self.passwords: dict[str, str] = {}
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword) and \
+                self.passwords.get(auth_data.login.decode()) == auth_data.password.decode():
+            return AuthResult(success=True, auth_data=auth_data)
+        # handled=False makes aiosmtpd answer 535 instead of leaving the client waiting.
+        return AuthResult(success=False, handled=False)
+
+
+@pytest.fixture(scope="module")
+def smtp_server():
+    handler, accounts = RecordingHandler(), Accounts()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=accounts,
+                            auth_require_tls=False, auth_required=True)
+    controller.start()
+    yield controller, handler, accounts
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, dovecot, smtp_server):
+    controller, handler, accounts = smtp_server
+    stack = start_stack(tmp_path_factory.mktemp("browser"))
+    boxes = {}
+    for name in ("Sales", "Support"):
+        login, password = dovecot.new_user(name.lower())
+        accounts.passwords[login] = password
+        msg = EmailMessage()
+        msg["From"] = "customer@example.test"
+        msg["To"] = login
+        msg["Subject"] = f"Order question for {name}"
+        msg.set_content(f"Hello {name} team.")
+        dovecot.append(login, password, "INBOX", bytes(msg))
+        account_id = stack.add_mailbox(name, login, password, imap_host=dovecot.host, imap_port=dovecot.port,
+                                       smtp_host="127.0.0.1", smtp_port=controller.port)
+        boxes[name] = {"id": account_id, "login": login, "password": password}
+    alice = stack.add_user("alice")
+    stack.add_user("bob")
+    for box in boxes.values():
+        stack.grant(box["id"], alice)
+    yield stack, boxes, handler
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium (scripts/install.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def product_login(context, stack, username):
+    page = context.new_page()
+    page.goto(f"{stack.flask_url}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_selector(".topbar .who")
+    return page
+
+
+def open_mailbox_tab(context, page, name):
+    """Pick ``name`` from the top bar's drop-down; returns the new Roundcube tab, inbox loaded."""
+    if not page.locator(".mailbox-menu").evaluate("menu => menu.open"):
+        page.click(".mailbox-menu > summary")
+    with context.expect_page() as new_tab:
+        page.click(f".mailbox-menu button:has-text('{name}')")
+    tab = new_tab.value
+    tab.wait_for_load_state()
+    tab.wait_for_selector("#messagelist tbody tr", timeout=20000)
+    return tab
+
+
+def test_user_opens_two_mailboxes_and_sends_from_the_right_one(world, browser):
+    stack, boxes, handler = world
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(15000)
+    try:
+        page = product_login(context, stack, "alice")
+        # Two granted mailboxes: a drop-down, not a single button.
+        assert page.locator(".mailbox-menu").count() == 1
+        assert page.locator(".mailbox-button").count() == 0
+        page.click(".mailbox-menu > summary")
+        page.screenshot(path=str(ARTIFACTS / "autologin-1-topbar-dropdown.png"))
+
+        sales = open_mailbox_tab(context, page, "Sales")
+        assert sales.inner_text(".header-title.username") == boxes["Sales"]["login"]
+        assert "Order question for Sales" in sales.inner_text("#messagelist")
+        assert "_autologin" not in sales.url  # the one-time code is gone from the address bar
+        sales.screenshot(path=str(ARTIFACTS / "autologin-2-sales-inbox.png"))
+
+        support = open_mailbox_tab(context, page, "Support")
+        assert support.inner_text(".header-title.username") == boxes["Support"]["login"]
+        assert "Order question for Support" in support.inner_text("#messagelist")
+        assert "Order question for Sales" not in support.inner_text("#messagelist")
+        support.screenshot(path=str(ARTIFACTS / "autologin-3-support-inbox.png"))
+
+        # Compose and send from the Support mailbox: its own SMTP server, its own login.
+        support.goto(stack.roundcube_url + "?_task=mail&_action=compose")
+        support.wait_for_selector("#compose-subject")
+        support.fill(".recipient-input input", "customer@example.test")
+        support.keyboard.press("Enter")
+        subject = f"Reply from support {time.time_ns()}"
+        support.fill("#compose-subject", subject)
+        support.fill("#composebody", "Your order ships tomorrow.")
+        support.screenshot(path=str(ARTIFACTS / "autologin-4-compose.png"))
+        support.click("button.send")
+        deadline = time.monotonic() + 20
+        sent = []
+        while time.monotonic() < deadline and not sent:
+            sent = [m for m in handler.received if subject.encode() in m["raw"]]
+            time.sleep(0.2)
+        assert sent, "the SMTP server received nothing\n" + roundcube_logs(stack)
+        message = message_from_bytes(sent[0]["raw"], policy=default_policy)
+        assert sent[0]["auth_user"] == boxes["Support"]["login"]
+        assert boxes["Support"]["login"] in str(message["From"])
+        assert sent[0]["rcpt_tos"] == ["customer@example.test"]
+        support.screenshot(path=str(ARTIFACTS / "autologin-5-sent.png"))
+
+        # No page of either side ever showed a mailbox password.
+        for tab in (page, sales, support):
+            html = tab.content()
+            assert boxes["Sales"]["password"] not in html and boxes["Support"]["password"] not in html
+    finally:
+        context.close()
+
+
+def test_user_without_grant_gets_no_way_in(world, browser):
+    stack, boxes, _ = world
+    alice = browser.new_context()
+    bob = browser.new_context()
+    try:
+        # Alice gets a real hand-off link (the 303 target) and uses it.
+        alice_page = product_login(alice, stack, "alice")
+        csrf = alice_page.get_attribute("input[name=csrf_token]", "value")
+        answer = alice.request.post(f"{stack.flask_url}/bridge/open/{boxes['Sales']['id']}",
+                                    form={"csrf_token": csrf}, max_redirects=0)
+        assert answer.status == 303
+        link = answer.headers["location"]
+        assert re.search(r"_autologin=[A-Za-z0-9_-]{43}$", link)
+        used = alice.new_page()
+        used.goto(link)
+        used.wait_for_selector(".header-title.username")
+
+        page = product_login(bob, stack, "bob")
+        assert page.locator(".mailbox-menu, .mailbox-button").count() == 0
+        assert page.locator("form[action^='/bridge/open/']").count() == 0
+        page.goto(f"{stack.flask_url}/mailbox")
+        assert page.locator("form[action^='/bridge/open/']").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "autologin-6-no-grant.png"))
+        csrf = page.get_attribute("input[name=csrf_token]", "value")
+        for box in boxes.values():
+            refused = bob.request.post(f"{stack.flask_url}/bridge/open/{box['id']}", form={"csrf_token": csrf},
+                                       max_redirects=0)
+            assert refused.status == 403
+
+        # Alice's link, already used, gets Bob only Roundcube's login page with the message.
+        stolen = bob.new_page()
+        response = stolen.goto(link)
+        assert response.status == 401
+        assert "expired or was already used" in stolen.content()
+        assert stolen.locator(".header-title.username").count() == 0
+        assert stolen.locator("input[name=_user]").count() == 1
+        stolen.screenshot(path=str(ARTIFACTS / "autologin-7-used-link.png"))
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_single_mailbox_shows_one_button(world, browser):
+    stack, boxes, _ = world
+    carol = stack.add_user("carol")
+    stack.grant(boxes["Sales"]["id"], *_granted(stack, boxes["Sales"]["id"]), carol)
+    context = browser.new_context()
+    try:
+        page = product_login(context, stack, "carol")
+        assert page.locator(".mailbox-button button").inner_text().strip().startswith("✉ Sales")
+        assert page.locator(".mailbox-menu").count() == 0
+        with context.expect_page() as new_tab:
+            page.click(".mailbox-button button")
+        tab = new_tab.value
+        tab.wait_for_selector("#messagelist tbody tr", timeout=20000)
+        assert tab.inner_text(".header-title.username") == boxes["Sales"]["login"]
+        page.screenshot(path=str(ARTIFACTS / "autologin-8-one-button.png"))
+    finally:
+        context.close()
+
+
+def _granted(stack, account_id):
+    from app.services import autologin
+
+    with stack.app.app_context():
+        return sorted(autologin.grants_by_account().get(account_id, ()))
