@@ -293,3 +293,16 @@ def test_audit_page_query_count_does_not_grow_with_rows(app, client, admin, auth
     db.session.add_all([AuditEntry(user_id=u.id, action="a.b", target="t") for u in users for _ in range(3)])
     db.session.commit()
     assert count_queries() == few
+
+
+def test_audit_pager_keeps_the_filter(app, client, admin, auth, monkeypatch):
+    monkeypatch.setitem(app.config, "PER_PAGE", 2)
+    db.session.add_all([AuditEntry(user_id=admin.id, action="scanner.update", target=f"box {i}") for i in range(5)]
+                       + [AuditEntry(user_id=admin.id, action="mail_server.update", target="srv")])
+    db.session.commit()
+    auth.login("admin")
+    page = client.get("/admin/audit?action=scanner").get_data(as_text=True)
+    assert "Page 1 of 3" in page
+    assert "action=scanner" in page[page.index('class="pager"'):]
+    last = client.get("/admin/audit?action=scanner&page=3").get_data(as_text=True)
+    assert "box 0" in last and "srv" not in last
