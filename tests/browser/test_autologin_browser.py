@@ -233,6 +233,9 @@ def test_single_mailbox_shows_one_button(world, browser):
         page = product_login(context, stack, "carol")
         assert page.locator(".mailbox-button button").inner_text().strip().startswith("✉ Sales")
         assert page.locator(".mailbox-menu").count() == 0
+        # unread.js polls /bridge/unread, which asks Dovecot (STATUS UNSEEN) and fills the badge.
+        page.wait_for_selector(".mailbox-button .badge", timeout=15000)
+        assert page.inner_text(".mailbox-button .badge") == "1"
         with context.expect_page() as new_tab:
             page.click(".mailbox-button button")
         tab = new_tab.value

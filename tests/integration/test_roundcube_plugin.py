@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AutologinEvent
-from tests.autologin_stack import roundcube_logs, start_stack
+from tests.autologin_stack import PASSWORD, roundcube_logs, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +133,42 @@ def test_wrong_shared_secret_is_refused_by_flask(stack, boxes):
     # The refused call did not spend the token: Roundcube with the right secret still can.
     page = requests.get(stack.roundcube_url, params={"_autologin": token}, timeout=30)
     assert logged_in_as(page) == made["Sales"][1]
+
+
+def test_unread_count_comes_from_imap_status(stack, dovecot):
+    from app.models import MailAccount
+    from app.services import autologin
+
+    login, password = dovecot.new_user("unread")
+    for n, flags in ((1, ""), (2, ""), (3, "\\Seen")):
+        msg = EmailMessage()
+        msg["Subject"] = f"Message {n}"
+        msg.set_content("x")
+        dovecot.append(login, password, "INBOX", bytes(msg), flags=flags)
+    account_id = stack.add_mailbox("Unread", login, password, imap_host=dovecot.host, imap_port=dovecot.port)
+    user_id = stack.add_user("unread-reader")
+    stack.grant(account_id, user_id)
+    with stack.app.app_context():
+        assert autologin.refresh_unread(account_id) == 2
+        account = db.session.get(MailAccount, account_id)
+        assert account.unread_count == 2 and account.unread_checked_at is not None
+    # The poll endpoint answers the user's counts; the page itself only reads the cache.
+    session = requests.Session()
+    login_page = session.get(f"{stack.flask_url}/login", timeout=10)
+    csrf = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', login_page.text).group(1)
+    session.post(f"{stack.flask_url}/login", data={"username": "unread-reader", "password": PASSWORD,
+                                                   "csrf_token": csrf}, timeout=10)
+    body = session.get(f"{stack.flask_url}/bridge/unread", timeout=10).json()
+    assert body["mailboxes"] == [{"id": account_id, "name": "Unread", "unread": 2}]
+    assert '<span class="badge">2</span>' in session.get(f"{stack.flask_url}/", timeout=10).text
+    # A wrong stored password keeps the old count instead of failing the poll.
+    with stack.app.app_context():
+        from app.crypto import encrypt_secret
+        account = db.session.get(MailAccount, account_id)
+        account.password_enc = encrypt_secret(stack.app.config["MAIL_ENCRYPTION_KEY"], "wrong")
+        db.session.commit()
+        assert autologin.refresh_unread(account_id) is None
+        assert db.session.get(MailAccount, account_id).unread_count == 2
 
 
 def _request_token(page) -> str:
