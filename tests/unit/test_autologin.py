@@ -478,3 +478,26 @@ def test_password_never_in_any_product_page(app, client, auth, admin, user, mail
         assert token not in body
     assert all(MAILBOX_PASSWORD not in (e.outcome + (e.address or "")) for e in
                db.session.scalars(select(AutologinEvent)))
+
+
+# ---------------------------------------------------------------- flask roundcube install
+
+def test_roundcube_install_writes_plugin_config(app, runner, tmp_path):
+    result = runner.invoke(args=["roundcube", "install", "--config-dir", str(tmp_path),
+                                 "--base-url", "http://crm.corp.test:8000/"])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "corporate_autologin.inc.php").read_text()
+    assert "$config['corporate_autologin_url'] = 'http://crm.corp.test:8000/bridge/redeem';" in written
+    assert f"$config['corporate_autologin_secret'] = '{app.config['BRIDGE_SECRET']}';" in written
+    assert app.config["BRIDGE_SECRET"] not in result.output  # the secret is written, never printed
+    assert (tmp_path / "corporate_autologin.inc.php").stat().st_mode & 0o007 == 0
+
+
+def test_roundcube_install_escapes_php_and_refuses_bad_urls(app, runner, tmp_path):
+    from app.cli.roundcube import plugin_config_text
+
+    text = plugin_config_text("http://x/bridge/redeem", "a'b\\c")
+    assert "'a\\'b\\\\c'" in text
+    result = runner.invoke(args=["roundcube", "install", "--config-dir", str(tmp_path), "--url", "ftp://x"])
+    assert result.exit_code != 0 and "http://" in result.output
+    assert not (tmp_path / "corporate_autologin.inc.php").exists()
