@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the product and its tests need, once; running it again does nothing.
-#   - Debian packages: Dovecot, Redis, Roundcube (SQLite, php-cgi, no Apache), Chromium, sqlite3
+#   - Debian packages: Dovecot, Redis, Roundcube (SQLite, php-cgi, no Apache), Chromium, sqlite3,
+#     and PostgreSQL for the PostgreSQL half of the test suite
 #     (as root with apt; otherwise it prints the command to run and exits 1)
 #   - .venv with requirements.txt (re-installed only when requirements.txt changes)
 # Quiet unless something fails; the full log is .state/logs/install.log.
@@ -34,7 +35,7 @@ quiet() { # run a command with its output in the log only
 
 # ------------------------------------------------------------------ system packages
 
-PACKAGES=(dovecot-imapd redis-server roundcube-core roundcube-sqlite3 php8.2-cgi chromium sqlite3)
+PACKAGES=(dovecot-imapd redis-server roundcube-core roundcube-sqlite3 php8.2-cgi chromium sqlite3 postgresql)
 
 installed() {
     if command -v dpkg-query >/dev/null; then
@@ -46,6 +47,7 @@ installed() {
         dovecot-imapd) command -v dovecot >/dev/null ;;
         redis-server) command -v redis-server >/dev/null ;;
         roundcube-core|roundcube-sqlite3) [[ -d /usr/share/roundcube ]] ;;
+        postgresql) command -v initdb >/dev/null || command -v pg_ctl >/dev/null ;;
         php8.2-cgi) command -v php-cgi >/dev/null ;;
         *) command -v "$1" >/dev/null ;;
     esac
@@ -100,9 +102,21 @@ install_packages() {
             missing[i]=php-cgi
         fi
     done
+    # PostgreSQL goes in after Roundcube: present during Roundcube's configuration, it makes
+    # dbconfig-common try (and fail) to set Roundcube up on it (LAB.md §1).
+    local first=() later=()
+    for i in "${missing[@]}"; do
+        if [[ "$i" == postgresql ]]; then later+=("$i"); else first+=("$i"); fi
+    done
     # php-cgi in the same command keeps apt from pulling Apache in for Roundcube (LAB.md §1).
-    quiet "${apt[@]}" install -y --no-install-recommends "${missing[@]}" \
-        || fail "apt-get install ${missing[*]} failed"
+    if (( ${#first[@]} )); then
+        quiet "${apt[@]}" install -y --no-install-recommends "${first[@]}" \
+            || fail "apt-get install ${first[*]} failed"
+    fi
+    if (( ${#later[@]} )); then
+        quiet "${apt[@]}" install -y --no-install-recommends "${later[@]}" \
+            || fail "apt-get install ${later[*]} failed"
+    fi
     local still=()
     mapfile -t still < <(missing_packages | sed '/^$/d')
     (( ${#still[@]} == 0 )) || fail "still missing after apt-get install: ${still[*]}"

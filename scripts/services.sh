@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Start, stop and inspect the private services the product and its tests use:
-#   scripts/services.sh start|stop|status|restart [dovecot|redis|smtp|roundcube|all]
+#   scripts/services.sh start|stop|status|restart [dovecot|redis|postgres|smtp|roundcube|all]
 #
 # Idempotent: "start" reuses what already runs, "stop" only stops what we started,
 # each process by its own pid file. All state lives under .state/ (git-ignored).
 #   dovecot    private IMAP server on 127.0.0.1:10143, users in .state/dovecot/users
 #   redis      redis://127.0.0.1:6379/0 when it answers, else a private one on 16379;
 #              the chosen URL is written to .state/redis.url
+#   postgres   for the PostgreSQL half of the test suite: postgres@127.0.0.1:5432 when it
+#              lets us in without a password, else a private cluster on 15432 (trust auth,
+#              loopback only) when PostgreSQL is installed; the URL goes to .state/postgres.url.
+#              Without PostgreSQL nothing fails: those tests are skipped with the reason.
 #   smtp       SMTP sink on 127.0.0.1:10025 saving every message to .state/smtp/messages/
 #   roundcube  delegated to scripts/roundcube.sh when it exists
 set -euo pipefail
@@ -28,6 +32,11 @@ MAIL_ROOT="$STATE/mail"
 REDIS_DIR="$STATE/redis"
 REDIS_PID="$REDIS_DIR/redis.pid"
 REDIS_URL_FILE="$STATE/redis.url"
+PG_PORT="${CM_PG_PORT:-15432}"
+PG_SHARED_PORT="${CM_PG_SHARED_PORT:-5432}"
+PG_DIR="$STATE/postgres"
+PG_DATA="$PG_DIR/data"
+PG_URL_FILE="$STATE/postgres.url"
 SMTP_DIR="$STATE/smtp"
 SMTP_PID="$SMTP_DIR/smtp.pid"
 
@@ -277,6 +286,98 @@ redis_status() {
     fi
 }
 
+# --------------------------------------------------------------------------- postgres
+
+pg_bin() { # the newest installed server's bin folder
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+pg_answers() { # port -> 0 when user postgres gets in on 127.0.0.1:port without a password
+    local psql
+    psql="$(command -v psql || true)"
+    [[ -z "$psql" && -n "$(pg_bin)" ]] && psql="$(pg_bin)/psql"
+    [[ -x "$psql" ]] || return 1
+    port_open "$1" || return 1
+    PGCONNECT_TIMEOUT=3 "$psql" -h 127.0.0.1 -p "$1" -U postgres -d postgres -w -tAc 'select 1' >/dev/null 2>&1
+}
+
+as_pg_owner() { # run a PostgreSQL server command as its owner (the server refuses to run as root)
+    if (( EUID == 0 )); then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+pg_pid_file() { echo "$PG_DATA/postmaster.pid"; }
+
+postgres_start() {
+    local url_shared="postgresql+psycopg://postgres@127.0.0.1:$PG_SHARED_PORT/postgres"
+    local url_private="postgresql+psycopg://postgres@127.0.0.1:$PG_PORT/postgres"
+    if [[ -s "$(pg_pid_file)" ]] && kill -0 "$(head -n1 "$(pg_pid_file)")" 2>/dev/null && pg_answers "$PG_PORT"; then
+        echo "$url_private" >"$PG_URL_FILE"
+        say "postgres: already running (private, pid $(head -n1 "$(pg_pid_file)")) on 127.0.0.1:$PG_PORT"
+        return 0
+    fi
+    if pg_answers "$PG_SHARED_PORT"; then
+        echo "$url_shared" >"$PG_URL_FILE"
+        say "postgres: using the one on 127.0.0.1:$PG_SHARED_PORT"
+        return 0
+    fi
+    local bin
+    bin="$(pg_bin)"
+    if [[ -z "$bin" || ! -x "$bin/initdb" ]]; then
+        rm -f "$PG_URL_FILE"
+        say "postgres: not installed; the PostgreSQL cases of the tests will be skipped"
+        return 0
+    fi
+    if (( EUID == 0 )) && ! id postgres >/dev/null 2>&1; then
+        rm -f "$PG_URL_FILE"
+        say "postgres: no 'postgres' system user to run the server as; PostgreSQL cases will be skipped"
+        return 0
+    fi
+    port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; stop it or set CM_PG_PORT"
+    mkdir -p "$PG_DIR/run" "$LOGS"
+    (( EUID == 0 )) && chown -R postgres: "$PG_DIR"
+    if [[ ! -s "$PG_DATA/PG_VERSION" ]]; then
+        as_pg_owner "$bin/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --no-sync \
+            >"$PG_DIR/initdb.log" 2>&1 || { tail -n 20 "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+    fi
+    # A throwaway test cluster: durability off for speed, loopback only.
+    as_pg_owner "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/postgres.log" -w -t 60 \
+        -o "-p $PG_PORT -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >/dev/null || { tail -n 20 "$PG_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
+    echo "$url_private" >"$PG_URL_FILE"
+    say "postgres: started (private, pid $(head -n1 "$(pg_pid_file)")) on 127.0.0.1:$PG_PORT"
+}
+
+postgres_stop() {
+    local file pid tries=300
+    file="$(pg_pid_file)"
+    rm -f "$PG_URL_FILE"
+    if [[ ! -s "$file" ]] || ! kill -0 "$(head -n1 "$file")" 2>/dev/null; then
+        say "postgres: no private instance to stop"
+        return 0
+    fi
+    pid="$(head -n1 "$file")"
+    # SIGINT is PostgreSQL's "fast" shutdown: ends sessions, then exits cleanly.
+    kill -INT "$pid"
+    while (( tries-- > 0 )) && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && die "PostgreSQL (pid $pid) did not stop within 30 s"
+    say "postgres: stopped (private, pid $pid)"
+}
+
+postgres_status() {
+    if [[ -s "$(pg_pid_file)" ]] && kill -0 "$(head -n1 "$(pg_pid_file)")" 2>/dev/null && pg_answers "$PG_PORT"; then
+        say "postgres: running (private, pid $(head -n1 "$(pg_pid_file)")) postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
+    elif pg_answers "$PG_SHARED_PORT"; then
+        say "postgres: shared instance answers at postgresql://postgres@127.0.0.1:$PG_SHARED_PORT/postgres"
+    else
+        say "postgres: stopped"
+        return 1
+    fi
+}
+
 # --------------------------------------------------------------------------- smtp sink
 
 smtp_start() {
@@ -325,14 +426,14 @@ roundcube() {
 # --------------------------------------------------------------------------- main
 
 usage() {
-    say "usage: scripts/services.sh start|stop|restart|status [dovecot|redis|smtp|roundcube|all]"
+    say "usage: scripts/services.sh start|stop|restart|status [dovecot|redis|postgres|smtp|roundcube|all]"
     exit 2
 }
 
 run() {
     local action=$1 service=$2
     case "$service" in
-        dovecot|redis|smtp)
+        dovecot|redis|postgres|smtp)
             case "$action" in
                 start) "${service}_start" ;;
                 stop) "${service}_stop" ;;
@@ -350,8 +451,8 @@ main() {
     case "$action" in start|stop|status|restart) ;; *) usage ;; esac
     mkdir -p "$STATE" "$LOGS"
     if [[ "$service" == all ]]; then
-        local order=(dovecot redis smtp roundcube)
-        [[ "$action" == stop ]] && order=(roundcube smtp redis dovecot)
+        local order=(dovecot redis postgres smtp roundcube)
+        [[ "$action" == stop ]] && order=(roundcube smtp postgres redis dovecot)
         for s in "${order[@]}"; do
             run "$action" "$s" || rc=1
         done

@@ -14,6 +14,11 @@ scripts/services.sh start all
 
 REDIS_URL="$(cat .state/redis.url)"
 export REDIS_URL
+# The PostgreSQL half of the suite uses the server services.sh found or started.
+if [[ -z "${PG_TEST_ADMIN_URL:-}" && -s .state/postgres.url ]]; then
+    PG_TEST_ADMIN_URL="$(cat .state/postgres.url)"
+    export PG_TEST_ADMIN_URL
+fi
 
 ruff_rc=0
 echo "== ruff check ."
