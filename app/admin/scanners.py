@@ -157,6 +157,9 @@ def scanner_test_login(account_id: int):
 def scanner_scan_now(account_id: int):
     """Scan now: put a scan job on the queue (the list then shows its progress)."""
     account = _scanner_or_404(account_id)
+    if not account.enabled:
+        flash(f"Scanner {account.name} is disabled: enable it first, then scan.", "error")
+        return redirect(url_for("admin.scanners"))
     from app.services import scans
 
     try:

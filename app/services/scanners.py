@@ -125,10 +125,13 @@ def health_of(account: MailAccount) -> tuple[str, str]:
     """The status an operator reads: (key, words). Key is active/disabled/blocked/reconnect."""
     if not account.enabled:
         return "disabled", "Disabled"
+    reason = (account.blocked_reason or "").strip()
     if account.health == "blocked":
-        return "blocked", "Blocked: " + (account.blocked_reason or "repeated login failures")
+        if reason.lower().startswith("blocked"):
+            return "blocked", reason  # the engine's reason already says so
+        return "blocked", "Blocked: " + (reason or "repeated login failures. Use Test login to unblock it.")
     if account.health == "reconnect":
-        return "reconnect", "Reconnect needed: " + (account.blocked_reason or "the account's token was refused")
+        return "reconnect", "Reconnect needed: " + (reason or "the account's token was refused.")
     return "active", "Active"
 
 

@@ -174,7 +174,8 @@
           }
         });
         status.className = "status-ok";
-        status.textContent = answer.folders.length + " folders on the server. Choose which to scan.";
+        var count = answer.folders.length;
+        status.textContent = count + (count === 1 ? " folder" : " folders") + " on the server. Choose which to scan.";
       })
       .catch(function () {
         status.className = "error-text";

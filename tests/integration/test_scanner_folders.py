@@ -82,7 +82,7 @@ def test_test_login_unblocks_a_blocked_scanner(client, auth, admin, server, mail
     db.session.commit()
     auth.login("admin")
     page = client.get("/admin/scanners")
-    assert b"Blocked: Blocked after 3 failed logins" in page.data
+    assert b"Blocked after 3 failed logins in a row." in page.data and b"status-blocked" in page.data
     response = client.post(f"/admin/scanners/{account.id}/test-login",
                            data={"csrf_token": factories.csrf_from(page)}, follow_redirects=True)
     assert b"The scanner is unblocked" in response.data
