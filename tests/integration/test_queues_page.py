@@ -71,7 +71,7 @@ def test_failed_job_is_shown_with_its_error_and_retry_requeues_it(queue_redis, c
     auth.login("admin")
     page = client.get("/admin/queues").get_data(as_text=True)
     row = page[page.index(f'id="job-{job_id}"'):]
-    row = row[:row.index("</tr>")]
+    row = row[:row.index("</tbody>")]
     assert "Support box" in row
     assert "IMAP login failed for account" in row
     # The error is escaped, not rendered as markup.
