@@ -1,0 +1,65 @@
+"""Ticket actions: what one message does to tickets, as a plain decision."""
+
+from __future__ import annotations
+
+from app.scanner.types import BindResult, ParsedMessage, TicketAction, TicketPolicy
+
+
+def decide(
+    parsed: ParsedMessage,
+    *,
+    direction: str,
+    bound: BindResult,
+    policy: TicketPolicy,
+    filter_allows: bool,
+    throttled: bool,
+) -> TicketAction:
+    """Decide the ticket action for one stored message.
+
+    - Our own mail ("sent", "internal") never acts on tickets.
+    - Automatic mail (auto-reply, bounce, bulk), a message an ignore filter keeps from tickets,
+      and a throttled sender (loop protection) act on nothing; ``reason`` says which.
+    - Bound to a closed ticket: ``closed_policy`` "reopen" → reopen (needs the *Open a ticket*
+      action); "new_ticket" → new_referring with ``ticket_id`` the closed ticket (needs *Create a
+      ticket*); "ignore" → none.
+    - Bound to a ticket waiting for the customer → answered (needs *Open a ticket*).
+    - Bound to an open / in progress / answered ticket → none (it is already open).
+    - Bound to no ticket → create when *Create a ticket* is on (also when the subject quoted
+      someone else's ticket number: the stranger gets a ticket of their own).
+    """
+    if direction == "sent":
+        return TicketAction("none", reason="sent by us")
+    if direction == "internal":
+        return TicketAction("none", reason="internal message")
+    if parsed.automatic_reason:
+        return TicketAction("none", reason=f"automatic mail: {parsed.automatic_reason}")
+    if not filter_allows:
+        return TicketAction("none", reason="an ignore filter keeps this message from tickets")
+    if throttled:
+        return TicketAction("none", reason="too many messages from this sender in a short time (loop protection)")
+
+    ticket = bound.ticket
+    if ticket is not None:
+        if ticket.status == "closed":
+            if policy.closed_policy == "reopen":
+                if policy.reopen:
+                    return TicketAction("reopen", ticket.id, f"new mail for closed ticket {ticket.number}")
+                return TicketAction("none", None, "ticket closed; the Open a ticket action is off")
+            if policy.closed_policy == "new_ticket":
+                if policy.create:
+                    return TicketAction("new_referring", ticket.id, f"new ticket referring to closed {ticket.number}")
+                return TicketAction("none", None, "ticket closed; the Create a ticket action is off")
+            return TicketAction("none", None, "ticket closed; the configuration leaves closed tickets alone")
+        if ticket.status == "waiting":
+            if policy.reopen:
+                return TicketAction("answered", ticket.id, f"the customer answered ticket {ticket.number}")
+            return TicketAction("none", None, "ticket waiting; the Open a ticket action is off")
+        return TicketAction("none", None, f"ticket {ticket.number} is already open")
+
+    if policy.create:
+        if bound.foreign_ticket_number:
+            return TicketAction(
+                "create", None, f"{bound.foreign_ticket_number} belongs to someone else: a ticket of their own"
+            )
+        return TicketAction("create", None, "new conversation")
+    return TicketAction("none", reason="no ticket, and the Create a ticket action is off")
