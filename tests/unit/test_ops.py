@@ -306,3 +306,13 @@ def test_audit_pager_keeps_the_filter(app, client, admin, auth, monkeypatch):
     assert "action=scanner" in page[page.index('class="pager"'):]
     last = client.get("/admin/audit?action=scanner&page=3").get_data(as_text=True)
     assert "box 0" in last and "srv" not in last
+
+
+def test_healthz_dead_database_is_503(tmp_path):
+    from app import create_app
+
+    broken = create_app("testing", SQLALCHEMY_DATABASE_URI="postgresql+psycopg://nobody@127.0.0.1:1/nothing",
+                        INSTANCE_PATH=str(tmp_path))
+    response = broken.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"database": "error", "redis": "skipped"}
