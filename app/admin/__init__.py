@@ -18,3 +18,4 @@ def require_admin():
 
 
 from app.admin import audit, autologin, handoffs, history, queues, scanners, servers  # noqa: E402,F401
+from app.admin import mail_config  # noqa: E402,F401

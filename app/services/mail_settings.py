@@ -1,0 +1,309 @@
+"""The mail configuration (SPEC §4) and the ignore filters: validation and changes.
+
+The settings row and the filters are read by the scanner; this module is how
+administrators change them. Every message says what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+
+from sqlalchemy import or_, select
+
+from app.extensions import db
+from app.models import IgnoreFilter, MailAccount, MailSettings
+from app.models.runs import CLOSED_TICKET_POLICIES, FILTER_FIELDS, FILTER_MATCHES, FILTER_STOPS
+from app.services import audit
+from app.services.mail_servers import clean_host, db_id
+
+# (field, label, lowest, highest): the numbers of the configuration and their bounds.
+NUMBER_FIELDS = (
+    ("check_frequency_minutes", "Check frequency (minutes)", 1, 1440),
+    ("max_per_run", "Most messages per run", 1, 100_000),
+    ("batch_size", "Batch size", 10, 2000),
+    ("unread_refresh_seconds", "Unread count refresh (seconds)", 30, 86_400),
+    ("loop_max_messages", "Loop limit (messages)", 1, 10_000),
+    ("loop_window_minutes", "Loop window (minutes)", 1, 1440),
+    ("run_timeout_minutes", "Run time limit (minutes)", 1, 1440),
+    ("block_after_failures", "Block after login failures", 1, 100),
+)
+BOOL_FIELDS = ("show_unread",)
+
+POLICY_LABELS = {
+    "reopen": "Reopen the closed ticket",
+    "new_ticket": "Open a new ticket that refers to the closed one",
+    "ignore": "Leave the ticket closed (store the e-mail only)",
+}
+FIELD_LABELS = {
+    "from": "Sender address",
+    "from_domain": "Sender domain",
+    "to": "Recipient address (To / Cc)",
+    "subject": "Subject",
+    "header": "Header",
+}
+MATCH_LABELS = {"equals": "equals", "contains": "contains", "regex": "matches the regular expression"}
+STOP_LABELS = {"store": "Do not store the message", "tickets": "Store it, but never open a ticket from it"}
+
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,100}$")  # RFC 5322 field name: printable ASCII except ":"
+
+
+class SettingsError(ValueError):
+    """The configuration or a filter cannot be saved as asked.
+
+    ``errors`` maps a field name to its message; ``str()`` joins them.
+    """
+
+    def __init__(self, errors: dict[str, str] | str, field: str = "__all__"):
+        if isinstance(errors, str):
+            errors = {field: errors}
+        self.errors = errors
+        super().__init__(" ".join(errors.values()))
+
+
+class FilterNotFound(SettingsError):
+    """No filter with that id."""
+
+
+def _control_chars(value: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
+
+
+def get_settings() -> MailSettings:
+    """The configuration row (created with defaults on first use)."""
+    return MailSettings.get()
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def clean_domains(text) -> str:
+    """Our own domains, written with commas, spaces or one per line → "a.test,b.test"."""
+    parts = [p for p in re.split(r"[\s,;]+", str(text or "")) if p]
+    domains: list[str] = []
+    for part in parts:
+        part = part.lstrip("@").lower()
+        try:
+            domain = clean_host(part, "domain")
+        except ValueError:
+            raise ValueError(f"{part[:60]!r} is not a domain name: write domains such as corp.example, "
+                             f"separated by commas.") from None
+        if "." not in domain or domain.replace(".", "").isdigit():
+            raise ValueError(f"{part[:60]!r} is not a domain name: write domains such as corp.example.")
+        if domain not in domains:
+            domains.append(domain)
+    joined = ",".join(domains)
+    if len(joined) > 500:
+        raise ValueError("Too many internal domains (at most 500 characters in all).")
+    return joined
+
+
+def _int(value, label: str, low: int, high: int) -> int:
+    text = "" if value is None else str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"-?\d{1,9}", text):
+        raise ValueError(f"{label} must be a whole number from {low} to {high}.")
+    number = int(text)
+    if not low <= number <= high:
+        raise ValueError(f"{label} must be from {low} to {high}, not {number}.")
+    return number
+
+
+def update_settings(data: Mapping) -> MailSettings:
+    """Validate and save the configuration; raises ``SettingsError`` with a message per field."""
+    settings = get_settings()
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    for key, label, low, high in NUMBER_FIELDS:
+        if key not in data:
+            continue
+        try:
+            clean[key] = _int(data[key], label, low, high)
+        except ValueError as exc:
+            errors[key] = str(exc)
+    for key in BOOL_FIELDS:
+        if key in data:
+            value = data[key]
+            clean[key] = value.strip().lower() in {"1", "true", "yes", "on", "y"} if isinstance(value, str) \
+                else bool(value)
+    if "closed_ticket_policy" in data:
+        policy = str(data["closed_ticket_policy"] or "").strip()
+        if policy not in CLOSED_TICKET_POLICIES:
+            errors["closed_ticket_policy"] = "Choose what happens to a closed ticket that receives mail."
+        clean["closed_ticket_policy"] = policy
+    if "internal_domains" in data:
+        try:
+            clean["internal_domains"] = clean_domains(data["internal_domains"])
+        except ValueError as exc:
+            errors["internal_domains"] = str(exc)
+    if errors:
+        raise SettingsError(errors)
+    changes = []
+    for key, value in clean.items():
+        if getattr(settings, key) != value:
+            changes.append(f"{key}: {getattr(settings, key)!r} → {value!r}")
+            setattr(settings, key, value)
+    if changes:
+        audit.record("mail_config.update", "mail configuration", "; ".join(changes))
+    db.session.commit()
+    return settings
+
+
+# --------------------------------------------------------------------------- ignore filters
+
+
+def _validate_rule(field: str, match: str, value: str, stops: str, header_name: str | None) -> None:
+    """Ask the pipeline whether it can use the rule (regex syntax and bounds live there)."""
+    # Imported here: the pipeline's filters module is the one authority on what a rule may be.
+    from app.scanner.filters import FilterError, validate_rule
+    from app.scanner.types import FilterRule
+
+    try:
+        validate_rule(FilterRule(id=None, field=field, match=match, value=value, stops=stops,
+                                 header_name=header_name))
+    except FilterError as exc:
+        raise SettingsError(str(exc), "value") from None
+
+
+def validate_filter(data: Mapping) -> dict:
+    """Check one ignore filter; returns clean values or raises ``SettingsError``."""
+    errors: dict[str, str] = {}
+    field = str(data.get("field") or "").strip()
+    match = str(data.get("match") or "").strip()
+    stops = str(data.get("stops") or "").strip()
+    value = str(data.get("value") or "")
+    header_name = str(data.get("header_name") or "").strip() or None
+    if field not in FILTER_FIELDS:
+        errors["field"] = "Choose what the filter looks at: " + ", ".join(FIELD_LABELS.values()).lower() + "."
+    if match not in FILTER_MATCHES:
+        errors["match"] = "Choose how it compares: equals, contains or regular expression."
+    if stops not in FILTER_STOPS:
+        errors["stops"] = "Choose what the filter stops: storing the message, or only tickets."
+    if match != "regex":
+        value = value.strip()
+    if not value.strip():
+        errors["value"] = "Type the value to compare with."
+    elif len(value) > 500:
+        errors["value"] = "The value is too long (at most 500 characters)."
+    elif _control_chars(value):
+        errors["value"] = "The value cannot contain control characters or line breaks."
+    if field == "header":
+        if not header_name:
+            errors["header_name"] = "Type the name of the header to look at, e.g. X-Spam-Flag."
+        elif not _HEADER_NAME.match(header_name):
+            errors["header_name"] = ("A header name has only printable characters without spaces or a colon, "
+                                     "e.g. X-Spam-Flag.")
+    else:
+        header_name = None
+    account_id = data.get("account_id")
+    if account_id in (None, "", 0, "0"):
+        account_id = None
+    else:
+        number = db_id(account_id)
+        account = db.session.get(MailAccount, number) if number else None
+        if account is None:
+            errors["account_id"] = "That mailbox does not exist (any more): choose one from the list."
+            account_id = None
+        else:
+            account_id = account.id
+    if not errors:
+        _validate_rule(field, match, value, stops, header_name)
+    if errors:
+        raise SettingsError(errors)
+    enabled = data.get("enabled", True)
+    if isinstance(enabled, str):
+        enabled = enabled.strip().lower() in {"1", "true", "yes", "on", "y"}
+    return {"field": field, "match": match, "value": value, "stops": stops, "header_name": header_name,
+            "account_id": account_id, "enabled": bool(enabled)}
+
+
+def describe_filter(f: IgnoreFilter) -> str:
+    """A filter in one sentence, e.g. 'Subject contains "newsletter" → do not store'."""
+    what = f"header {f.header_name}" if f.field == "header" else FIELD_LABELS.get(f.field, f.field)
+    return f"{what} {MATCH_LABELS.get(f.match, f.match)} \"{f.value}\""
+
+
+def list_filters() -> list[IgnoreFilter]:
+    """Every filter: global ones first, then per mailbox."""
+    return list(db.session.scalars(
+        select(IgnoreFilter).order_by(IgnoreFilter.account_id.is_not(None), IgnoreFilter.account_id,
+                                      IgnoreFilter.id)))
+
+
+def filters_for(account_id: int | None) -> list[IgnoreFilter]:
+    """The enabled filters that apply to a mailbox: the global ones and its own."""
+    query = select(IgnoreFilter).where(IgnoreFilter.enabled.is_(True))
+    if account_id is None:
+        query = query.where(IgnoreFilter.account_id.is_(None))
+    else:
+        query = query.where(or_(IgnoreFilter.account_id.is_(None), IgnoreFilter.account_id == account_id))
+    return list(db.session.scalars(query.order_by(IgnoreFilter.id)))
+
+
+def get_filter(filter_id) -> IgnoreFilter:
+    """The filter with that id, or ``FilterNotFound``."""
+    number = db_id(filter_id)
+    row = db.session.get(IgnoreFilter, number) if number else None
+    if row is None:
+        raise FilterNotFound("There is no such filter (it may have been deleted).")
+    return row
+
+
+def _scope(account_id: int | None) -> str:
+    if account_id is None:
+        return "all mailboxes"
+    account = db.session.get(MailAccount, account_id)
+    return f"mailbox {account.name}" if account else f"mailbox {account_id}"
+
+
+def create_filter(data: Mapping) -> IgnoreFilter:
+    """Validate and add an ignore filter."""
+    clean = validate_filter(data)
+    row = IgnoreFilter(**clean)
+    db.session.add(row)
+    db.session.flush()
+    audit.record("ignore_filter.create", f"ignore filter {row.id}",
+                 f"{describe_filter(row)} → stops {row.stops}; {_scope(row.account_id)}")
+    db.session.commit()
+    return row
+
+
+def update_filter(filter_id, data: Mapping) -> IgnoreFilter:
+    """Validate and change an ignore filter."""
+    row = get_filter(filter_id)
+    clean = validate_filter(data)
+    changes = []
+    for key, value in clean.items():
+        if getattr(row, key) != value:
+            changes.append(f"{key}: {getattr(row, key)!r} → {value!r}")
+            setattr(row, key, value)
+    if changes:
+        audit.record("ignore_filter.update", f"ignore filter {row.id}", "; ".join(changes))
+    db.session.commit()
+    return row
+
+
+def set_filter_enabled(filter_id, enabled: bool) -> IgnoreFilter:
+    """Switch an ignore filter on or off."""
+    row = get_filter(filter_id)
+    if row.enabled != bool(enabled):
+        row.enabled = bool(enabled)
+        audit.record("ignore_filter.enable" if enabled else "ignore_filter.disable", f"ignore filter {row.id}",
+                     describe_filter(row))
+    db.session.commit()
+    return row
+
+
+def delete_filter(filter_id) -> None:
+    """Delete an ignore filter."""
+    row = get_filter(filter_id)
+    audit.record("ignore_filter.delete", f"ignore filter {row.id}",
+                 f"{describe_filter(row)}; {_scope(row.account_id)}")
+    db.session.delete(row)
+    db.session.commit()
+
+
+def mailbox_choices() -> list[tuple[int, str]]:
+    """(id, name) of every mailbox, for the filter form's scope."""
+    return [(row.id, row.name) for row in db.session.execute(
+        select(MailAccount.id, MailAccount.name).order_by(MailAccount.name, MailAccount.id))]
