@@ -21,10 +21,12 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, literal, null, select, union_all, update
+from sqlalchemy import String, any_, bindparam, insert, literal, null, or_, select, union_all, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.extensions import db
 from app.models import (
@@ -143,6 +145,15 @@ def _alt_key(key: str, raw: bytes) -> str:
     return f"{key[:200]}#sha256:{hashlib.sha256(raw).hexdigest()[:40]}"
 
 
+def _in(column, values):
+    """``column IN (values)``; on PostgreSQL ``= ANY(array)``: one parameter instead of hundreds,
+    which the driver and the planner handle far faster for a batch's worth of values."""
+    values = sorted(values)
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(String)))
+    return column.in_(values)
+
+
 # ----------------------------------------------------------------- the five batch queries
 
 
@@ -151,7 +162,7 @@ def existing_keys(account_id: int, keys: set[str]) -> dict[str, int]:
     if not keys:
         return {}
     rows = db.session.execute(select(Email.message_key, Email.size)
-                              .where(Email.account_id == account_id, Email.message_key.in_(keys)))
+                              .where(Email.account_id == account_id, _in(Email.message_key, keys)))
     return {k: s for k, s in rows}
 
 
@@ -162,11 +173,11 @@ def lookup_addresses(addresses: set[str]) -> dict[str, list[RecordRef]]:
     addrs = sorted(addresses)
     parts = [
         select(literal("contact").label("t"), Contact.id, Contact.organization_id.label("org"), Contact.email)
-        .where(Contact.email.in_(addrs)),
+        .where(_in(Contact.email, addrs)),
         select(literal("organization").label("t"), Organization.id, null().label("org"), Organization.email)
-        .where(Organization.email.in_(addrs)),
-        select(literal("lead").label("t"), Lead.id, null().label("org"), Lead.email).where(Lead.email.in_(addrs)),
-        select(literal("user").label("t"), User.id, null().label("org"), User.email).where(User.email.in_(addrs)),
+        .where(_in(Organization.email, addrs)),
+        select(literal("lead").label("t"), Lead.id, null().label("org"), Lead.email).where(_in(Lead.email, addrs)),
+        select(literal("user").label("t"), User.id, null().label("org"), User.email).where(_in(User.email, addrs)),
     ]
     index: dict[str, list[RecordRef]] = {}
     for rtype, rid, org, email in db.session.execute(union_all(*parts)):
@@ -183,7 +194,7 @@ def parent_links(message_ids: set[str]) -> dict[str, list[RecordRef]]:
     rows = db.session.execute(
         select(Email.message_id, EmailLink.record_type, EmailLink.record_id)
         .join(EmailLink, EmailLink.email_id == Email.id)
-        .where(Email.message_id.in_(sorted(message_ids))))
+        .where(_in(Email.message_id, message_ids)))
     out: dict[str, list[RecordRef]] = {}
     for mid, rtype, rid in rows:
         refs = out.setdefault(mid, [])
@@ -204,11 +215,9 @@ def load_tickets(numbers: set[str], ids: set[int]) -> tuple[dict[str, TicketInfo
         return {}, {}
     cond = []
     if numbers:
-        cond.append(Ticket.number.in_(sorted(numbers)))
+        cond.append(_in(Ticket.number, numbers))
     if ids:
         cond.append(Ticket.id.in_(sorted(ids)))
-    from sqlalchemy import or_
-
     rows = db.session.execute(select(Ticket.id, Ticket.number, Ticket.status, Ticket.contact_id,
                                      Ticket.organization_id, Ticket.requester_email).where(or_(*cond)))
     by_id = {r.id: _ticket_info(r) for r in rows}
@@ -226,7 +235,7 @@ def sender_activity(account_id: int, senders: set[str], start: datetime, end: da
         return {}
     rows = db.session.execute(
         select(Email.from_addr, Email.date)
-        .where(Email.account_id == account_id, Email.from_addr.in_(sorted(senders)),
+        .where(Email.account_id == account_id, _in(Email.from_addr, senders),
                Email.date >= start, Email.date <= end))
     out: dict[str, list[datetime]] = {}
     for sender, when in rows:
@@ -373,12 +382,14 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
     if new_tickets:
         temps = list(new_tickets)
         now = utcnow()
-        rows = [{**new_tickets[t], "created_at": now, "updated_at": now} for t in temps]
-        result = db.session.execute(
-            insert(Ticket.__table__).returning(Ticket.__table__.c.id, sort_by_parameter_order=True), rows)
-        ids = [r[0] for r in result]
-        real_ids = dict(zip(temps, ids, strict=True))
+        # A unique placeholder number (the real one needs the id) identifies each new row.
+        marker = uuid.uuid4().hex[:10]
+        rows = [{**new_tickets[t], "number": f"~{marker}:{-t}", "created_at": now, "updated_at": now}
+                for t in temps]
         tt = Ticket.__table__
+        ids_by_marker = _insert_with_ids(tt, rows, tt.c.number, None)
+        ids = [ids_by_marker[r["number"]] for r in rows]
+        real_ids = dict(zip(temps, ids, strict=True))
         db.session.execute(update(tt).where(tt.c.id == bindparam("tid")).values(number=bindparam("num")),
                            [{"tid": i, "num": ticket_number(i)} for i in ids])
     if status_changes:
@@ -390,8 +401,8 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
     now = utcnow()
     email_rows = [_email_row(ctx.account_id, pe, now) for pe in pending]
     et = Email.__table__
-    result = db.session.execute(insert(et).returning(et.c.id, sort_by_parameter_order=True), email_rows)
-    email_ids = [r[0] for r in result]
+    ids_by_key = _insert_with_ids(et, email_rows, et.c.message_key, et.c.account_id == ctx.account_id)
+    email_ids = [ids_by_key[r["message_key"]] for r in email_rows]
     counters.created += len(email_ids)
 
     attachment_rows = []
@@ -411,6 +422,21 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         db.session.execute(insert(EmailAttachment.__table__), attachment_rows)
     if link_rows:
         db.session.execute(insert(EmailLink.__table__), link_rows)
+
+
+def _insert_with_ids(table, rows: list[dict], key_col, scope) -> dict[str, int]:
+    """Insert ``rows`` with one executemany, then read their ids with one SELECT by their unique key.
+
+    Measured: SQLite runs an INSERT … RETURNING executemany one row at a time, and
+    on PostgreSQL the driver spends longer splitting the one huge multi-VALUES
+    statement of a RETURNING insert than psycopg's pipelined executemany takes.
+    """
+    db.session.execute(insert(table), rows)
+    keys = [r[key_col.name] for r in rows]
+    query = select(key_col, table.c.id).where(_in(key_col, keys))
+    if scope is not None:
+        query = query.where(scope)
+    return {key: rid for key, rid in db.session.execute(query)}
 
 
 def _sender_records(refs: list[RecordRef]) -> tuple[int | None, int | None]:

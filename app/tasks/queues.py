@@ -10,6 +10,9 @@ last guard).
 
 from __future__ import annotations
 
+import os
+import socket
+
 import redis
 from flask import Flask, current_app
 from rq import Queue, Retry, Worker
@@ -62,9 +65,24 @@ def job_timeout(app: Flask) -> int:
 
 
 def _worker_alive(conn: redis.Redis, name: str | None) -> bool:
+    """True when the worker is registered and, if it runs on this host, its process exists.
+
+    A worker killed with SIGKILL stays registered until its key expires (a
+    minute or more); on the same host its missing process tells us at once.
+    """
     if not name:
         return False
-    return Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=conn) is not None
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=conn)
+    if worker is None:
+        return False
+    if worker.hostname == socket.gethostname() and worker.pid:
+        try:
+            os.kill(worker.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
 
 
 def _active(conn: redis.Redis, job: Job) -> bool:
