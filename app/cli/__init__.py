@@ -9,6 +9,7 @@ def register(app: Flask) -> None:
     """Attach every command group to the app."""
     from app.cli.demo import demo_cli
     from app.cli.logs import logs_cli
+    from app.cli.records import records_cli
     from app.cli.roundcube import roundcube_cli
     from app.cli.scanners import scanners_cli
     from app.cli.servers import servers_cli
@@ -20,3 +21,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(scanners_cli)
     app.cli.add_command(logs_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(records_cli)

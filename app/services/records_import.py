@@ -1,0 +1,250 @@
+"""Import contacts, organizations and leads from CSV files.
+
+Columns are found by their header name (any order, any case; unknown columns
+are ignored and said so). The file is UTF-8, with or without a byte-order mark.
+Every row is checked before anything is written: a row without a name, with an
+invalid e-mail address, or with an address already used (earlier in the file
+or by a stored record of that type) is skipped and reported with its line
+number and the reason. Good rows are inserted in chunks with one statement per
+chunk, in one transaction: an import is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+
+from app.extensions import db
+from app.models import Contact, Lead, Organization
+from app.models.base import normalize_email, utcnow
+from app.services.records import is_valid_email
+
+CHUNK_SIZE = 1000
+# Header spellings people use for the same column.
+ALIASES = {"e_mail": "email", "mail": "email", "firstname": "first_name", "lastname": "last_name",
+           "first": "first_name", "last": "last_name", "company_name": "company", "organisation": "organization",
+           "web": "website", "url": "website", "telephone": "phone", "tel": "phone"}
+
+
+class ImportFailed(ValueError):
+    """The file as a whole cannot be imported (unreadable, not UTF-8, wrong header); says why."""
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    imported: int = 0
+    skipped: list[SkippedRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    organizations_created: int = 0
+
+    @property
+    def summary(self) -> str:
+        """One line for people: how many rows went in and how many did not."""
+        return f"Imported {self.imported}, skipped {len(self.skipped)}."
+
+
+@dataclass(frozen=True)
+class _Kind:
+    model: type
+    columns: tuple[str, ...]
+    # At least one of these must be in the header, and filled in on each row.
+    name_columns: tuple[str, ...]
+    missing_name: str
+
+
+KINDS: dict[str, _Kind] = {
+    "contacts": _Kind(Contact, ("first_name", "last_name", "email", "phone", "organization"),
+                      ("first_name", "last_name"), "missing name (first_name and last_name are both empty)"),
+    "organizations": _Kind(Organization, ("name", "email", "phone", "website"), ("name",), "missing name"),
+    "leads": _Kind(Lead, ("name", "company", "email", "status"), ("name",), "missing name"),
+}
+
+
+def _limit(model, column: str) -> int | None:
+    if column == "organization":
+        return Organization.__table__.c.name.type.length
+    return getattr(model.__table__.c[column].type, "length", None)
+
+
+def _clean(value: str | None) -> str:
+    # Line breaks, tabs and runs of spaces inside a cell become one space.
+    return " ".join((value or "").split())
+
+
+def _header_name(raw: str) -> str:
+    name = (raw or "").strip().lower().replace(" ", "_").replace("-", "_")
+    return ALIASES.get(name, name)
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ImportFailed(f"The file is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}). "
+                           "Save it as “CSV UTF-8” and import it again.") from exc
+
+
+def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = CHUNK_SIZE) -> ImportReport:
+    """Import a CSV file (a path, its bytes, or its text) of ``kind`` (contacts, organizations or leads)."""
+    if kind not in KINDS:
+        raise ImportFailed(f"Unknown record type {kind!r}: use contacts, organizations or leads.")
+    spec = KINDS[kind]
+    if isinstance(source, Path):
+        try:
+            source = source.read_bytes()
+        except OSError as exc:
+            raise ImportFailed(f"Cannot read {source}: {exc.strerror or exc}.") from exc
+    text = _decode(source) if isinstance(source, bytes) else source.removeprefix("\ufeff")
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportFailed("The file is empty: the first line must name the columns, "
+                           f"e.g. {','.join(spec.columns)}.") from None
+    except csv.Error as exc:
+        raise ImportFailed(f"Line 1 is not valid CSV: {exc}.") from exc
+    names = [_header_name(h) for h in header]
+    positions = {name: i for i, name in reversed(list(enumerate(names))) if name in spec.columns}
+    if not any(col in positions for col in spec.name_columns):
+        raise ImportFailed(f"The first line must name the columns; {' or '.join(spec.name_columns)} is missing. "
+                           f"Expected columns: {','.join(spec.columns)} (in any order).")
+    report = ImportReport(kind)
+    unknown = [h.strip() for h, n in zip(header, names, strict=True) if n not in spec.columns and h.strip()]
+    if unknown:
+        report.notes.append(f"Ignored unknown column(s): {', '.join(unknown)}.")
+
+    importer = _Importer(kind, spec, report, chunk_size)
+    try:
+        previous_end = reader.line_num
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                report.skipped.append(SkippedRow(reader.line_num, f"not valid CSV: {exc}"))
+                previous_end = reader.line_num
+                continue
+            line = previous_end + 1  # a quoted cell may span lines: report where the row starts
+            previous_end = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue  # blank line
+            row = {col: (cells[i] if i < len(cells) else "") for col, i in positions.items()}
+            importer.add(line, row)
+        importer.flush()
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return report
+
+
+class _Importer:
+    """Checks rows one by one and inserts the good ones a chunk at a time."""
+
+    def __init__(self, kind: str, spec: _Kind, report: ImportReport, chunk_size: int):
+        self.kind, self.spec, self.report, self.chunk_size = kind, spec, report, chunk_size
+        self.model = spec.model
+        self.now = utcnow()
+        self.pending: list[dict] = []
+        # Addresses already stored for this record type: one query, then set lookups.
+        self.stored = set(db.session.scalars(select(self.model.email).where(self.model.email.is_not(None))))
+        self.seen: dict[str, int] = {}
+        self.limits = {col: _limit(self.model, col) for col in spec.columns}
+        self.org_ids: dict[str, int] = {}
+        if kind == "contacts":
+            # Organizations are matched by name ignoring case; the first stored one of a name wins.
+            for org_id, name in db.session.execute(select(Organization.id, Organization.name)
+                                                   .order_by(Organization.id.desc())):
+                self.org_ids[name.strip().lower()] = org_id
+        self.build: Callable[[dict], dict] = getattr(self, f"_build_{kind}")
+
+    def skip(self, line: int, reason: str) -> None:
+        self.report.skipped.append(SkippedRow(line, reason))
+
+    def add(self, line: int, row: dict[str, str]) -> None:
+        """Check one row; queue it for insert or record why it is skipped."""
+        values = {col: _clean(row.get(col)) for col in self.spec.columns}
+        if not any(values[col] for col in self.spec.name_columns):
+            return self.skip(line, self.spec.missing_name)
+        for col, limit in self.limits.items():
+            if limit and len(values[col]) > limit:
+                return self.skip(line, f"{col} is longer than {limit} characters")
+        address = normalize_email(values["email"])
+        if address is not None:
+            if not is_valid_email(address):
+                return self.skip(line, f"invalid e-mail {values['email']!r}")
+            if address in self.seen:
+                return self.skip(line, f"duplicate e-mail {address} (already on line {self.seen[address]})")
+            if address in self.stored:
+                return self.skip(line, f"duplicate e-mail {address} (a stored {self.kind[:-1]} already has it)")
+            self.seen[address] = line
+        values["email"] = address
+        self.pending.append(self.build(values))
+        if len(self.pending) >= self.chunk_size:
+            self.flush()
+        return None
+
+    def _build_contacts(self, v: dict) -> dict:
+        return {"first_name": v["first_name"], "last_name": v["last_name"], "email": v["email"],
+                "phone": v["phone"] or None, "organization_id": v["organization"] or None,
+                "created_at": self.now}
+
+    def _build_organizations(self, v: dict) -> dict:
+        return {"name": v["name"], "email": v["email"], "phone": v["phone"] or None,
+                "website": v["website"] or None, "created_at": self.now}
+
+    def _build_leads(self, v: dict) -> dict:
+        return {"name": v["name"], "company": v["company"] or None, "email": v["email"],
+                "status": v["status"] or "new", "created_at": self.now}
+
+    def _resolve_organizations(self) -> None:
+        """Replace organization names by ids, creating the missing ones with one statement."""
+        missing: dict[str, str] = {}
+        for row in self.pending:
+            name = row["organization_id"]
+            if name and name.lower() not in self.org_ids:
+                missing.setdefault(name.lower(), name)
+        if missing:
+            created = db.session.connection().execute(
+                insert(Organization.__table__).returning(Organization.__table__.c.id, Organization.__table__.c.name,
+                                                         sort_by_parameter_order=True),
+                [{"name": name, "created_at": self.now} for name in missing.values()]).all()
+            for org_id, name in created:
+                self.org_ids[name.lower()] = org_id
+            self.report.organizations_created += len(created)
+        for row in self.pending:
+            if row["organization_id"]:
+                row["organization_id"] = self.org_ids[row["organization_id"].lower()]
+
+    def flush(self) -> None:
+        """Insert the queued rows with one statement."""
+        if not self.pending:
+            return
+        if self.kind == "contacts":
+            self._resolve_organizations()
+        # Core executemany on the session's connection: the ORM's per-row bookkeeping buys nothing here
+        # (measured: multi-row VALUES and RETURNING batches were both slower on PostgreSQL).
+        db.session.connection().execute(insert(self.model.__table__), self.pending)
+        self.report.imported += len(self.pending)
+        self.pending = []
+
+
+def count_records(kind: str) -> int:
+    """How many records of ``kind`` are stored (for reports and tests)."""
+    model = KINDS[kind].model
+    return db.session.scalar(select(func.count()).select_from(model))
