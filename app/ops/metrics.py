@@ -8,6 +8,7 @@ A dead Redis does not fail the scrape: ``cm_redis_up`` says 0.
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 
 import redis
 from flask import current_app
@@ -15,7 +16,7 @@ from rq import Worker
 from sqlalchemy import case, func, select
 
 from app.extensions import db
-from app.models import Alert, MailAccount, ScanRun
+from app.models import Alert, AutologinEvent, MailAccount, ScanRun
 from app.models.runs import RUN_STATUSES
 from app.services.queues import queue_names, redis_connection, registry_counts
 
@@ -120,6 +121,26 @@ def _scanners(out: _Out) -> None:
     out.family("cm_alerts_open", "gauge", "Open alerts, by kind.")
     for kind in sorted({"no_success", "hung_run"} | set(open_alerts)):
         out.sample("cm_alerts_open", open_alerts.get(kind, 0), {"kind": kind})
+
+    # One series per scanner (a handful), so Prometheus can alert on staleness itself.
+    rows = db.session.execute(select(MailAccount.id, MailAccount.name, MailAccount.last_success_at)
+                              .where(MailAccount.enabled.is_(True)).order_by(MailAccount.id)).all()
+    out.family("cm_scanner_last_success_timestamp_seconds", "gauge",
+               "Unix time of each enabled scanner's last successful run (0: never).")
+    for account_id, name, last in rows:
+        stamp = last.replace(tzinfo=UTC).timestamp() if last else 0
+        out.sample("cm_scanner_last_success_timestamp_seconds", float(stamp),
+                   {"account_id": account_id, "scanner": name})
+
+    # Hand-off outcomes: "refused: <why>" is grouped under "refused" to keep the label set small.
+    outcomes = db.session.execute(select(AutologinEvent.outcome, func.count()).group_by(AutologinEvent.outcome)).all()
+    handoffs: dict[str, int] = {"issued": 0, "redeemed": 0, "refused": 0}
+    for outcome, n in outcomes:
+        key = (outcome or "unknown").split(":", 1)[0].strip() or "unknown"
+        handoffs[key] = handoffs.get(key, 0) + n
+    out.family("cm_handoffs_total", "counter", "Mailbox hand-offs to Roundcube, by outcome.")
+    for key in sorted(handoffs):
+        out.sample("cm_handoffs_total", handoffs[key], {"outcome": key})
 
 
 def _queues(out: _Out) -> None:

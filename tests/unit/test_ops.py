@@ -10,7 +10,7 @@ import pytest
 
 from app.extensions import db
 from app.logging_setup import configure_logging, job_context, redact
-from app.models import AuditEntry, MailAccount, MailServer, ScanRun
+from app.models import AuditEntry, AutologinEvent, MailAccount, MailServer, ScanRun
 from app.models.base import utcnow
 from app.services import audit
 from tests import factories
@@ -93,6 +93,9 @@ def test_metrics_counts_come_from_scan_runs(app, client, monkeypatch):
     _run(account, "done", seconds=40, downloaded=5, created=5, bound=1, tickets_reopened=1)
     _run(account, "failed", seconds=2, errors=3)
     _run(account, "running", downloaded=7)
+    db.session.add_all([AutologinEvent(outcome="refused: no grant"), AutologinEvent(outcome="refused: throttled"),
+                        AutologinEvent(outcome="redeemed", account_id=account.id)])
+    db.session.commit()
     response = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"})
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
@@ -117,6 +120,9 @@ def test_metrics_counts_come_from_scan_runs(app, client, monkeypatch):
         'cm_scanners{state="active"} 1',
         "cm_scanners_blocked 0",
         "cm_queue_inline 1",
+        'cm_handoffs_total{outcome="refused"} 2',
+        'cm_handoffs_total{outcome="redeemed"} 1',
+        f'cm_scanner_last_success_timestamp_seconds{{account_id="{account.id}",scanner="Sales box"}} 0.0',
         "# TYPE cm_scan_run_duration_seconds histogram",
     ):
         assert expected in lines, expected
