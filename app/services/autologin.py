@@ -99,9 +99,9 @@ def grants_by_account() -> dict[int, set[int]]:
 def set_grants(account_id: int, user_ids: list[int] | set[int]) -> tuple[set[int], set[int]]:
     """Make exactly ``user_ids`` the users who may open mailbox ``account_id`` (empty = nobody).
 
-    Returns (added, removed) user ids. Removing a grant also kills the tokens that
-    user already holds for the mailbox; a token minted before the removal is
-    refused at redeem time anyway, this only keeps the table clean.
+    Returns (added, removed) user ids. Tokens minted before a removal stay in
+    the table on purpose: redeem checks the grant again and refuses them as
+    "revoked", so the user and the hand-off log get the precise reason.
     """
     account = db.session.get(MailAccount, account_id)
     if account is None:
@@ -117,9 +117,6 @@ def set_grants(account_id: int, user_ids: list[int] | set[int]) -> tuple[set[int
     if removed:
         db.session.execute(delete(AutologinGrant).where(AutologinGrant.account_id == account_id,
                                                          AutologinGrant.user_id.in_(removed)))
-        db.session.execute(delete(AutologinToken).where(AutologinToken.account_id == account_id,
-                                                         AutologinToken.user_id.in_(removed),
-                                                         AutologinToken.used_at.is_(None)))
     for user_id in sorted(added):
         db.session.add(AutologinGrant(account_id=account_id, user_id=user_id))
     if added or removed:
