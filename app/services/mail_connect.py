@@ -158,6 +158,19 @@ def _imap_box(server: MailServer, timeout: float) -> BaseMailBox:
                                        f"choose SSL/TLS, STARTTLS or none.")
 
 
+def _imap_greeting_error(exc: Exception, where: str) -> MailConnectError:
+    """An IMAP greeting that never came or was not IMAP: say what the other side said."""
+    text = str(exc)
+    if text.startswith("unexpected response: "):
+        said = text.removeprefix("unexpected response: ").strip()
+        if said[:2] in ("b'", 'b"'):
+            said = said[2:-1]
+        return MailConnectError("protocol", f"{where} did not answer like an IMAP server (it said: "
+                                            f"{said[:120]}). Is this an IMAP port?")
+    return MailConnectError("protocol", f"{where} broke off the IMAP conversation ({text}). Is this an IMAP "
+                                        f"port, and is the security setting right?")
+
+
 def _imap_login_error(exc: UnexpectedCommandStatusError, login: str, where: str) -> MailConnectError:
     text = _server_text(exc.command_result[1]) if exc.command_result else ""
     message = f"The server refused the login for {login}: {text or 'no reason given.'}"
@@ -195,11 +208,9 @@ def open_imap(server: MailServer, login: str, secret: str | None, *,
         if "TLS not supported" in str(exc):
             raise MailConnectError("tls", f"{where} does not offer STARTTLS. Choose SSL/TLS (usually port "
                                           f"993) or, on a trusted network only, no encryption.") from None
-        raise MailConnectError("protocol", f"{where} broke off the IMAP conversation ({exc}). Is this an "
-                                           f"IMAP port?") from None
+        raise _imap_greeting_error(exc, where) from None
     except imaplib.IMAP4.error as exc:
-        raise MailConnectError("protocol", f"{where} did not answer like an IMAP server ({exc}). Is this "
-                                           f"an IMAP port?") from None
+        raise _imap_greeting_error(exc, where) from None
     except ImapToolsError as exc:
         raise MailConnectError("tls", f"{where} refused to start TLS ({exc}).") from None
     except OSError as exc:
@@ -309,8 +320,10 @@ def check_smtp(server: MailServer, login: str | None, secret: str | None, *,
         raise MailConnectError("auth", _scrub(f"The SMTP server refused the login for {login}: "
                                               f"{exc.smtp_code} {text}", secret)) from None
     except smtplib.SMTPConnectError as exc:
-        raise MailConnectError("protocol", f"{where} did not greet like an SMTP server: {exc.smtp_code} "
-                                           f"{_server_text(exc.smtp_error)}") from None
+        code = "" if exc.smtp_code == -1 else f"{exc.smtp_code} "
+        raise MailConnectError("protocol", f"{where} did not greet like an SMTP server (it said: "
+                                           f"{code}{_server_text(exc.smtp_error)[:120]}). Is this an SMTP "
+                                           f"port?") from None
     except smtplib.SMTPServerDisconnected as exc:
         raise MailConnectError("protocol", f"{where} closed the connection before the SMTP conversation "
                                            f"ended ({exc or 'no reason given'}). Check the port and the "
