@@ -50,7 +50,9 @@ def redeem():
         autologin.record_refusal("bad secret", address=client)
         return _no_store(jsonify(ok=False, reason="bad_secret",
                                  message="The bridge secret is missing or wrong."), 401)
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        body = {}
     token = body.get("token") if isinstance(body.get("token"), str) else None
     # The browser's address as Roundcube saw it: where the hand-off came from, for the log.
     address = body.get("client") if isinstance(body.get("client"), str) else client

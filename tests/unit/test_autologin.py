@@ -326,7 +326,8 @@ def test_redeem_uses_constant_time_compare(client, monkeypatch):
     assert seen
 
 
-@pytest.mark.parametrize("payload", [None, {}, {"token": 5}, {"token": "bad token"}, {"token": ["a"]}])
+@pytest.mark.parametrize("payload", [None, {}, {"token": 5}, {"token": "bad token"}, {"token": ["a"]}, ["a"], "x", 7,
+                                     {"token": "A" * 43, "client": {"x": 1}}])
 def test_redeem_refuses_malformed_bodies(client, payload):
     answer = client.post("/bridge/redeem", json=payload, headers=SECRET_HEADERS) if payload is not None else \
         client.post("/bridge/redeem", data="not json", headers=SECRET_HEADERS)
