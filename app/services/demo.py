@@ -9,6 +9,7 @@ services exist around it.
 from __future__ import annotations
 
 import imaplib
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -40,8 +41,9 @@ SERVER_NAME = "Demo Dovecot"
 MAILBOX_NAME = "Demo mailbox"
 MAILBOX_LOGIN = "demo@corp.test"
 MAILBOX_PASSWORD = "demopw"
-IMAP = ("127.0.0.1", 10143)
-SMTP = ("127.0.0.1", 10025)
+# The private Dovecot and SMTP sink of scripts/services.sh (same port overrides as the script).
+IMAP = ("127.0.0.1", int(os.environ.get("CM_DOVECOT_PORT") or 10143))
+SMTP = ("127.0.0.1", int(os.environ.get("CM_SMTP_PORT") or 10025))
 OUR_DOMAIN = "corp.test"
 
 ORGANIZATIONS = [

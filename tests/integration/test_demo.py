@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import AutologinGrant, Contact, MailAccount, MailServer, User
 from app.services import demo
+from tests.services import DOVECOT_PORT
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def test_seed_is_idempotent(app, runner):
     account = db.session.scalar(select(MailAccount))
     assert account.login == "demo@corp.test"
     assert [(f.name, f.direction) for f in account.folders] == [("INBOX", "incoming"), ("Sent", "outgoing")]
-    assert account.server.imap_port == 10143 and account.server.imap_security == "none"
+    assert account.server.imap_port == DOVECOT_PORT and account.server.imap_security == "none"
     assert account.password_enc and "demopw" not in account.password_enc
     alice = db.session.scalar(select(User).where(User.username == "alice"))
     assert db.session.scalar(select(AutologinGrant).where(AutologinGrant.user_id == alice.id,
