@@ -41,6 +41,8 @@ def _free_port() -> int:
 def smtp(app, monkeypatch):
     """A real SMTP server in this process; the app sends alert e-mails to it."""
     handler = _Collect()
+    # aiosmtpd logs each connection from its own thread, after the test's output capture ended.
+    monkeypatch.setattr(logging.getLogger("mail.log"), "level", logging.WARNING)
     port = _free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
