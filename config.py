@@ -73,6 +73,9 @@ class Config:
     ALERT_SMTP_HOST = os.environ.get("ALERT_SMTP_HOST") or None
     ALERT_SMTP_PORT = env_int("ALERT_SMTP_PORT", 25)
     ALERT_SMTP_FROM = os.environ.get("ALERT_SMTP_FROM", "corporate-mailboxes@localhost")
+    ALERT_SMTP_SECURITY = os.environ.get("ALERT_SMTP_SECURITY", "none")  # none / starttls / ssl
+    ALERT_SMTP_USER = os.environ.get("ALERT_SMTP_USER") or None
+    ALERT_SMTP_PASSWORD = os.environ.get("ALERT_SMTP_PASSWORD") or None
 
 
 class DevelopmentConfig(Config):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
@@ -177,9 +178,18 @@ def notify_admins(changes: AlertChanges) -> bool:
     if not recipients:
         logger.info("alerts: no administrator has an e-mail address, so no alert e-mail was sent")
         return False
-    port = int(current_app.config.get("ALERT_SMTP_PORT") or 25)
+    config = current_app.config
+    port = int(config.get("ALERT_SMTP_PORT") or 25)
+    security = (config.get("ALERT_SMTP_SECURITY") or "none").lower()
     try:
-        with smtplib.SMTP(host, port, timeout=10) as smtp:
+        context = ssl.create_default_context()
+        smtp_class = smtplib.SMTP_SSL if security == "ssl" else smtplib.SMTP
+        kwargs = {"context": context} if security == "ssl" else {}
+        with smtp_class(host, port, timeout=10, **kwargs) as smtp:
+            if security == "starttls":
+                smtp.starttls(context=context)
+            if config.get("ALERT_SMTP_USER"):
+                smtp.login(config["ALERT_SMTP_USER"], config.get("ALERT_SMTP_PASSWORD") or "")
             smtp.send_message(compose(changes, recipients))
     except (OSError, smtplib.SMTPException) as exc:
         logger.warning("alerts: the alert e-mail could not be sent through %s:%s: %s", host, port, exc)

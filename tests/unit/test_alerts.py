@@ -195,3 +195,32 @@ def test_scheduled_check_runs_in_its_own_app_context(app, no_smtp):
     changes = scheduled_check(app)
     assert [a.kind for a in changes.opened] == ["no_success"]
     assert len(_open()) == 1
+
+
+def test_alert_mail_logs_in_when_a_user_is_configured(app, admin, no_smtp, monkeypatch):
+    from aiosmtpd.smtp import AuthResult
+
+    seen = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        seen.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"relay-pw")
+
+    monkeypatch.setattr(logging.getLogger("mail.log"), "level", logging.WARNING)
+    handler = _Collect()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        monkeypatch.setitem(app.config, "ALERT_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setitem(app.config, "ALERT_SMTP_PORT", port)
+        monkeypatch.setitem(app.config, "ALERT_SMTP_USER", "relay")
+        monkeypatch.setitem(app.config, "ALERT_SMTP_PASSWORD", "relay-pw")
+        _account(last_success_minutes=500)
+        changes = check_alerts()
+    finally:
+        controller.stop()
+    assert changes.mailed
+    assert seen == [(b"relay", b"relay-pw")]
+    assert len(handler.messages) == 1
