@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import abort, current_app, jsonify, redirect, request
+from flask import current_app, jsonify, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from app.bridge import bp
@@ -26,8 +26,8 @@ def open_mailbox(account_id: int):
     """Check the grant, mint a one-time token and send the browser to Roundcube with it."""
     try:
         token = autologin.open_mailbox(current_user, account_id, request.remote_addr)
-    except autologin.AutologinRefused:
-        abort(403)
+    except autologin.AutologinRefused as exc:
+        return render_template("error.html", code=403, message=exc.message), 403
     # The token travels in the URL because Roundcube is another site and a GET is what
     # a new tab can open. That is acceptable for this value only: it is not the mailbox
     # password, it opens nothing once redeemed (the plugin spends it on the very first

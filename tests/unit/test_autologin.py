@@ -286,6 +286,7 @@ def test_open_without_grant_is_403_and_makes_no_token(client, auth, user, mailbo
     auth.login("alice")
     response = open_via_client(client, mailbox.id)
     assert response.status_code == 403
+    assert "not allowed to open this mailbox" in response.get_data(as_text=True)
     assert db.session.scalar(select(func.count(AutologinToken.id))) == 0
 
 
