@@ -14,6 +14,7 @@ def register(app: Flask) -> None:
     from app.cli.scanners import scanners_cli
     from app.cli.servers import servers_cli
     from app.cli.users import users_cli
+    from app.ops.cli import ops_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(servers_cli)
@@ -22,3 +23,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(logs_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(records_cli)
+    app.cli.add_command(ops_cli)

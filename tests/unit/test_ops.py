@@ -322,3 +322,24 @@ def test_healthz_dead_database_is_503(tmp_path):
     response = broken.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json() == {"database": "error", "redis": "skipped"}
+
+
+def test_cli_health_and_check_alerts(app, runner, monkeypatch):
+    result = runner.invoke(args=["ops", "health"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"database": "ok", "redis": "skipped"}
+    monkeypatch.setitem(app.config, "QUEUE_MODE", "redis")
+    monkeypatch.setitem(app.config, "REDIS_URL", DEAD_REDIS)
+    result = runner.invoke(args=["ops", "health"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["redis"] == "error"
+
+    monkeypatch.setitem(app.config, "ALERT_SMTP_HOST", None)
+    account = _account("Stale box")
+    account.created_at = utcnow() - timedelta(days=1)
+    db.session.commit()
+    result = runner.invoke(args=["ops", "check-alerts"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["opened"]) == 1 and "Stale box" in data["opened"][0]
+    assert data["open"][0]["kind"] == "no_success"
