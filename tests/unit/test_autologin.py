@@ -465,7 +465,8 @@ def test_handoff_log_newest_first_and_paginated(app, client, auth, admin, user, 
         app.config["PER_PAGE"] = 50
 
 
-def test_password_never_in_any_product_page(app, client, auth, admin, user, mailbox):
+def test_password_never_in_any_product_page(app, client, auth, admin, user, mailbox, caplog):
+    caplog.set_level("DEBUG")
     grant(mailbox, user)
     auth.login("alice")
     token = token_from(open_via_client(client, mailbox.id))
@@ -480,6 +481,10 @@ def test_password_never_in_any_product_page(app, client, auth, admin, user, mail
         assert token not in body
     assert all(MAILBOX_PASSWORD not in (e.outcome + (e.address or "")) for e in
                db.session.scalars(select(AutologinEvent)))
+    # Nor in any log line of the whole hand-off (the token and the shared secret neither).
+    assert caplog.records
+    for line in caplog.text.splitlines():
+        assert MAILBOX_PASSWORD not in line and token not in line and "test-bridge-secret" not in line
 
 
 # ---------------------------------------------------------------- flask roundcube install
