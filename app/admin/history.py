@@ -22,6 +22,7 @@ CHART_RUNS = 100
 CHART_HEIGHT = 120
 BAR_WIDTH = 10
 BAR_GAP = 3
+CHART_MIN_WIDTH = 600
 BAR_COLOURS = {"done": "#2b6cb0", "partial": "#b7791f", "failed": "#b00020", "stopped": "#718096",
                "running": "#38a169"}
 
@@ -71,17 +72,19 @@ def _chart(form: RunFilterForm) -> dict | None:
         return None
     rows.reverse()
     peak = max(max(r.downloaded for r in rows), 1)
+    # Few runs get wider bars, so the chart never shrinks to a sliver.
+    bar_width = max(BAR_WIDTH, min(40, CHART_MIN_WIDTH // len(rows) - BAR_GAP))
     bars = []
     for i, r in enumerate(rows):
         height = round(CHART_HEIGHT * r.downloaded / peak, 1)
         bars.append({
-            "x": i * (BAR_WIDTH + BAR_GAP), "y": CHART_HEIGHT - height, "height": height,
+            "x": i * (bar_width + BAR_GAP), "y": CHART_HEIGHT - height, "height": height,
             "colour": BAR_COLOURS.get(r.status, "#4a5568"),
             "title": f"{r.started_at:%Y-%m-%d %H:%M} – {r.status}: {r.downloaded} downloaded, "
                      f"{r.created} created, {r.ignored} ignored, {r.errors} errors",
         })
-    return {"bars": bars, "width": len(rows) * (BAR_WIDTH + BAR_GAP), "height": CHART_HEIGHT,
-            "bar_width": BAR_WIDTH, "peak": peak, "first": rows[0].started_at, "last": rows[-1].started_at,
+    return {"bars": bars, "width": max(len(rows) * (bar_width + BAR_GAP), CHART_MIN_WIDTH), "height": CHART_HEIGHT,
+            "bar_width": bar_width, "peak": peak, "first": rows[0].started_at, "last": rows[-1].started_at,
             "count": len(rows)}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.admin import bp
@@ -169,7 +169,16 @@ def scanner_scan_now(account_id: int):
         flash(f"The scan of {account.name} could not be started: {exc}. "
               "Check that Redis and a worker are running (see Mail tools → Queues).", "error")
     else:
-        flash(f"Scan of {account.name} started.", "success")
+        if current_app.config.get("QUEUE_MODE") == "inline":
+            # The scan ran in this request: say how it ended.
+            db.session.refresh(account)
+            status = account.last_run_status or "unknown"
+            message = f"Scan of {account.name} finished: {status}."
+            if status == "failed" and account.last_error:
+                message += f" {account.last_error}"
+            flash(message, {"done": "success", "failed": "error"}.get(status, "info"))
+            return redirect(url_for("admin.scanners"))
+        flash(f"Scan of {account.name} queued; its progress shows below.", "success")
     return redirect(url_for("admin.scanners", _anchor=f"scanner-{account.id}"))
 
 

@@ -20,6 +20,15 @@
     var bar = box.querySelector(".progress > span");
     var text = box.querySelector(".progress-text");
     var wasActive = false;
+    // Right after "Scan now" (the page is opened at #scanner-<id>) the job may still be starting
+    // on a worker and read as idle: keep looking for a while before giving up.
+    var row = box.closest("tr");
+    var graceUntil = row && window.location.hash === "#" + row.id ? Date.now() + 20000 : 0;
+
+    function reloadWithoutHash() {
+      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+      window.location.reload();
+    }
 
     function show(data) {
       var state = data.state;
@@ -43,7 +52,15 @@
       box.hidden = true;
       if (wasActive) {
         // The scan ended: reload once so the row shows the new last run.
-        window.location.reload();
+        reloadWithoutHash();
+        return false;
+      }
+      if (graceUntil) {
+        if (Date.now() < graceUntil) {
+          return true;
+        }
+        // Never seen running: it may have been quicker than the polling; show the outcome.
+        reloadWithoutHash();
       }
       return false;
     }
@@ -156,12 +173,11 @@
         answer.folders.forEach(function (name) { onServer[name] = true; });
         // The default "Sent" may be called otherwise on this server: carry its choice over.
         if (chosen.Sent && !onServer.Sent) {
-          answer.folders.forEach(function (name) {
-            if (SENT.test(name) && !chosen[name]) {
-              chosen[name] = chosen.Sent;
-            }
-          });
-          delete chosen.Sent;
+          var renamed = answer.folders.filter(function (name) { return SENT.test(name) && !chosen[name]; });
+          if (renamed.length) {
+            chosen[renamed[0]] = chosen.Sent;
+            delete chosen.Sent;
+          }
         }
         rows.innerHTML = "";
         var index = 0;
