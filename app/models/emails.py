@@ -34,6 +34,9 @@ class Email(db.Model):
         UniqueConstraint("account_id", "message_key"),
         Index("ix_emails_account_date", "account_id", "date"),
         Index("ix_emails_from_created", "from_addr", "created_at"),
+        # The e-mail list pages: newest first over every mailbox, and filtered by direction, without a sort.
+        Index("ix_emails_date_id", "date", "id"),
+        Index("ix_emails_direction_date", "direction", "date", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask_login import current_user
+from flask_sqlalchemy.pagination import SelectPagination
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import joinedload, load_only
 
@@ -34,16 +35,41 @@ def like_any(term: str, *columns):
 
 
 def email_list_query() -> Select:
-    """E-mails the current user may see, with the list columns and the mailbox name, newest first."""
-    return (select(Email)
-            .where(email_visibility(current_user))
+    """Ids of the e-mails the current user may see, newest first: add filters, then :func:`paginate_emails`."""
+    return select(Email.id).where(email_visibility(current_user)).order_by(Email.date.desc(), Email.id.desc())
+
+
+class _LateRowPagination(SelectPagination):
+    """Pages of e-mails found by id first, their list columns loaded after.
+
+    Sorting and skipping happen on index entries only (date, id, account),
+    and just the page's rows are read: e-mail rows are wide (bodies, the raw
+    message), and a database that sorts whole rows would read every match.
+    """
+
+    def _query_items(self) -> list:
+        session = self._query_args["session"]
+        ids = list(session.execute(
+            self._query_args["select"].limit(self.per_page).offset(self._query_offset)).scalars())
+        if not ids:
+            return []
+        rows = session.execute(
+            select(Email).where(Email.id.in_(ids))
             .options(load_only(*EMAIL_LIST_COLUMNS, raiseload=True),
-                     joinedload(Email.account).load_only(MailAccount.name, raiseload=True))
-            .order_by(Email.date.desc(), Email.id.desc()))
+                     joinedload(Email.account).load_only(MailAccount.name, raiseload=True))).unique().scalars()
+        found = {email.id: email for email in rows}
+        return [found[i] for i in ids if i in found]
+
+
+def paginate_emails(id_query: Select):
+    """One page of e-mails from a query of their ids: one count, one id query, one row query."""
+    per_page = current_app.config.get("PER_PAGE", 50)
+    return _LateRowPagination(select=id_query, session=db.session(), page=None, per_page=per_page,
+                              max_per_page=per_page, error_out=False, count=True)
 
 
 def related_emails(record_type: str, record_id: int):
     """A page of the e-mails related to one record that the current user may see, newest first."""
     query = email_list_query().join(EmailLink, EmailLink.email_id == Email.id).where(
         EmailLink.record_type == record_type, EmailLink.record_id == record_id)
-    return paginate(query)
+    return paginate_emails(query)

@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import Contact, Email, EmailAttachment, EmailLink, Lead, MailAccount, Organization, Ticket, User
 from app.models.emails import DIRECTIONS
 from app.records import bp
-from app.records.common import email_list_query, like_any, paginate, search_term
+from app.records.common import email_list_query, like_any, paginate_emails, search_term
 from app.records.downloads import download
 from app.records.mail_body import (
     BODY_CSP,
@@ -55,7 +55,7 @@ def emails():
         direction = ""
     if q:
         query = query.where(like_any(q, Email.subject, Email.from_addr, Email.from_name))
-    return render_template("records/emails.html", page=paginate(query), q=q, mailbox=mailbox or "",
+    return render_template("records/emails.html", page=paginate_emails(query), q=q, mailbox=mailbox or "",
                            direction=direction, directions=DIRECTIONS, mailboxes=_visible_mailboxes())
 
 
