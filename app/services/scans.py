@@ -249,6 +249,11 @@ def run_scan(account_id: int, *, trigger: str = "manual", job_id: str | None = N
     try:
         _scan(run.id, account, totals, progress)
     except _Stop as stop:
+        if stop.status == "closed":
+            # Another process closed this run as dead and may be scanning now: leave its record alone.
+            db.session.rollback()
+            logger.warning("scan run %s of account %s was closed by another process", run.id, account_id)
+            return _result(run.id, None)
         status, message = stop.status, stop.message
     except _Fail as fail:
         status, message, kind = "failed", fail.message, fail.kind
@@ -448,7 +453,7 @@ def _check_stop(run_id: int) -> None:
                              .where(ScanRun.id == run_id)).one()
     db.session.commit()
     if row.status != "running":
-        raise _Stop(row.status, "The run was closed while it was still working (it was taken for dead).")
+        raise _Stop("closed", "The run was closed while it was still working (it was taken for dead).")
     if row.stop_requested:
         raise _Stop("stopped", "Stopped on request; what was stored so far is kept.")
 
@@ -460,7 +465,7 @@ def _save_progress(run_id: int, totals: RunCounters) -> None:
         .values(heartbeat_at=utcnow(), **_counter_values(totals))).rowcount
     if updated != 1:
         db.session.rollback()
-        raise _Stop("failed", "The run was closed while it was still working (it was taken for dead).")
+        raise _Stop("closed", "The run was closed while it was still working (it was taken for dead).")
 
 
 def _store_chunk(run_id, ctx, compiled, folder_id, fplan, chunk, raws, missing, totals) -> None:
