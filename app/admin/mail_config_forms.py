@@ -18,7 +18,7 @@ MATCH_CHOICES = {"equals": "equals", "contains": "contains", "regex": "regular e
 def _number(label: str, low: int, high: int, help_text: str) -> StringField:
     # Text, not IntegerField: the service words the message for "abc" or 0 itself.
     return StringField(label, render_kw={"inputmode": "numeric"},
-                       description=f"{help_text} ({low}–{high:,}).".replace(f"{high:,}", f"{high:,}".replace(",", " ")))
+                       description=f"{help_text} ({low}–{high}).")
 
 
 _BOUNDS = {key: (label, low, high) for key, label, low, high in NUMBER_FIELDS}

@@ -25,7 +25,7 @@ from app.models.mail import AUTH_METHODS, SECURITY_CHOICES
 from app.services import audit
 from app.services.mail_connect import CheckResult, smtp_check, test_connection
 
-SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "none": "None (plain text)"}
+SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "none": "No encryption"}
 AUTH_LABELS = {"password": "Password", "oauth2": "OAuth 2.0 (XOAUTH2)"}
 
 # Presets fill the URLs and scopes an administrator leaves empty.
@@ -398,16 +398,18 @@ def client_secret(server: MailServer) -> str | None:
 # --------------------------------------------------------------------------- Test connection
 
 
-def _account_secret(account: MailAccount, server: MailServer) -> str | None:
-    """The scanner's stored secret: its password, or a still-valid OAuth access token."""
+def _account_secret(account: MailAccount) -> str | None:
+    """The scanner's stored secret: its password, or on an OAuth 2.0 server a fresh access token."""
+    # One place decides how a scanner logs in (and refreshes OAuth tokens): the scanner service.
+    from app.services.scanners import ScannerError, stored_secret
+
     try:
-        if server.auth_method == "oauth2":
-            if account.oauth_expires_at is not None and account.oauth_expires_at <= utcnow():
-                return None
-            return decrypt_secret(_key(), account.oauth_access_token_enc)
-        return decrypt_secret(_key(), account.password_enc)
-    except SecretError as exc:
+        return stored_secret(account)
+    except ScannerError as exc:
         raise ServerError(str(exc), "account_id") from exc
+    except Exception as exc:  # a token refresh can fail in many ways; the administrator gets words, not a 500
+        raise ServerError(f"The stored credentials of the scanner \"{account.name}\" cannot be used: {exc}",
+                          "account_id") from exc
 
 
 def test_server(server_id, *, login: str | None = None, password: str | None = None,
@@ -424,7 +426,7 @@ def test_server(server_id, *, login: str | None = None, password: str | None = N
         account = db.session.get(MailAccount, number) if number else None
         if account is None or account.server_id != server.id:
             raise ServerError("That scanner does not use this server: choose one from the list.", "account_id")
-        login, secret = account.login, _account_secret(account, server)
+        login, secret = account.login, _account_secret(account)
     else:
         login = _text(login)
         secret = password or None
@@ -435,6 +437,13 @@ def test_server(server_id, *, login: str | None = None, password: str | None = N
             raise ServerError("The login is too long or contains control characters.", "login")
         if password is not None and (len(password) > 1000 or any(ch in password for ch in "\r\n\0")):
             raise ServerError("The password is too long or contains line breaks.", "password")
+    if server.auth_method == "oauth2" and account is None:
+        # A typed password means nothing to an OAuth 2.0 server; its logins use a connected scanner's token.
+        results = [CheckResult("IMAP login", False, "This server uses OAuth 2.0: choose a connected scanner's "
+                                                    "stored credentials to test the login.")]
+        return results + [smtp_check(server, login, None, timeout=timeout) if not server.smtp_auth else
+                          CheckResult("SMTP", False, "Not tested: the SMTP login also needs a connected "
+                                                     "scanner's OAuth token.")]
     if server.auth_method == "password" and not secret:
         # Without a password the IMAP login cannot be tried; SMTP can still be greeted.
         results = [CheckResult("IMAP login", False, "No password given: type the mailbox's password to test "

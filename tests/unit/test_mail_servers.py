@@ -170,6 +170,22 @@ def test_test_server_without_password_says_so_and_still_greets_smtp(app):
     assert smtp.name == "SMTP" and not smtp.ok and "connection refused" in smtp.message
 
 
+def test_oauth_server_is_not_tested_with_a_typed_password(app):
+    server = _make_server(auth_method="oauth2", oauth_provider="google", oauth_client_id="id",
+                          oauth_client_secret=CLIENT_SECRET)
+    imap, smtp = mail_servers.test_server(server.id, login="demo@corp.test", password="typed")
+    assert not imap.ok and "OAuth 2.0" in imap.message and "connected scanner" in imap.message
+    assert not smtp.ok and "Not tested" in smtp.message
+
+
+def test_oauth_scanner_without_token_is_asked_to_connect(app):
+    server = _make_server(auth_method="oauth2", oauth_provider="google", oauth_client_id="id",
+                          oauth_client_secret=CLIENT_SECRET)
+    account = _scanner_on(server)
+    imap, _ = mail_servers.test_server(server.id, account_id=account.id)
+    assert not imap.ok and "not connected yet" in imap.message
+
+
 def test_test_server_refuses_a_scanner_of_another_server(app):
     server = _make_server()
     other = _make_server(name="Other")
