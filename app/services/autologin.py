@@ -283,7 +283,8 @@ def _handoff_for(account: MailAccount) -> Handoff:
         raise AutologinRefused("bad_server")
     key = current_app.config["MAIL_ENCRYPTION_KEY"]
     if server.auth_method == "oauth2":
-        auth_type, password = "xoauth2", _oauth_bearer(account)
+        access_token = _oauth_access_token(account)
+        auth_type, password = "xoauth2", f"Bearer {access_token}" if access_token else None
     else:
         auth_type, password = "password", decrypt_secret(key, account.password_enc)
     if not password:
@@ -295,8 +296,8 @@ def _handoff_for(account: MailAccount) -> Handoff:
         smtp_auth=bool(server.smtp_auth), validate_cert=bool(server.validate_cert))
 
 
-def _oauth_bearer(account: MailAccount) -> str | None:
-    """A fresh XOAUTH2 access token as Roundcube's password ("Bearer <token>").
+def _oauth_access_token(account: MailAccount) -> str | None:
+    """A fresh OAuth 2.0 access token for an XOAUTH2 mailbox (Roundcube's password is "Bearer <token>").
 
     The OAuth service (issue 5) provides ``access_token(account)``; until it
     exists an OAuth mailbox cannot be handed off and is refused as having no secret.
@@ -306,10 +307,14 @@ def _oauth_bearer(account: MailAccount) -> str | None:
     except ImportError:
         return None
     getter = getattr(oauth, "access_token", None)
-    if getter is None:
-        return None
-    token = getter(account)
-    return f"Bearer {token}" if token else None
+    return getter(account) if getter is not None else None
+
+
+def _imap_secret(account: MailAccount) -> str | None:
+    """What open_imap needs as the secret: the password, or for OAuth the access token."""
+    if account.server.auth_method == "oauth2":
+        return _oauth_access_token(account)
+    return decrypt_secret(current_app.config["MAIL_ENCRYPTION_KEY"], account.password_enc)
 
 
 # ---------------------------------------------------------------- unread counts
@@ -326,10 +331,9 @@ def refresh_unread(account_id: int) -> int | None:
     account = db.session.get(MailAccount, account_id)
     if account is None:
         return None
-    key = current_app.config["MAIL_ENCRYPTION_KEY"]
     timeout = float(current_app.config.get("UNREAD_TIMEOUT", 5))
     try:
-        secret = decrypt_secret(key, account.password_enc)
+        secret = _imap_secret(account)
         mailbox = open_imap(account.server, account.login, secret, timeout=timeout)
         try:
             status = mailbox.folder.status("INBOX", ["UNSEEN"])

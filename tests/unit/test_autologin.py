@@ -136,15 +136,12 @@ def test_expired_token_is_refused(app, user, mailbox):
     assert db.session.scalar(select(AutologinToken)).used_at is None
 
 
-def test_ttl_comes_from_configuration(app, user, mailbox):
-    app.config["AUTOLOGIN_TOKEN_TTL"] = 7
-    try:
-        grant(mailbox, user)
-        autologin.open_mailbox(user, mailbox.id, None)
-        row = db.session.scalar(select(AutologinToken))
-        assert row.expires_at - row.created_at == timedelta(seconds=7)
-    finally:
-        app.config["AUTOLOGIN_TOKEN_TTL"] = 60
+def test_ttl_comes_from_configuration(app, user, mailbox, monkeypatch):
+    monkeypatch.setitem(app.config, "AUTOLOGIN_TOKEN_TTL", 7)
+    grant(mailbox, user)
+    autologin.open_mailbox(user, mailbox.id, None)
+    row = db.session.scalar(select(AutologinToken))
+    assert row.expires_at - row.created_at == timedelta(seconds=7)
 
 
 def test_forged_token_is_refused(app, user, mailbox):
@@ -233,21 +230,18 @@ def test_concurrent_redeems_spend_a_token_once(app, user, mailbox):
     assert sorted(results) == ["ok", "used", "used", "used"]
 
 
-def test_guessing_is_throttled(app, user, mailbox):
-    app.config["AUTOLOGIN_GUESS_LIMIT"] = 3
-    try:
-        for _ in range(3):
-            with pytest.raises(autologin.AutologinRefused):
-                autologin.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.50")
-        grant(mailbox, user)
-        good = autologin.open_mailbox(user, mailbox.id, None)
-        with pytest.raises(autologin.AutologinRefused) as refused:
-            autologin.redeem(good, "203.0.113.50")
-        assert refused.value.reason == "throttled" and refused.value.status == 429
-        # Another address is not affected.
-        assert autologin.redeem(good, "203.0.113.51").login == "sales@corp.test"
-    finally:
-        app.config["AUTOLOGIN_GUESS_LIMIT"] = 20
+def test_guessing_is_throttled(app, user, mailbox, monkeypatch):
+    monkeypatch.setitem(app.config, "AUTOLOGIN_GUESS_LIMIT", 3)
+    for _ in range(3):
+        with pytest.raises(autologin.AutologinRefused):
+            autologin.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.50")
+    grant(mailbox, user)
+    good = autologin.open_mailbox(user, mailbox.id, None)
+    with pytest.raises(autologin.AutologinRefused) as refused:
+        autologin.redeem(good, "203.0.113.50")
+    assert refused.value.reason == "throttled" and refused.value.status == 429
+    # Another address is not affected.
+    assert autologin.redeem(good, "203.0.113.51").login == "sales@corp.test"
 
 
 def test_host_that_roundcube_would_expand_is_never_handed_out(app, user):
@@ -449,20 +443,17 @@ def test_admin_pages_are_for_administrators_only(client, auth, user):
     assert client.get("/admin/handoffs").status_code == 403
 
 
-def test_handoff_log_newest_first_and_paginated(app, client, auth, admin, user, mailbox):
+def test_handoff_log_newest_first_and_paginated(app, client, auth, admin, user, mailbox, monkeypatch):
     grant(mailbox, user)
     for _ in range(3):
         autologin.redeem(autologin.open_mailbox(user, mailbox.id, "192.0.2.1"), "192.0.2.1")
-    app.config["PER_PAGE"] = 4
-    try:
-        auth.login("admin")
-        html = client.get("/admin/handoffs").get_data(as_text=True)
-        assert html.count("<tr>") == 5  # header + 4 rows
-        assert "Page 1 of 2" in html and "alice" in html and "Sales" in html and "192.0.2.1" in html
-        assert html.index("redeemed") < html.index("issued")
-        assert client.get("/admin/handoffs?page=2").get_data(as_text=True).count("<tr>") == 3
-    finally:
-        app.config["PER_PAGE"] = 50
+    monkeypatch.setitem(app.config, "PER_PAGE", 4)
+    auth.login("admin")
+    html = client.get("/admin/handoffs").get_data(as_text=True)
+    assert html.count("<tr>") == 5  # header + 4 rows
+    assert "Page 1 of 2" in html and "alice" in html and "Sales" in html and "192.0.2.1" in html
+    assert html.index("redeemed") < html.index("issued")
+    assert client.get("/admin/handoffs?page=2").get_data(as_text=True).count("<tr>") == 3
 
 
 def test_password_never_in_any_product_page(app, client, auth, admin, user, mailbox, caplog):
@@ -508,3 +499,13 @@ def test_roundcube_install_escapes_php_and_refuses_bad_urls(app, runner, tmp_pat
     result = runner.invoke(args=["roundcube", "install", "--config-dir", str(tmp_path), "--url", "ftp://x"])
     assert result.exit_code != 0 and "http://" in result.output
     assert not (tmp_path / "corporate_autologin.inc.php").exists()
+
+
+def test_mailbox_without_a_secret_is_refused_with_reason(app, user):
+    box = make_mailbox(app, make_server(), password=None)
+    grant(box, user)
+    token = autologin.open_mailbox(user, box.id, None)
+    with pytest.raises(autologin.AutologinRefused) as refused:
+        autologin.redeem(token, None)
+    assert refused.value.reason == "no_secret" and refused.value.status == 409
+    assert outcomes()[-1] == "refused: no_secret"
