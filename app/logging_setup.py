@@ -237,7 +237,9 @@ def configure_logging(app: Flask) -> None:
     """Install the handler, filters and per-request id hooks for ``app``.
 
     Safe to call for several apps in one process (the test suite does): the
-    previous handler is replaced, and secrets of every app stay masked.
+    previous handler is replaced, and secrets of every app stay masked. A plain
+    console handler left by ``logging.basicConfig`` is replaced too, so a
+    script that calls it first does not print every line twice.
     """
     for key in SECRET_CONFIG_KEYS:
         register_secret(app.config.get(key))
@@ -252,7 +254,7 @@ def configure_logging(app: Flask) -> None:
     handler.addFilter(RedactionFilter())
 
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "cm_handler", False)]:
+    for old in [h for h in root.handlers if getattr(h, "cm_handler", False) or _is_basic_console(h)]:
         root.removeHandler(old)
     # Other handlers (gunicorn's, pytest's) also get the masks and the ids.
     for other in root.handlers:
@@ -273,6 +275,12 @@ def configure_logging(app: Flask) -> None:
         app.before_request(_start_request)
         app.after_request(_finish_request)
         app.teardown_request(_end_request)
+
+
+def _is_basic_console(handler: logging.Handler) -> bool:
+    """A plain console handler such as ``logging.basicConfig`` installs: ours replaces it (no double lines)."""
+    return type(handler) is logging.StreamHandler and handler.stream in (
+        sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
 
 
 _access_log = logging.getLogger("app.request")

@@ -343,3 +343,20 @@ def test_cli_health_and_check_alerts(app, runner, monkeypatch):
     data = json.loads(result.stdout)
     assert len(data["opened"]) == 1 and "Stale box" in data["opened"][0]
     assert data["open"][0]["kind"] == "no_success"
+
+
+def test_basic_config_console_handler_is_replaced_not_doubled(app, capsys):
+    import sys
+
+    root = logging.getLogger()
+    plain = logging.StreamHandler(sys.stderr)
+    root.addHandler(plain)
+    try:
+        configure_logging(app)
+        assert plain not in root.handlers
+        capsys.readouterr()
+        logging.getLogger("app.test").warning("printed once")
+        assert capsys.readouterr().err.count("printed once") == 1
+    finally:
+        if plain in root.handlers:
+            root.removeHandler(plain)
