@@ -171,6 +171,22 @@ def test_unread_count_comes_from_imap_status(stack, dovecot):
         assert db.session.get(MailAccount, account_id).unread_count == 2
 
 
+def test_concurrent_redeems_of_one_token_succeed_once(stack, boxes):
+    from concurrent.futures import ThreadPoolExecutor
+
+    user_id, made = boxes
+    token = stack.mint(user_id, made["Sales"][0])
+    secret = stack.app.config["BRIDGE_SECRET"]
+
+    def redeem(_):
+        return requests.post(f"{stack.flask_url}/bridge/redeem", json={"token": token},
+                             headers={"X-Bridge-Secret": secret}, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = sorted(pool.map(redeem, range(8)))
+    assert codes == [200] + [410] * 7
+
+
 def _request_token(page) -> str:
     match = re.search(r'"request_token":"([^"]+)"', page.text)
     assert match, "no request token on the Roundcube page"
