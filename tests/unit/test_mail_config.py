@@ -205,28 +205,29 @@ HOSTILE = ["", "x" * 5000, "\x00\x07", "<script>alert(1)</script>", "' OR 1=1 --
            "99999999999999999999"]
 
 
-@pytest.mark.parametrize("value", HOSTILE)
-def test_hostile_filter_input_gives_messages_not_500s(client, auth, admin, value):
+def test_hostile_filter_input_gives_messages_not_500s(client, auth, admin):
     auth.login("admin")
     token = _page_token(client)
-    for key in FILTER:
-        response = client.post("/admin/mail-config/filters", data={**FILTER, key: value, "csrf_token": token})
-        assert response.status_code in (200, 302), (key, value)
-        if response.status_code == 200:
-            assert b"field-error" in response.data or b"flash-error" in response.data
-        else:
-            db.session.execute(IgnoreFilter.__table__.delete())
-            db.session.commit()
+    for value in HOSTILE:
+        for key in FILTER:
+            response = client.post("/admin/mail-config/filters", data={**FILTER, key: value, "csrf_token": token})
+            assert response.status_code in (200, 302), (key, value)
+            if response.status_code == 200:
+                assert b"field-error" in response.data or b"flash-error" in response.data, (key, value)
+                assert db.session.scalar(select(IgnoreFilter)) is None, (key, value)
+            else:
+                db.session.execute(IgnoreFilter.__table__.delete())
+                db.session.commit()
     assert b"<script>alert(1)</script>" not in client.get("/admin/mail-config").data
 
 
-@pytest.mark.parametrize("value", HOSTILE)
-def test_hostile_settings_input_gives_messages_not_500s(client, auth, admin, value):
+def test_hostile_settings_input_gives_messages_not_500s(client, auth, admin):
     auth.login("admin")
     token = _page_token(client)
-    for key in SETTINGS:
-        response = client.post("/admin/mail-config", data={**SETTINGS, key: value, "csrf_token": token})
-        assert response.status_code in (200, 302), (key, value)
+    for value in HOSTILE:
+        for key in SETTINGS:
+            response = client.post("/admin/mail-config", data={**SETTINGS, key: value, "csrf_token": token})
+            assert response.status_code in (200, 302), (key, value)
 
 
 def test_ordinary_user_gets_403(client, auth, user):
