@@ -24,8 +24,9 @@ def paginate(query: Select):
 
 
 def search_term() -> str:
-    """The search box's text, trimmed and bounded."""
-    return (request.args.get("q") or "").strip()[:200]
+    """The search box's text, trimmed and bounded, without control characters (PostgreSQL refuses NUL)."""
+    text = "".join(ch if ch.isprintable() else " " for ch in (request.args.get("q") or "")[:200])
+    return text.strip()
 
 
 def like_any(term: str, *columns):

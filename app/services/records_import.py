@@ -79,8 +79,9 @@ def _limit(model, column: str) -> int | None:
 
 
 def _clean(value: str | None) -> str:
-    # Line breaks, tabs and runs of spaces inside a cell become one space.
-    return " ".join((value or "").split())
+    # Line breaks, tabs, other control characters (NUL is refused by PostgreSQL) and runs of spaces inside a
+    # cell become one space.
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in (value or "")).split())
 
 
 def _header_name(raw: str) -> str:

@@ -268,3 +268,13 @@ def test_contact_detail_with_30_related_emails_is_constant(client, logged_in_adm
     many = _statements_for(client, f"/records/contacts/{contact.id}")
     assert many == few
     assert many <= 4  # contact + count + the page's ids + their rows
+
+
+@pytest.mark.parametrize("q", ["%", "_", "\\", "a\x00b", "' OR 1=1 --", "x" * 5000, "<script>alert(1)</script>"])
+def test_hostile_search_terms_never_fail(client, logged_in_admin, q):
+    factories.contact()
+    for path in ("/records/contacts", "/records/organizations", "/records/leads", "/records/tickets",
+                 "/records/emails", "/records/users"):
+        response = client.get(path, query_string={"q": q, "page": "x", "mailbox": "y", "status": q})
+        assert response.status_code == 200, path
+        assert b"<script>alert(1)</script>" not in response.data

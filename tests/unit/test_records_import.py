@@ -119,3 +119,10 @@ def test_cli_refuses_a_file_that_is_not_utf8(app, runner, tmp_path):
     assert result.exit_code != 0
     assert "not UTF-8" in result.output
     assert Lead.query.count() == 0
+
+
+def test_control_characters_in_cells_become_spaces(app):
+    report = import_records("leads", "name,company\nAcme\x00Lead,Big\x07Co\n")
+    assert report.imported == 1
+    lead = Lead.query.one()
+    assert (lead.name, lead.company) == ("Acme Lead", "Big Co")
