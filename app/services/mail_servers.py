@@ -235,8 +235,13 @@ def validate(data: Mapping, *, server: MailServer | None = None) -> dict:
     for key, what in (("oauth_authorize_url", "authorize URL"), ("oauth_token_url", "token URL"),
                       ("oauth_redirect_uri", "redirect URI")):
         value = _text(given(key))
+        preset_key = key.removeprefix("oauth_")
+        if value and provider in OAUTH_PROVIDERS and any(
+                value == p.get(preset_key) for name, p in OAUTH_PROVIDERS.items() if name != provider):
+            # Another provider's preset left over after switching providers: take this provider's.
+            value = ""
         if not value and method == "oauth2" and key != "oauth_redirect_uri":
-            value = preset.get(key.removeprefix("oauth_"), "")
+            value = preset.get(preset_key, "")
         if value:
             try:
                 value = clean_url(value, what)
@@ -244,6 +249,9 @@ def validate(data: Mapping, *, server: MailServer | None = None) -> dict:
                 errors[key] = str(exc)
         clean[key] = value or None
     scopes = " ".join(_text(given("oauth_scopes")).split())
+    if scopes and provider in OAUTH_PROVIDERS and any(
+            scopes == p["scopes"] for name, p in OAUTH_PROVIDERS.items() if name != provider):
+        scopes = ""
     if not scopes and method == "oauth2":
         scopes = preset.get("scopes", "")
     if len(scopes) > 500 or _control_chars(scopes):

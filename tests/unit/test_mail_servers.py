@@ -118,6 +118,19 @@ def test_oauth_needs_its_fields_and_takes_presets(app):
     assert clean["oauth_scopes"] == "https://mail.google.com/"
 
 
+def test_switching_provider_replaces_the_old_presets(app):
+    server = _make_server(auth_method="oauth2", oauth_provider="microsoft", oauth_client_id="app-id",
+                          oauth_client_secret=CLIENT_SECRET)
+    assert "microsoftonline" in server.oauth_token_url
+    mail_servers.update_server(server.id, {**GOOD, "auth_method": "oauth2", "oauth_provider": "google",
+                                           "oauth_client_id": "app-id",
+                                           "oauth_authorize_url": server.oauth_authorize_url,
+                                           "oauth_token_url": server.oauth_token_url,
+                                           "oauth_scopes": server.oauth_scopes})
+    assert server.oauth_token_url == "https://oauth2.googleapis.com/token"
+    assert server.oauth_scopes == "https://mail.google.com/"
+
+
 def test_oauth_urls_must_be_http(app):
     errors = _errors_of({**GOOD, "auth_method": "oauth2", "oauth_provider": "generic", "oauth_client_id": "a",
                          "oauth_client_secret": "b", "oauth_authorize_url": "javascript:alert(1)",
