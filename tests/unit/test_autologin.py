@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hmac
 import re
+import shutil
+import subprocess
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -509,3 +512,23 @@ def test_mailbox_without_a_secret_is_refused_with_reason(app, user):
         autologin.redeem(token, None)
     assert refused.value.reason == "no_secret" and refused.value.status == 409
     assert outcomes()[-1] == "refused: no_secret"
+
+
+# ---------------------------------------------------------------- the PHP side, statically
+
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "roundcube_bridge" / "plugin" / "corporate_autologin"
+
+
+@pytest.mark.parametrize("name", ["corporate_autologin.php", "config.inc.php.dist"])
+def test_plugin_files_are_valid_php(name):
+    php = shutil.which("php")
+    if php is None:
+        pytest.skip("PHP is not installed (scripts/install.sh installs it with Roundcube)")
+    result = subprocess.run([php, "-l", str(PLUGIN_DIR / name)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_plugin_accepts_exactly_the_token_alphabet_we_mint():
+    source = (PLUGIN_DIR / "corporate_autologin.php").read_text()
+    assert "const TOKEN_PATTERN = '/" + tokens.TOKEN_PATTERN.pattern + "/';" in source
+    assert f"const SECRET_HEADER = '{tokens.SECRET_HEADER}';" in source
