@@ -263,10 +263,12 @@ def _close(box: BaseMailBox) -> None:
 
 def _smtp_connect(server: MailServer, limit: float) -> smtplib.SMTP:
     host, port, security = server.smtp_host, int(server.smtp_port), server.smtp_security
+    # Our own name for EHLO without a DNS lookup (smtplib's default getfqdn() can hang where DNS is broken).
+    me = socket.gethostname() or "localhost"
     if security == "ssl":
-        return smtplib.SMTP_SSL(host, port, timeout=limit, context=ssl_context_for(server))
+        return smtplib.SMTP_SSL(host, port, local_hostname=me, timeout=limit, context=ssl_context_for(server))
     if security in ("starttls", "none"):
-        return smtplib.SMTP(host, port, timeout=limit)
+        return smtplib.SMTP(host, port, local_hostname=me, timeout=limit)
     raise MailConnectError("protocol", f"Unknown SMTP security setting {security!r}: "
                                        f"choose SSL/TLS, STARTTLS or none.")
 

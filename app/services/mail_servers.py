@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+import idna
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -114,6 +115,12 @@ def clean_host(value, what: str) -> str:
     if "@" in host:
         raise ValueError(f"The {what} is a server name such as imap.example.com, not an e-mail address.")
     name = host.rstrip(".")
+    if not name.isascii():
+        # An internationalised name (mail.bücher.example) is stored in its DNS form (xn--...).
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            raise ValueError(f"The {what} is not a valid international domain name.") from None
     labels = name.split(".")
     if not name or not all(_LABEL.match(label) for label in labels):
         raise ValueError(f"The {what} may contain only letters, digits, dots and hyphens "

@@ -86,6 +86,10 @@ def test_bad_ports_get_a_message(app, port):
     assert "IMAP port" in str(info.value)
 
 
+def test_international_host_is_stored_in_dns_form(app):
+    assert mail_servers.clean_host("mail.bücher.example", "IMAP host") == "mail.xn--bcher-kva.example"
+
+
 def test_valid_server_is_cleaned(app):
     clean = mail_servers.validate({**GOOD, "imap_host": "IMAP.Corp.Test", "imap_port": " 993 "})
     assert clean["imap_host"] == "imap.corp.test"
