@@ -55,6 +55,7 @@ def _app(args):
 
 def _seed(args):
     """A server, a mailbox account reading INBOX, and ``--contacts`` contacts."""
+    from flask import current_app
     from sqlalchemy import insert
 
     from app.crypto import encrypt_secret
@@ -68,7 +69,7 @@ def _seed(args):
     db.session.add_all([server, owner])
     db.session.flush()
     account = MailAccount(name="Bench", server_id=server.id, login=args.login, assignee_id=owner.id,
-                          password_enc=encrypt_secret(db.get_app().config["MAIL_ENCRYPTION_KEY"], args.password),
+                          password_enc=encrypt_secret(current_app.config["MAIL_ENCRYPTION_KEY"], args.password),
                           actions="create_email,bind_email,open_ticket,create_ticket",
                           search_fields="contacts,organizations,leads,users")
     db.session.add(account)
