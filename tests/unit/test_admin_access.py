@@ -61,3 +61,14 @@ def test_ordinary_users_get_403(app, client, auth, user):
     assert not wrong, "admin routes that do not answer 403 to an ordinary user:\n" + "\n".join(wrong)
     # Still logged in as alice: the walk did not log her out along the way (which would hide 403s).
     assert b"Alice" in client.get("/").data
+
+
+def test_the_menu_offers_mail_servers_and_configuration_to_admins_only(client, auth, admin, user):
+    auth.login("admin")
+    page = client.get("/").data.decode()
+    assert 'href="/admin/servers">Mail servers</a>' in page
+    assert 'href="/admin/mail-config">Mail configuration</a>' in page
+    auth.logout()
+    auth.login("alice")
+    page = client.get("/").data.decode()
+    assert "/admin/servers" not in page and "/admin/mail-config" not in page
