@@ -187,6 +187,33 @@ def test_concurrent_redeems_of_one_token_succeed_once(stack, boxes):
     assert codes == [200] + [410] * 7
 
 
+def test_roundcube_setup_is_idempotent_and_private(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "roundcube.sh"
+    env = dict(os.environ, RC_STATE_DIR=str(tmp_path / "rc"), RC_SKIP_INSTALL="1")
+
+    def setup():
+        result = subprocess.run(["bash", str(script), "setup"], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first = setup()
+    des_key = (tmp_path / "rc" / "des_key").read_text()
+    db_inode = (tmp_path / "rc" / "db" / "roundcube.sqlite").stat().st_ino
+    second = setup()
+    assert "database created" in first and "database created" not in second
+    assert (tmp_path / "rc" / "des_key").read_text() == des_key and len(des_key) == 24
+    assert (tmp_path / "rc" / "db" / "roundcube.sqlite").stat().st_ino == db_inode
+    config = (tmp_path / "rc" / "config" / "config.inc.php").read_text()
+    assert "$config['plugins'] = ['corporate_autologin'];" in config and des_key in config
+    assert (tmp_path / "rc" / "plugins" / "corporate_autologin").resolve() == \
+        script.parents[1] / "roundcube_bridge" / "plugin" / "corporate_autologin"
+    assert (tmp_path / "rc" / "config").stat().st_mode & 0o077 == 0
+
+
 def _request_token(page) -> str:
     match = re.search(r'"request_token":"([^"]+)"', page.text)
     assert match, "no request token on the Roundcube page"
