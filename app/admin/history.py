@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, time, timedelta
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, load_only
@@ -18,6 +18,7 @@ from app.models.base import utcnow
 from app.models.runs import RUN_STATUSES
 from app.services import accounts
 
+RUNS_PER_PAGE = 50
 CHART_RUNS = 100
 CHART_HEIGHT = 120
 BAR_WIDTH = 10
@@ -104,7 +105,7 @@ def history_list():
         joinedload(ScanRun.stopped_by).options(load_only(User.id, User.username, User.full_name)),
     ).order_by(ScanRun.started_at.desc(), ScanRun.id.desc())
     page = db.paginate(stmt, page=request.args.get("page", 1, type=int),
-                       per_page=current_app.config.get("PER_PAGE", 50), error_out=False)
+                       per_page=RUNS_PER_PAGE, error_out=False)
     mailbox = form.mailbox.data if str(form.mailbox.data or "").isdigit() else None
     filters = {k: v for k, v in (("mailbox", mailbox), ("status", form.status.data or None),
                                  ("since", form.since.data), ("until", form.until.data)) if v}
