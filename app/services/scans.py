@@ -391,7 +391,10 @@ def _scan(run_id: int, account: MailAccount, totals: RunCounters, progress) -> N
         with _local_lock:
             _local_progress[account_id] = info
         if progress is not None:
-            progress(dict(info))
+            try:
+                progress(dict(info))
+            except Exception:  # progress is a courtesy (Redis may be restarting): never fail the scan for it
+                logger.warning("progress report failed for run %s", run_id, exc_info=True)
 
     try:
         # One STATUS per folder: an unchanged mailbox costs nothing more.

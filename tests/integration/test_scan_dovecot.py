@@ -338,3 +338,36 @@ def test_connection_dropped_mid_fetch_keeps_what_was_stored(app, dovecot, box, m
     monkeypatch.setattr(imap_fetch, "fetch_chunk", real)
     rest = scans.run_scan(account.id)
     assert rest.status == "done" and stored_uids(account.id) == [1, 2, 3, 4, 5, 6]
+
+
+def test_two_workers_on_the_same_mailbox_only_one_runs(app, dovecot, box):
+    import threading
+
+    login, password = box
+    settings = MailSettings.get()
+    settings.batch_size = 2
+    db.session.commit()
+    dovecot.append_many(login, password, "INBOX", [mail(i) for i in range(1, 5)])
+    account = make_scanner(app, dovecot, login, password, actions="create_email")
+    outcome = {}
+
+    def second_worker():
+        with app.app_context():
+            try:
+                scans.run_scan(account.id)
+                outcome["second"] = "ran"
+            except scans.ScanAlreadyRunning as busy:
+                outcome["second"] = ("refused", busy.run_id)
+            finally:
+                db.session.remove()
+
+    def while_running(info):
+        if info["downloaded"] and "second" not in outcome:
+            t = threading.Thread(target=second_worker)
+            t.start()
+            t.join(30)
+
+    first = scans.run_scan(account.id, progress=while_running)
+    assert first.status == "done" and first.created == 4
+    assert outcome["second"] == ("refused", first.id)
+    assert db.session.scalar(select(func.count(ScanRun.id))) == 1
