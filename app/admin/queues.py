@@ -14,7 +14,8 @@ from app.services.queues import QueueActionError
 def queue_page():
     """Queued, running, finished and failed jobs per queue, and the live workers."""
     view = queues.overview()
-    return render_template("admin/queues.html", view=view, sections=queues.SECTIONS)
+    return render_template("admin/queues.html", view=view, sections=queues.SECTIONS,
+                           optional_sections=queues.OPTIONAL_SECTIONS)
 
 
 @bp.post("/queues/jobs/<job_id>/retry", endpoint="queue_retry")

@@ -42,7 +42,9 @@ REDIS_TIMEOUT = 2.0
 # The job ids the scan engine uses: "scan-<account id>".
 _SCAN_JOB_ID = re.compile(r"^scan-(\d+)$")
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-SECTIONS = ("queued", "running", "finished", "failed")
+SECTIONS = ("queued", "scheduled", "running", "finished", "failed")
+# Sections the page leaves out when they are empty (most of the time).
+OPTIONAL_SECTIONS = ("scheduled",)
 
 
 class QueueUnavailable(Exception):
@@ -66,6 +68,7 @@ class JobView:
     error: str | None = None
     progress: dict = field(default_factory=dict)
     worker: str | None = None
+    scheduled_for: datetime | None = None
 
     @property
     def can_retry(self) -> bool:
@@ -183,8 +186,11 @@ def registry_counts(conn: redis.Redis, name: str) -> dict[str, int]:
 def _queue_view(q: Queue, limit: int) -> QueueView:
     conn = q.connection
     counts = registry_counts(conn, q.name)
+    scheduled = ScheduledJobRegistry(q.name, connection=conn)
     ids = {
         "queued": q.get_job_ids(0, limit),
+        # Retries waiting for their back-off interval (and jobs enqueued for later).
+        "scheduled": scheduled.get_job_ids(0, limit - 1),
         "running": StartedJobRegistry(q.name, connection=conn).get_job_ids(0, limit - 1),
         # Newest first: these registries are scored by expiry, which follows the end time.
         "finished": FinishedJobRegistry(q.name, connection=conn).get_job_ids(0, limit - 1, desc=True),
@@ -194,6 +200,11 @@ def _queue_view(q: Queue, limit: int) -> QueueView:
     for section, job_ids in ids.items():
         fetched = Job.fetch_many(job_ids, connection=conn) if job_ids else []
         jobs[section] = [_job_view(job) for job in fetched if job is not None]
+    for view in jobs["scheduled"]:
+        try:
+            view.scheduled_for = scheduled.get_scheduled_time(view.id)
+        except Exception:  # it left the registry meanwhile
+            view.scheduled_for = None
     return QueueView(name=q.name, counts=counts, jobs=jobs)
 
 
@@ -242,10 +253,16 @@ def _name_scanners(jobs: list[JobView]) -> None:
     ids = {j.account_id for j in jobs if j.account_id is not None}
     if not ids:
         return
-    names = dict(db.session.execute(select(MailAccount.id, MailAccount.name).where(MailAccount.id.in_(ids))).all())
+    rows = db.session.execute(select(MailAccount.id, MailAccount.name, MailAccount.last_error)
+                              .where(MailAccount.id.in_(ids))).all()
+    names = {r.id: r.name for r in rows}
+    last_errors = {r.id: r.last_error for r in rows}
     for job in jobs:
         if job.account_id is not None:
             job.scanner = names.get(job.account_id, f"deleted scanner #{job.account_id}")
+            # RQ keeps no error for an attempt it will retry; the scanner's last run says why.
+            if job.status == "scheduled" and not job.error and last_errors.get(job.account_id):
+                job.error = f"Last run: {last_errors[job.account_id]}"
 
 
 def _workers(conn: redis.Redis) -> list[WorkerView]:

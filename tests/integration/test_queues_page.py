@@ -218,3 +218,31 @@ def test_stop_a_running_scan_asks_the_run_to_stop(queue_redis, app, client, admi
         assert job.get_status() == JobStatus.STARTED
     finally:
         _end(worker)
+
+
+def test_waiting_retry_is_shown_with_its_last_error_and_can_be_cancelled(queue_redis, client, admin, auth):
+    from rq import Retry
+
+    account = _account()
+    account.last_error = "The server Main did not answer on 127.0.0.1:10143 (connection refused)."
+    db.session.commit()
+    q = Queue("scan", connection=queue_redis)
+    job_id = f"scan-{account.id}"
+    q.enqueue(failing_scan, account.id, job_id=job_id, retry=Retry(max=2, interval=[600]))
+    _run_burst(queue_redis, q)
+    assert Job.fetch(job_id, connection=queue_redis).get_status() == JobStatus.SCHEDULED
+
+    auth.login("admin")
+    page = client.get("/admin/queues").get_data(as_text=True)
+    assert "Scheduled" in page
+    section = page[page.index("jobs-scheduled"):]
+    row = section[section.index(f'id="job-{job_id}"'):]
+    row = row[:row.index("</tbody>")]
+    assert "retry at" in row and "Support box" in row
+    assert "Last run: The server Main did not answer" in row
+    token = factories.csrf_from(client.get("/admin/queues"))
+    response = client.post(f"/admin/queues/jobs/{job_id}/cancel", data={"csrf_token": token},
+                           follow_redirects=True)
+    assert "was cancelled" in response.get_data(as_text=True)
+    assert Job.fetch(job_id, connection=queue_redis).get_status() == JobStatus.CANCELED
+    assert "jobs-scheduled" not in client.get("/admin/queues").get_data(as_text=True)
