@@ -8,4 +8,6 @@ from flask import Blueprint
 
 bp = Blueprint("ops", __name__)
 
-from app.ops import routes  # noqa: E402,F401
+from app.ops import events, routes  # noqa: E402,F401
+
+events.install()

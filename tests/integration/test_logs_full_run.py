@@ -74,6 +74,7 @@ def test_no_secret_in_the_logs_of_a_full_run(app, client, admin, auth, dovecot, 
     assert any(e.get("request_id") and e["logger"] == "app.request" for e in entries)
     assert any(e.get("audit_action") == "mail_scanner.create" for e in entries)
     assert all(e.get("job_id") == job_id for e in entries if e["logger"].startswith("app.services.scans"))
+    assert len([e for e in entries if e["logger"] == "app.scan_run" and e.get("job_id") == job_id]) == 2
     for secret in (password, wrong, app.config["SECRET_KEY"], app.config["MAIL_ENCRYPTION_KEY"],
                    app.config["BRIDGE_SECRET"], app.config["METRICS_TOKEN"], "correct horse battery"):
         assert secret not in text, f"a secret reached the logs: {secret[:3]}…"

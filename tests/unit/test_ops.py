@@ -360,3 +360,20 @@ def test_basic_config_console_handler_is_replaced_not_doubled(app, capsys):
     finally:
         if plain in root.handlers:
             root.removeHandler(plain)
+
+
+def test_hand_offs_and_run_starts_are_logged_with_their_ids(app, json_logs, capsys):
+    account = _account()
+    capsys.readouterr()
+    with app.test_request_context("/bridge/open", headers={"X-Request-ID": "req-handoff-1"}):
+        app.preprocess_request()
+        db.session.add(AutologinEvent(outcome="issued", account_id=account.id, address="10.0.0.9"))
+        db.session.commit()
+    with job_context("scan-5"):
+        _run(account, "running")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    handoff = next(e for e in lines if e["logger"] == "app.handoff")
+    assert handoff["handoff_outcome"] == "issued" and handoff["account_id"] == account.id
+    assert handoff["request_id"] == "req-handoff-1"
+    run = next(e for e in lines if e["logger"] == "app.scan_run")
+    assert run["job_id"] == "scan-5" and run["account_id"] == account.id
