@@ -58,7 +58,9 @@ def list_servers():
 
 @servers_cli.command("test")
 @click.argument("name")
-@click.option("--login", default=None, help="A mailbox on the server (usually its address).")
+@click.option("--login", default=None,
+              help="A mailbox on the server (usually its address). Without it, the first scanner's "
+                   "stored credentials are used.")
 @click.option("--password", default=None, help="Used for this test only; never stored.")
 @click.option("--scanner", "scanner_name", default=None,
               help="Use the stored credentials of this scanner (by name) instead.")
@@ -67,11 +69,19 @@ def test(name, login, password, scanner_name):
     try:
         server = mail_servers.get_server_by_name(name)
         account_id = None
+        using = mail_servers.scanners_using(server)
         if scanner_name:
-            matches = [a for a in mail_servers.scanners_using(server) if a.name == scanner_name]
+            matches = [a for a in using if a.name == scanner_name]
             if not matches:
                 raise ServerError(f"No scanner named {scanner_name!r} uses the server {server.name!r}.")
             account_id = matches[0].id
+        elif not login:
+            if not using:
+                raise ServerError(f"No scanner uses {server.name!r} yet: give --login and --password "
+                                  f"of a mailbox on it.")
+            # Nothing typed: the first scanner's stored credentials show whether the server works.
+            account_id = using[0].id
+            click.echo(f"Using the stored credentials of the scanner {using[0].name!r} ({using[0].login}).")
         results = mail_servers.test_server(server.id, login=login, password=password, account_id=account_id)
     except ServerError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -179,7 +179,10 @@ def _imap_login_error(exc: UnexpectedCommandStatusError, login: str, where: str)
         message += (" The server wants an encrypted connection before the password: choose STARTTLS "
                     "or SSL/TLS.")
     elif "UNAVAILABLE" in upper:
-        message = f"{where} could not check the login for {login} right now: {text} Try again later."
+        # A temporary failure on the server's side says nothing about the password: not "auth",
+        # so that a scanner is not blocked for it.
+        return MailConnectError("protocol", f"{where} could not check the login for {login} right now: "
+                                            f"{text} Try again later.")
     return MailConnectError("auth", message)
 
 

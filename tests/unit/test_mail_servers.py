@@ -411,3 +411,20 @@ def test_cli_test_reports_each_check(runner):
     assert result.exit_code == 1
     assert "IMAP login: FAILED" in result.output and "SMTP: FAILED" in result.output
     assert "connection refused" in result.output
+
+
+def test_cli_test_without_login_uses_a_scanners_stored_credentials(runner, app):
+    from app.crypto import encrypt_secret
+
+    server = _make_server(name="Dead", imap_host="127.0.0.1", imap_port="9", imap_security="none",
+                          smtp_host="127.0.0.1", smtp_port="9", smtp_security="none")
+    bare = runner.invoke(args=["servers", "test", "Dead"])
+    assert bare.exit_code == 1 and "give --login and --password" in bare.output
+    account = _scanner_on(server, "Helpdesk", "helpdesk@corp.test")
+    account.password_enc = encrypt_secret(app.config["MAIL_ENCRYPTION_KEY"], "Stored-Pass-77")
+    db.session.commit()
+    result = runner.invoke(args=["servers", "test", "Dead"])
+    assert result.exit_code == 1
+    assert "stored credentials of the scanner 'Helpdesk' (helpdesk@corp.test)" in result.output
+    assert "IMAP login: FAILED" in result.output and "connection refused" in result.output
+    assert "Stored-Pass-77" not in result.output
