@@ -23,7 +23,7 @@ import hashlib
 import mimetypes
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
@@ -51,6 +51,11 @@ _ADDRESS = re.compile(r"^[^\s@<>(),;:\"\[\]\\]{1,64}@[\w-]+(?:\.[\w-]+)*$")
 _NEEDS_FULL_PARSER = re.compile(r'["()\\;:\[\]]')
 _SIMPLE_ANGLE = re.compile(r"^([^<>]*)<([^<>]*)>$")
 _CHARSET_PARAM = re.compile(r"\bcharset\s*=\s*\"?([^\";\s]+)", re.IGNORECASE)
+_COMMON_DATE = re.compile(
+    r"^\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s+([+-])(\d{2})(\d{2})"
+    r"(?:\s*\(.*\))?\s*$"
+)
+_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 _SURROGATES = re.compile("[\udc80-\udcff]")  # raw 8-bit bytes kept by the parser as surrogate escapes
 _ANY_SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSAFE_NAME_CHARS = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
@@ -114,6 +119,8 @@ def _decode_word(charset: str, encoding: str, text: str) -> bytes | None:
 
 def decode_header_value(value: str, defects: list[str] | None = None, name: str = "message") -> str:
     """Unfold and decode one raw header value (8-bit bytes and RFC 2047 words) into text."""
+    if value.isascii() and "=?" not in value and "\n" not in value:
+        return value.strip()  # the common case, and surrogate escapes are never ASCII
     if defects is None:
         defects = []
     value = _FOLD.sub("", value).strip("\r\n")
@@ -253,6 +260,18 @@ def _parse_date(value: str | None, defects: list[str]) -> datetime | None:
     if not value:
         defects.append("no Date header")
         return None
+    m = _COMMON_DATE.match(value)
+    if m:  # the RFC 5322 form nearly every mailer writes; the stdlib's parser is slow pure Python
+        day, mon, year, hh, mm, ss, sign, zh, zm = m.groups()
+        month = _MONTHS.get(mon.lower())
+        try:
+            if month is None:
+                raise ValueError(mon)
+            local = datetime(int(year), month, int(day), int(hh), int(mm), int(ss or 0))
+            offset = timedelta(hours=int(zh), minutes=int(zm))
+            return local - offset if sign == "+" else local + offset
+        except (ValueError, OverflowError):
+            pass  # impossible values: let the general parser have its say
     try:
         parts = parsedate_tz(value)
         if parts is None:
@@ -356,7 +375,8 @@ class _Walker:
 
     def walk(self, part: Message, depth: int = 0) -> None:
         self.note_defects(part)
-        ctype = _content_type(part)
+        hdrs = _part_headers(part)
+        ctype = _content_type(part, hdrs)
         if ctype.startswith("multipart/") or (part.is_multipart() and not ctype.startswith("message/")):
             if depth >= MAX_DEPTH:
                 self.defects.append(f"multipart nesting deeper than {MAX_DEPTH} levels: inner parts skipped")
@@ -368,17 +388,17 @@ class _Walker:
                         self.walk(sub, depth + 1)
             elif isinstance(payload, str) and payload.strip():
                 # A multipart whose boundary never appears: its body is one opaque blob; keep it as text.
-                self._add_text_like(part, "text/plain")
+                self._add_text_like(part, hdrs, "text/plain")
             return
-        self._leaf(part, ctype)
+        self._leaf(part, hdrs, ctype)
 
-    def _leaf(self, part: Message, ctype: str) -> None:
-        disposition = _disposition(part)
-        filename = _filename(part, self.defects)
-        content_id = normalize_message_id(_header(part, "content-id"))
+    def _leaf(self, part: Message, hdrs: dict[str, str], ctype: str) -> None:
+        disposition = _disposition(hdrs)
+        filename = _filename(part, hdrs, self.defects)
+        content_id = normalize_message_id(hdrs.get("content-id"))
         is_body = ctype in ("text/plain", "text/html") and not filename and disposition != "attachment"
         if is_body:
-            self._add_text_like(part, ctype)
+            self._add_text_like(part, hdrs, ctype)
             return
         data = _payload_bytes(part, ctype, self.defects)
         self.attachments.append(AttachmentData(
@@ -389,9 +409,9 @@ class _Walker:
             is_inline=bool(content_id) and disposition != "attachment",
         ))
 
-    def _add_text_like(self, part: Message, ctype: str) -> None:
+    def _add_text_like(self, part: Message, hdrs: dict[str, str], ctype: str) -> None:
         data = _payload_bytes(part, ctype, self.defects)
-        text = _decode_bytes(data, _charset(part), self.defects, f"a {ctype} part")
+        text = _decode_bytes(data, _charset(part, hdrs), self.defects, f"a {ctype} part")
         if ctype == "text/html":
             self.html_parts.append(text)
         else:
@@ -402,13 +422,17 @@ class _Walker:
 # one token we need (the parser is a third of a message's cost, these lookups were another third).
 
 
-def _header(part: Message, name: str) -> str:
-    value = part.get(name)
-    return "" if value is None else str(value)
+def _part_headers(part: Message) -> dict[str, str]:
+    """A part's headers by lower-case name (first occurrence wins), built once per part:
+    ``Message.get`` lower-cases every header name on each call."""
+    hdrs: dict[str, str] = {}
+    for key, value in part.raw_items():
+        hdrs.setdefault(str(key).lower(), str(value))
+    return hdrs
 
 
-def _content_type(part: Message) -> str:
-    value = _header(part, "content-type")
+def _content_type(part: Message, hdrs: dict[str, str]) -> str:
+    value = hdrs.get("content-type", "")
     if not value:
         return part.get_default_type()
     ctype = value.split(";", 1)[0].strip().lower()
@@ -417,15 +441,15 @@ def _content_type(part: Message) -> str:
     return ctype
 
 
-def _disposition(part: Message) -> str | None:
-    value = _header(part, "content-disposition")
+def _disposition(hdrs: dict[str, str]) -> str | None:
+    value = hdrs.get("content-disposition", "")
     if not value:
         return None
     return value.split(";", 1)[0].strip().lower() or None
 
 
-def _charset(part: Message) -> str | None:
-    value = _header(part, "content-type")
+def _charset(part: Message, hdrs: dict[str, str]) -> str | None:
+    value = hdrs.get("content-type", "")
     if "*" in value:  # RFC 2231 parameters: let the stdlib collapse them
         try:
             return part.get_content_charset()
@@ -435,8 +459,8 @@ def _charset(part: Message) -> str | None:
     return m.group(1).lower() if m else None
 
 
-def _filename(part: Message, defects: list[str]) -> str | None:
-    if "name" not in (_header(part, "content-type") + _header(part, "content-disposition")).lower():
+def _filename(part: Message, hdrs: dict[str, str], defects: list[str]) -> str | None:
+    if "name" not in (hdrs.get("content-type", "") + hdrs.get("content-disposition", "")).lower():
         return None
     try:
         name = part.get_filename() or part.get_param("name")
@@ -474,13 +498,6 @@ def _payload_bytes(part: Message, ctype: str, defects: list[str]) -> bytes:
 # --- the message -----------------------------------------------------------
 
 
-def _first_raw(headers: list[tuple[str, str]], name: str) -> str | None:
-    for n, v in headers:
-        if n == name:
-            return v
-    return None
-
-
 def parse_message(raw: RawMessage) -> ParsedMessage:
     """Parse ``raw`` (see the module docstring); never raises, problems land in ``defects``."""
     try:
@@ -512,19 +529,21 @@ def _parse(raw: RawMessage) -> ParsedMessage:
     else:
         msg = _PARSER.parsebytes(data)
 
-    raw_headers: list[tuple[str, str]] = []
+    raw_by_name: dict[str, list[str]] = {}  # lower-case name -> raw values, in order
+    decoded_by_name: dict[str, str] = {}  # lower-case name -> first decoded value
     header_items: list[tuple[str, str]] = []
     lines: list[str] = []
     for name, value in msg.raw_items():
         name, value = str(name), str(value)
-        lname = name.lower()
-        raw_headers.append((lname, value))
         shown = _display_name(name)
-        text = _clean(decode_header_value(value[:MAX_HEADER_VALUE], defects, shown.title()))
-        header_items.append((shown.lower(), text))
+        lname = shown.lower()
+        raw_by_name.setdefault(lname, []).append(value)
+        text = _clean(decode_header_value(value[:MAX_HEADER_VALUE], defects, shown))
+        header_items.append((lname, text))
+        decoded_by_name.setdefault(lname, text)
         lines.append(f"{shown}: {text}")
 
-    raw_mid = [v for n, v in raw_headers if n == "message-id"]
+    raw_mid = raw_by_name.get("message-id", [])
     message_id = normalize_message_id(raw_mid[0]) if raw_mid else None
     if not raw_mid:
         defects.append("no Message-ID header")
@@ -534,21 +553,21 @@ def _parse(raw: RawMessage) -> ParsedMessage:
         defects.append("more than one Message-ID header: the first was used")
     message_key = message_id or "sha256:" + hashlib.sha256(data).hexdigest()
 
-    irt = _message_ids(_first_raw(raw_headers, "in-reply-to"))
-    references = _message_ids(" ".join(v for n, v in raw_headers if n == "references"))
+    irt = _message_ids((raw_by_name.get("in-reply-to") or [None])[0])
+    references = _message_ids(" ".join(raw_by_name.get("references", ())))
 
     addr: dict[str, list[tuple[str, str]]] = {}
     for name in _ADDRESS_HEADERS:
-        values = [v for n, v in raw_headers if n == name]
+        values = raw_by_name.get(name)
         addr[name] = _addresses(values, defects, name.title()) if values else []
-    if not any(n == "from" for n, _ in raw_headers):
+    if "from" not in raw_by_name:
         defects.append("no From header")
     from_addr, from_name = (addr["from"][0] if addr["from"] else (None, ""))
     if from_addr is None and not from_name:
-        from_name = _display_only(_first_raw(header_items, "from"))
+        from_name = _display_only(decoded_by_name.get("from"))
 
-    subject = _first_raw(header_items, "subject") or ""
-    date = _parse_date(_first_raw(header_items, "date"), defects)
+    subject = decoded_by_name.get("subject", "")
+    date = _parse_date(decoded_by_name.get("date"), defects)
 
     body_text = body_html = ""
     had_remote = False
@@ -591,7 +610,7 @@ def _parse(raw: RawMessage) -> ParsedMessage:
 
 
 def _display_name(name: str) -> str:
-    if _SURROGATES.search(name):
+    if not name.isascii() and _SURROGATES.search(name):
         return name.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     return name
 
@@ -606,6 +625,8 @@ def _display_only(decoded_from: str | None) -> str:
 def _clean(text: str) -> str:
     """Text safe for every database we run on: PostgreSQL refuses NUL characters, and no
     driver can encode a lone surrogate."""
+    if text.isascii():
+        return text.replace("\x00", "") if "\x00" in text else text
     if "\x00" in text:
         text = text.replace("\x00", "")
     if _ANY_SURROGATE.search(text):

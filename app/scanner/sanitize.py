@@ -74,23 +74,27 @@ def _block_remote(match: re.Match) -> str:
     return f"<img{attrs}>"
 
 
+# Built once: nh3.clean(html, **options) rebuilds the sanitizer from these sets on every call,
+# which cost ~9x the cleaning itself on a typical mail body.
+_CLEANER = nh3.Cleaner(
+    tags=_TAGS,
+    clean_content_tags=_CLEAN_CONTENT,
+    attributes=_ATTRIBUTES,
+    attribute_filter=_attribute_filter,
+    strip_comments=True,
+    link_rel="noopener noreferrer",
+    set_tag_attribute_values={"a": {"target": "_blank"}},
+    url_schemes={"http", "https", "mailto", "tel", "cid"},
+    url_relative="deny",
+    filter_style_properties=_STYLE_PROPERTIES,
+)
+
+
 def sanitize_html(html: str) -> tuple[str, bool]:
     """Return ``(safe_html, had_remote)`` for an e-mail's HTML body (see the module docstring)."""
     if not html:
         return "", False
-    safe = nh3.clean(
-        html,
-        tags=_TAGS,
-        clean_content_tags=_CLEAN_CONTENT,
-        attributes=_ATTRIBUTES,
-        attribute_filter=_attribute_filter,
-        strip_comments=True,
-        link_rel="noopener noreferrer",
-        set_tag_attribute_values={"a": {"target": "_blank"}},
-        url_schemes={"http", "https", "mailto", "tel", "cid"},
-        url_relative="deny",
-        filter_style_properties=_STYLE_PROPERTIES,
-    )
+    safe = _CLEANER.clean(html)
     had_remote = False
     if "<img" in safe:
         blocked = _IMG_TAG.sub(_block_remote, safe)
