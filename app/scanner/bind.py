@@ -77,6 +77,7 @@ def bind_message(
     parent_records: dict[str, list[RecordRef]],
     tickets_by_number: dict[str, TicketInfo],
     tickets_by_id: dict[int, TicketInfo],
+    belonging_index: dict[str, list[RecordRef]] | None = None,
 ) -> BindResult:
     """The records ``parsed`` relates to, and the ticket it belongs to.
 
@@ -89,6 +90,10 @@ def bind_message(
     as ``foreign_ticket_number`` (the ticket step then opens a ticket of their own) and not bound.
     Failing that, a reply belongs to the ticket its parent was bound to. Numbers that are no
     ticket of ours are ignored.
+
+    ``belonging_index`` (optional, defaults to ``address_index``) is the sender's records for the
+    belonging check when ``address_index`` was narrowed to the scanner's search fields: a
+    ticket's own contact must be recognized even when the scanner does not bind to contacts.
     """
     records = _Records()
     for address in addresses_to_look_up(parsed, folder_direction):
@@ -108,7 +113,7 @@ def bind_message(
         candidate = tickets_by_number.get(number)
         if candidate is None:
             continue
-        if sender_belongs(parsed.from_addr, candidate, address_index):
+        if sender_belongs(parsed.from_addr, candidate, address_index if belonging_index is None else belonging_index):
             ticket = candidate
             break
         if foreign is None:

@@ -149,3 +149,18 @@ def test_nothing_happens_for(kw, words):
     for bound in (BindResult([], None), BindResult([], ticket("closed")), BindResult([], ticket("waiting"))):
         action = act(bound, **kw)
         assert action.kind == "none" and words in action.reason
+
+
+def test_belonging_index_recognizes_a_contact_outside_the_search_fields():
+    parsed = message(from_addr="alice@acme.example", subject="Re: TT-000042")
+    narrowed = {}  # the scanner binds to leads only: Alice's contact is not in the address index
+    result = bind_message(parsed, folder_direction="incoming", address_index=narrowed, parent_records={},
+                          tickets_by_number=BY_NUMBER, tickets_by_id=BY_ID)
+    assert result.ticket == T42  # still the requester by address
+    stranger = message(from_addr="carol@acme.example", subject="Re: TT-000042")
+    result = bind_message(stranger, folder_direction="incoming", address_index=narrowed, parent_records={},
+                          tickets_by_number=BY_NUMBER, tickets_by_id=BY_ID)
+    assert result.ticket is None and result.foreign_ticket_number == "TT-000042"
+    result = bind_message(stranger, folder_direction="incoming", address_index=narrowed, parent_records={},
+                          tickets_by_number=BY_NUMBER, tickets_by_id=BY_ID, belonging_index=INDEX)
+    assert result.ticket == T42 and result.records == [RecordRef("ticket", 42)]
