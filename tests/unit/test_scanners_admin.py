@@ -216,6 +216,13 @@ def test_non_admins_get_403(client, auth, user):
         assert client.post(url, data={"csrf_token": token}).status_code == 403, url
 
 
+def test_adding_a_scanner_without_any_server_says_what_to_do(logged_in):
+    response = logged_in.get("/admin/scanners/new")
+    assert response.status_code == 302
+    page = logged_in.get(response.headers["Location"]).data
+    assert b"Add a mail server first" in page and b"No mail scanner yet." in page
+
+
 def test_anonymous_is_sent_to_login(client):
     response = client.get("/admin/scanners")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
