@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, any_, bindparam, insert, literal, null, or_, select, union_all, update
+from sqlalchemy import Integer, String, any_, bindparam, insert, literal, null, or_, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.extensions import db
@@ -390,13 +390,10 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         ids_by_marker = _insert_with_ids(tt, rows, tt.c.number, None)
         ids = [ids_by_marker[r["number"]] for r in rows]
         real_ids = dict(zip(temps, ids, strict=True))
-        db.session.execute(update(tt).where(tt.c.id == bindparam("tid")).values(number=bindparam("num")),
-                           [{"tid": i, "num": ticket_number(i)} for i in ids])
+        _update_many(tt, "number", {i: ticket_number(i) for i in ids})
     if status_changes:
         tt = Ticket.__table__
-        db.session.execute(
-            update(tt).where(tt.c.id == bindparam("tid")).values(status=bindparam("st"), updated_at=utcnow()),
-            [{"tid": tid, "st": st} for tid, st in status_changes.items()])
+        _update_many(tt, "status", status_changes)
 
     now = utcnow()
     email_rows = [_email_row(ctx.account_id, pe, now) for pe in pending]
@@ -419,9 +416,48 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         if pe.links:
             counters.bound += 1
     if attachment_rows:
-        db.session.execute(insert(EmailAttachment.__table__), attachment_rows)
+        bulk_insert(EmailAttachment.__table__, attachment_rows)
     if link_rows:
-        db.session.execute(insert(EmailLink.__table__), link_rows)
+        bulk_insert(EmailLink.__table__, link_rows)
+
+
+def _postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def bulk_insert(table, rows: list[dict]) -> None:
+    """Insert rows in one go: COPY on PostgreSQL (in the session's transaction), executemany elsewhere.
+
+    Every row must carry every column it needs: COPY applies no Python-side defaults.
+    """
+    if not rows:
+        return
+    if not _postgres():
+        db.session.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    raw = db.session.connection().connection.driver_connection
+    names = ", ".join(f'"{c}"' for c in columns)
+    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
+def _update_many(table, column: str, values: dict[int, object]) -> None:
+    """``UPDATE table SET column = v WHERE id = k`` for many rows: one statement on PostgreSQL."""
+    if not values:
+        return
+    if _postgres():
+        col = table.c[column]
+        db.session.execute(
+            text(f'UPDATE "{table.name}" SET "{column}" = d.v, updated_at = :now FROM unnest(:ids, :vals) '
+                 f'AS d(k, v) WHERE "{table.name}".id = d.k')
+            .bindparams(bindparam("ids", type_=ARRAY(Integer)), bindparam("vals", type_=ARRAY(col.type))),
+            {"ids": list(values), "vals": list(values.values()), "now": utcnow()})
+        return
+    db.session.execute(update(table).where(table.c.id == bindparam("k"))
+                       .values({column: bindparam("v"), "updated_at": utcnow()}),
+                       [{"k": k, "v": v} for k, v in values.items()])
 
 
 def _insert_with_ids(table, rows: list[dict], key_col, scope) -> dict[str, int]:
@@ -431,7 +467,7 @@ def _insert_with_ids(table, rows: list[dict], key_col, scope) -> dict[str, int]:
     on PostgreSQL the driver spends longer splitting the one huge multi-VALUES
     statement of a RETURNING insert than psycopg's pipelined executemany takes.
     """
-    db.session.execute(insert(table), rows)
+    bulk_insert(table, rows)
     keys = [r[key_col.name] for r in rows]
     query = select(key_col, table.c.id).where(_in(key_col, keys))
     if scope is not None:

@@ -276,7 +276,7 @@ def test_cli_run_prints_one_json_object(app, dovecot, box):
     account = make_scanner(app, dovecot, login, password)
     result = app.test_cli_runner().invoke(args=["scanners", "run", str(account.id), "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     for key in ("status", "downloaded", "created", "bound", "tickets_created", "tickets_reopened", "ignored",
                 "errors", "error_details", "duplicates", "run_id", "message"):
         assert key in data
