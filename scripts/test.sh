@@ -26,7 +26,8 @@ echo "== ruff check ."
 
 echo "== pytest $*"
 pytest_rc=0
-.venv/bin/pytest "$@" </dev/null || pytest_rc=$?
+# A hung test fails after CM_TEST_TIMEOUT seconds (with its stack) instead of stalling CI.
+.venv/bin/pytest --timeout="${CM_TEST_TIMEOUT:-300}" "$@" </dev/null || pytest_rc=$?
 
 if (( pytest_rc != 0 )); then
     exit "$pytest_rc"
