@@ -535,13 +535,24 @@ def _parse(raw: RawMessage) -> ParsedMessage:
     lines: list[str] = []
     for name, value in msg.raw_items():
         name, value = str(name), str(value)
-        shown = _display_name(name)
-        lname = shown.lower()
-        raw_by_name.setdefault(lname, []).append(value)
-        text = _clean(decode_header_value(value[:MAX_HEADER_VALUE], defects, shown))
+        if not name.isascii():
+            name = _display_name(name)
+        lname = name.lower()
+        if (
+            value.isascii() and len(value) < MAX_HEADER_VALUE
+            and "=?" not in value and "\n" not in value and "\x00" not in value
+        ):
+            text = value.strip()  # the common case, inlined: this loop runs for every header
+        else:
+            text = _clean(decode_header_value(value[:MAX_HEADER_VALUE], defects, name))
+        known = raw_by_name.get(lname)
+        if known is None:
+            raw_by_name[lname] = [value]
+            decoded_by_name[lname] = text
+        else:
+            known.append(value)
         header_items.append((lname, text))
-        decoded_by_name.setdefault(lname, text)
-        lines.append(f"{shown}: {text}")
+        lines.append(f"{name}: {text}")
 
     raw_mid = raw_by_name.get("message-id", [])
     message_id = normalize_message_id(raw_mid[0]) if raw_mid else None
