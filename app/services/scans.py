@@ -31,6 +31,7 @@ from dataclasses import asdict
 from datetime import timedelta
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -560,7 +561,23 @@ def enqueue_scan(account_id: int, *, trigger: str = "manual") -> str:
         except ScanAlreadyRunning:
             pass  # the running scan is the one asked for
         return job_id
-    return queues.enqueue_scan_job(current_app._get_current_object(), account_id, trigger)
+    try:
+        return queues.enqueue_scan_job(current_app._get_current_object(), account_id, trigger)
+    except RedisError as exc:
+        raise ScanError(f"The scan queue (Redis at {_redis_place()}) is not reachable ({exc}), so the scan was not "
+                        "queued. Start Redis and a worker (`python worker.py`), or run the scan from the "
+                        "command line with `flask --app wsgi scanners run ID`.") from exc
+
+
+def _redis_place() -> str:
+    """host:port/db of REDIS_URL without any password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(current_app.config.get("REDIS_URL") or "")
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
+    except ValueError:
+        return "the configured address"
 
 
 def scan_progress(account_id: int) -> dict:

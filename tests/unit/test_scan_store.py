@@ -348,3 +348,21 @@ def test_inline_queue_runs_the_scan_in_process(app):
     assert scans.scan_progress(account.id) == {"state": "idle", "run_id": None, "downloaded": 0, "total": 0}
     with pytest.raises(scans.ScanError):
         scans.enqueue_scan(999999)
+
+
+def test_enqueue_with_redis_down_says_so_in_plain_words(app):
+    import socket
+
+    from app.services import scans
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    account = make_account()
+    app.config.update(QUEUE_MODE="redis", REDIS_URL=f"redis://127.0.0.1:{dead_port}/0")
+    try:
+        with pytest.raises(scans.ScanError, match="not reachable"):
+            scans.enqueue_scan(account.id)
+    finally:
+        app.config.update(QUEUE_MODE="inline", REDIS_URL="redis://127.0.0.1:6379/0")
+        app.extensions.pop("task_redis", None)
