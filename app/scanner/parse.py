@@ -515,7 +515,7 @@ def _unparseable(raw: RawMessage, reason: str) -> ParsedMessage:
         raw=raw, message_id=None, message_key="sha256:" + hashlib.sha256(data).hexdigest(),
         in_reply_to=None, references=[], subject="", from_addr=None, from_name="", to=[], cc=[],
         reply_to=[], date=None, headers_text="", header_items=[],
-        body_text=data[:100_000].decode("utf-8", "replace"), body_html="", has_remote_content=False,
+        body_text=_clean(data[:100_000].decode("utf-8", "replace")), body_html="", has_remote_content=False,
         attachments=[], defects=defects,
     )
 

@@ -111,3 +111,12 @@ def test_never_raises_on_mutated_corpus():
         assert p.message_key
         p.body_text.encode("utf-8")
         p.headers_text.encode("utf-8")
+
+
+def test_unparseable_message_is_still_accounted_for():
+    depth = 3000  # deeper than the stdlib parser's recursion allows
+    body = "".join(f'--b{i}\nContent-Type: multipart/mixed; boundary="b{i + 1}"\n\n' for i in range(depth))
+    p = parse('From: a@b.example\nContent-Type: multipart/mixed; boundary="b0"\n\n' + body + "\x00")
+    assert p.message_key.startswith("sha256:")
+    assert p.defects[0].startswith("could not be parsed")
+    assert "\x00" not in p.body_text
