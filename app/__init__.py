@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, render_template
 
 import config as config_module
-from app.extensions import csrf, db, login_manager, migrate
+from app.extensions import csrf, db, install_sqlite_pragmas, login_manager, migrate
 
 
 def create_app(config_object: type | str | None = None, **overrides) -> Flask:
@@ -25,6 +25,7 @@ def create_app(config_object: type | str | None = None, **overrides) -> Flask:
 
     configure_logging(app)
 
+    install_sqlite_pragmas()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config_module.BASE_DIR / "migrations"))
     csrf.init_app(app)

@@ -75,10 +75,14 @@ def _session_app(request, tmp_path_factory):
 def app(_session_app):
     """The app on a clean database (SQLite in memory, then PostgreSQL)."""
     app = _session_app
+    saved = dict(app.config)
     with app.app_context():
         _empty_all_tables()
         yield app
         db.session.remove()
+    # A test may change settings (PER_PAGE, limits...): the next one starts from the same config.
+    app.config.clear()
+    app.config.update(saved)
 
 
 def _empty_all_tables():

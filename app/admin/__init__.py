@@ -17,5 +17,13 @@ def require_admin():
         abort(403)
 
 
-from app.admin import audit, autologin, handoffs, history, queues, scanners, servers  # noqa: E402,F401
-from app.admin import mail_config  # noqa: E402,F401
+from app.admin import (  # noqa: E402,F401
+    audit,
+    autologin,
+    handoffs,
+    history,
+    mail_config,  # noqa: E402,F401
+    queues,
+    scanners,
+    servers,
+)
