@@ -1,16 +1,7 @@
-// Mail scanner pages: confirmations, live scan progress, and the folder rows of the scanner form.
+// Mail scanner pages: live scan progress, and the folder rows of the scanner form.
 // A static file because the Content-Security-Policy forbids inline scripts.
 (function () {
   "use strict";
-
-  // Forms that need a confirmation carry their question in data-confirm.
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) {
-        event.preventDefault();
-      }
-    });
-  });
 
   // ------------------------------------------------------------------ live progress on the list
   var POLL_MS = 1500;
