@@ -163,11 +163,17 @@ def close_dead_runs(account_id: int | None = None, *, current_job_id: str | None
         db.session.execute(update(_accounts).where(_accounts.c.running_run_id == run_id)
                            .values(last_run_status="failed", last_error=RUN_DIED))
     # Free every mailbox held by a run that is not running any more (dead, or a release that was lost).
-    held = select(_runs.c.id).where(_runs.c.status != "running")
-    query = update(_accounts).where(_accounts.c.running_run_id.in_(held))
+    # Looked up first, so that the usual case (nothing to free) writes nothing.
+    stale = select(_accounts.c.id).join(_runs, _runs.c.id == _accounts.c.running_run_id) \
+        .where(_runs.c.status != "running")
     if account_id is not None:
-        query = query.where(_accounts.c.id == account_id)
-    db.session.execute(query.values(running_run_id=None))
+        stale = stale.where(_accounts.c.id == account_id)
+    stale_ids = list(db.session.scalars(stale))
+    if stale_ids:
+        db.session.execute(update(_accounts).where(_accounts.c.id.in_(stale_ids),
+                                                   _accounts.c.running_run_id.in_(
+                                                       select(_runs.c.id).where(_runs.c.status != "running")))
+                           .values(running_run_id=None))
     db.session.commit()
     if closed:
         logger.warning("closed %d dead scan run(s)", closed)
@@ -419,7 +425,8 @@ def _scan(run_id: int, account: MailAccount, totals: RunCounters, progress) -> N
                 state["total"] += max(0, min(status.messages, status.uidnext - 1 - fplan.after_uid)
                                       if status.uidnext > 0 else status.messages)
         state["total"] = min(state["total"], budget)
-        _save_progress(run_id, totals)
+        if totals.errors or any(p.reset or p.has_new for _, p, _ in plans):
+            _save_progress(run_id, totals)  # folder errors and renumbering are kept even if the run dies now
         db.session.commit()
         report("")
 
