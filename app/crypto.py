@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from app.logging_setup import register_secret
+
 
 class SecretError(Exception):
     """A stored secret cannot be read with the configured key."""
@@ -21,6 +23,7 @@ def encrypt_secret(key: str, plaintext: str | None) -> str | None:
     """Encrypt ``plaintext``; ``None`` and "" stay ``None`` (no secret)."""
     if not plaintext:
         return None
+    register_secret(plaintext)
     return _fernet(key).encrypt(plaintext.encode()).decode()
 
 
@@ -29,7 +32,10 @@ def decrypt_secret(key: str, token: str | None) -> str | None:
     if not token:
         return None
     try:
-        return _fernet(key).decrypt(token.encode()).decode()
+        plaintext = _fernet(key).decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise SecretError("A stored mail secret cannot be decrypted: "
                           "was MAIL_ENCRYPTION_KEY changed?") from exc
+    # Every secret this process handles is masked in its log lines from now on.
+    register_secret(plaintext)
+    return plaintext

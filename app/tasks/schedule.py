@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 # name → (seconds between checks, dotted function taking the app). The worker's loop runs each when due.
 PERIODIC = {
     "enqueue-due-scans": (30, "app.tasks.schedule.enqueue_due"),
+    "check-alerts": (60, "app.services.alerts.scheduled_check"),
 }
 
 
