@@ -26,6 +26,8 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
                                  progress=progress if job else None)
         except scans.ScanAlreadyRunning as busy:
             return {"status": "already_running", "run_id": busy.run_id}
+        except scans.ScanError as exc:  # the scanner was deleted meanwhile: nothing to retry
+            return {"status": "gone", "message": str(exc)}
         if run.status == "failed" and getattr(run, "failure_kind", None) in scans.RETRYABLE_KINDS:
             raise ScanConnectionError(run.message)
         return {"status": run.status, "run_id": run.id, "downloaded": run.downloaded, "created": run.created}
