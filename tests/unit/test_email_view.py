@@ -202,3 +202,26 @@ def test_attachment_of_another_email_is_404(client, auth, admin, hostile, mailbo
     auth.login("admin")
     url = f"/records/emails/{other.id}/attachments/{hostile.attachments[0].id}"
     assert client.get(url).status_code == 404
+
+
+def test_hostile_html_through_the_real_sanitizer_is_served_inert(client, auth, admin, mailbox):
+    from app.scanner.sanitize import sanitize_html
+
+    hostile_html = ('<div onclick="steal()" style="position:fixed;background:url(https://t.example/bg)">Hi'
+                    '<script>alert(1)</script><a href="javascript:alert(2)">click</a>'
+                    '<img src="https://t.example/pixel.gif" onerror="alert(3)">'
+                    '<img src="cid:Chart@Mail"><iframe src="https://evil.example/"></iframe></div>')
+    safe, had_remote = sanitize_html(hostile_html)
+    mail = factories.email(mailbox, body_html=safe, has_remote_content=had_remote, attachments=[
+        {"filename": "chart.png", "content_type": "image/png", "data": PNG, "content_id": "chart@mail",
+         "is_inline": True}])
+    auth.login("admin")
+    body = client.get(f"/records/emails/{mail.id}/body").get_data(as_text=True).lower()
+    for bad in ("<script", "onclick", "onerror", "javascript:", "<iframe", "position:fixed", "url("):
+        assert bad not in body, bad
+    assert not re.search(r'\ssrc="https://t\.example', body)
+    assert 'data-remote-src="https://t.example/pixel.gif"' in body
+    assert "data:image/png;base64," in body
+    shown = client.get(f"/records/emails/{mail.id}/body?remote=1").get_data(as_text=True)
+    assert re.search(r'\ssrc="https://t\.example/pixel\.gif"', shown) and "<script" not in shown
+    assert "Show remote content" in client.get(f"/records/emails/{mail.id}").get_data(as_text=True)
