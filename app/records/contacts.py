@@ -70,7 +70,9 @@ def contact_edit(contact_id: int):
     """Edit a contact."""
     contact = db.session.get(Contact, contact_id) or abort(404)
     form = ContactForm(obj=contact)
-    if not form.is_submitted() and contact.organization is not None:
+    # The model's attribute is an Organization, the form's field its name. WTForms keeps the object when
+    # the field is absent from the request (a crafted POST did that and got a 500), so map it either way.
+    if not isinstance(form.organization.data, str | None):
         form.organization.data = contact.organization.name
     if form.validate_on_submit():
         if _save(form, contact) is not None:
