@@ -13,4 +13,4 @@ def require_login():
     return None
 
 
-from app.records import contacts, emails, leads, organizations, tickets, users  # noqa: E402,F401
+from app.records import contacts, emails, guards, leads, organizations, tickets, users  # noqa: E402,F401

@@ -17,10 +17,21 @@ EMAIL_LIST_COLUMNS = (Email.id, Email.subject, Email.from_addr, Email.from_name,
                       Email.direction, Email.account_id, Email.folder, Email.size)
 
 
+# Far beyond any real list, and small enough that the offset fits a 64-bit integer in every database.
+MAX_PAGE = 1_000_000
+
+
+def current_page() -> int:
+    """The ``?page=N`` asked for, 1 when missing or nonsense, never past MAX_PAGE."""
+    page = request.args.get("page", type=int) or 1
+    return min(max(page, 1), MAX_PAGE)
+
+
 def paginate(query: Select):
     """One page of ``query`` (``?page=N``, PER_PAGE rows): one count and one row query."""
     per_page = current_app.config.get("PER_PAGE", 50)
-    return db.paginate(query, per_page=per_page, max_per_page=per_page, error_out=False, count=True)
+    return db.paginate(query, page=current_page(), per_page=per_page, max_per_page=per_page, error_out=False,
+                       count=True)
 
 
 def search_term() -> str:
@@ -65,7 +76,7 @@ class _LateRowPagination(SelectPagination):
 def paginate_emails(id_query: Select):
     """One page of e-mails from a query of their ids: one count, one id query, one row query."""
     per_page = current_app.config.get("PER_PAGE", 50)
-    return _LateRowPagination(select=id_query, session=db.session(), page=None, per_page=per_page,
+    return _LateRowPagination(select=id_query, session=db.session(), page=current_page(), per_page=per_page,
                               max_per_page=per_page, error_out=False, count=True)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import abort, make_response, render_template, request
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.orm import joinedload, selectinload, undefer
 
 from app.extensions import db
@@ -45,10 +45,13 @@ def emails():
     """E-mails the user may see, newest first, filtered by mailbox and direction, searched by subject/sender."""
     q = search_term()
     query = email_list_query()
+    mailboxes = _visible_mailboxes()
     mailbox = request.args.get("mailbox", type=int)
     direction = request.args.get("direction", "")
     if mailbox:
-        query = query.where(Email.account_id == mailbox)
+        # A mailbox the user may not see (or that does not exist) shows nothing, like any other filter.
+        query = query.where(Email.account_id == mailbox) if mailbox in {m.id for m in mailboxes} \
+            else query.where(false())
     if direction in DIRECTIONS:
         query = query.where(Email.direction == direction)
     else:
@@ -56,7 +59,7 @@ def emails():
     if q:
         query = query.where(like_any(q, Email.subject, Email.from_addr, Email.from_name))
     return render_template("records/emails.html", page=paginate_emails(query), q=q, mailbox=mailbox or "",
-                           direction=direction, directions=DIRECTIONS, mailboxes=_visible_mailboxes())
+                           direction=direction, directions=DIRECTIONS, mailboxes=mailboxes)
 
 
 def _record_label(kind: str, record) -> str:

@@ -198,9 +198,12 @@ def test_edit_organization_and_lead(client, logged_in_admin):
 
 
 def test_unknown_records_are_404(client, logged_in_admin):
-    for url in ("/records/contacts/999", "/records/organizations/999", "/records/leads/999",
-                "/records/tickets/999", "/records/users/999", "/records/emails/999"):
-        assert client.get(url).status_code == 404, url
+    for huge in ("999", "9" * 30):
+        for url in (f"/records/contacts/{huge}", f"/records/organizations/{huge}", f"/records/leads/{huge}",
+                    f"/records/tickets/{huge}", f"/records/users/{huge}", f"/records/emails/{huge}",
+                    f"/records/emails/{huge}/body", f"/records/emails/{huge}/original.eml",
+                    f"/records/emails/1/attachments/{huge}", f"/records/contacts/{huge}/edit"):
+            assert client.get(url).status_code == 404, url
 
 
 # --- no N+1: the number of statements a page makes does not grow with its rows -----------------
@@ -277,4 +280,6 @@ def test_hostile_search_terms_never_fail(client, logged_in_admin, q):
                  "/records/emails", "/records/users"):
         response = client.get(path, query_string={"q": q, "page": "x", "mailbox": "y", "status": q})
         assert response.status_code == 200, path
+        huge = client.get(path, query_string={"page": "9" * 30, "mailbox": "9" * 30})
+        assert huge.status_code == 200, path
         assert b"<script>alert(1)</script>" not in response.data
