@@ -7,6 +7,7 @@ the demo setup never takes these jobs.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -44,6 +45,12 @@ def _mail(i: int) -> bytes:
 @pytest.fixture
 def env(tmp_path, redis_url, dovecot):
     """An app on a file SQLite database + a private Redis db, and the environment for its workers."""
+    # Several test sessions may run on this machine at once (CI, a developer, a helper): they share this
+    # Redis database, so they take turns instead of emptying it under each other's workers.
+    lock_path = ROOT / ".state" / "test_scan_rq.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    lock = open(lock_path, "w")  # held for the whole test
+    fcntl.flock(lock, fcntl.LOCK_EX)
     url = re.sub(r"/\d*$", "", redis_url.rstrip("/")) + f"/{REDIS_DB}"
     conn = redis.Redis.from_url(url)
     conn.flushdb()
@@ -65,6 +72,8 @@ def env(tmp_path, redis_url, dovecot):
         db.session.remove()
         db.engine.dispose()
     conn.flushdb()
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
 
 
 def _scanner(app, dovecot, count: int, *, batch_size: int = 200, port: int | None = None) -> int:
@@ -184,7 +193,9 @@ def test_worker_killed_mid_run_then_restarted_stores_every_message_once(env, dov
         killed = db.session.scalars(select(ScanRun)).one()
         assert killed.status == "running" and 0 < killed.downloaded < total
         # The same job id is enqueued again: the dead worker's job does not block it.
+        before = Job.fetch(f"scan-{account_id}", connection=conn).get_status()
         scans.enqueue_scan(account_id)
+        assert Queue(queues.SCAN_QUEUE, connection=conn).count == 1, before
     log = _burst(worker_env)
     with app.app_context():
         runs = db.session.scalars(select(ScanRun).order_by(ScanRun.id)).all()
