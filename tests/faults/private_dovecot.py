@@ -1,0 +1,109 @@
+"""A second, private Dovecot for tests that stop and restart it mid-scan.
+
+It is made from the shared instance's configuration (written by
+``scripts/services.sh``) with its own instance name, port, base_dir, state,
+log, users file and mail folder, so stopping it never disturbs the tests that
+use the shared one. The handle is a ``tests.services.Dovecot`` (add_user,
+new_user, append_many, connect) pointed at it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from tests.faults.redis_server import free_port
+from tests.scan_helpers import imap_alive
+from tests.services import STATE, Dovecot
+
+SHARED_DIR = STATE / "dovecot"
+SHARED_CONF = SHARED_DIR / "dovecot.conf"
+MAIL_ROOT = STATE / "mail"
+
+
+class PrivateDovecot:
+    """Start, stop and restart a private Dovecot; ``handle`` is the usual test helper for it."""
+
+    def __init__(self) -> None:
+        if not SHARED_CONF.exists():
+            raise RuntimeError(f"{SHARED_CONF} is missing: start the shared Dovecot first (scripts/services.sh)")
+        self.port = free_port()
+        # Under .state (mode 755), not pytest's tmp_path (mode 700): the mail processes run as nobody.
+        self.dir = STATE / "faults" / f"dovecot-{uuid.uuid4().hex[:8]}"
+        self.mail = self.dir / "mail"
+        self.conf = self.dir / "dovecot.conf"
+        for path in (self.dir.parent, self.dir, self.dir / "run", self.dir / "state", self.dir / "users.d", self.mail):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.mail, "nobody", _nobody_group())
+        text = SHARED_CONF.read_text()
+        text = text.replace(str(SHARED_DIR), str(self.dir)).replace(str(MAIL_ROOT), str(self.mail))
+        text = re.sub(r"^instance_name = .*$", f"instance_name = cm-fault-{self.dir.name}", text, flags=re.M)
+        text = re.sub(r"(inet_listener imap \{[^}]*?port = )\d+", rf"\g<1>{self.port}", text, flags=re.S)
+        self.conf.write_text(text)
+        (self.dir / "users").touch()
+        (self.dir / "users").chmod(0o644)
+        self.handle = Dovecot(host="127.0.0.1", port=self.port, users_file=self.dir / "users")
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "run" / "master.pid"
+
+    def start(self) -> None:
+        """Start the master and wait for the greeting."""
+        self.pid_file.unlink(missing_ok=True)
+        subprocess.run(["dovecot", "-c", str(self.conf)], check=True, capture_output=True, timeout=30)
+        deadline = time.monotonic() + 15
+        while not imap_alive("127.0.0.1", self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"private Dovecot did not greet on {self.port}; see {self.dir}/dovecot.log")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the master (its IMAP processes, and so every connection, end with it) and wait until gone."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return
+        subprocess.run(["dovecot", "-c", str(self.conf), "stop"], capture_output=True, timeout=30)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        """Stop it and delete its folder."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _nobody_group() -> str:
+    import grp
+
+    for name in ("nogroup", "nobody"):
+        try:
+            grp.getgrnam(name)
+            return name
+        except KeyError:
+            continue
+    return "nogroup"

@@ -1,0 +1,84 @@
+"""Fault: the IMAP connection dropped (or gone silent) in the middle of a FETCH answer.
+
+A loopback proxy between the scanner and the real Dovecot cuts the link after
+a few kilobytes of the second batch's body fetch. The run ends failed with a
+reason that names the connection, keeps the first batch, and the next run
+(proxy healthy) stores the rest: every message once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Email
+from app.services import scans
+from tests.faults.tcp_proxy import FetchBreakingProxy
+from tests.scan_helpers import add_scanner, assert_stored_once, server_uids
+
+pytestmark = pytest.mark.integration
+
+TOTAL, BATCH = 300, 50
+
+
+@pytest.fixture
+def proxy(dovecot):
+    breaker = FetchBreakingProxy((dovecot.host, dovecot.port))
+    yield breaker
+    breaker.close()
+
+
+def _stored(account_id) -> list[int]:
+    uids = list(db.session.scalars(select(Email.uid).where(Email.account_id == account_id).order_by(Email.uid)))
+    db.session.commit()
+    return uids
+
+
+def test_connection_cut_mid_fetch_fails_readably_then_next_run_completes(app, dovecot, proxy):
+    login, password = dovecot.new_user("cut")
+    account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, port=proxy.port, login=(login, password))
+    # The second body fetch is cut after 4 KB: well inside its answer (50 messages of ~250 bytes each).
+    proxy.arm("cut", nth=2, nbytes=4096)
+    started = time.monotonic()
+    run = scans.run_scan(account_id)
+    assert proxy.triggered.is_set()
+    assert run.status == "failed", run.message
+    assert "connection" in run.message.lower() and "next run" in run.message.lower()
+    assert run.failure_kind in scans.RETRYABLE_KINDS  # the RQ job retries it with back-off
+    # The first batch was committed; the half-read second one left nothing behind.
+    assert _stored(account_id) == list(range(1, BATCH + 1))
+    assert run.downloaded == run.created == BATCH
+
+    proxy.heal()
+    rest = scans.run_scan(account_id)
+    assert rest.status == "done", rest.message
+    assert (rest.downloaded, rest.created, rest.duplicates) == (TOTAL - BATCH, TOTAL - BATCH, 0)
+    figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
+    assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
+    print(f"imap cut: {run.message!r}; {TOTAL} messages, runs {figures['runs']}, {time.monotonic() - started:.2f} s")
+
+
+def test_connection_gone_silent_mid_fetch_times_out_readably(app, dovecot, proxy):
+    """A link that stops answering (no FIN, no RST) ends the run after the timeout instead of hanging it."""
+    login, password = dovecot.new_user("cut")
+    account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, port=proxy.port, login=(login, password))
+    app.config["MAIL_CONNECT_TIMEOUT"] = 2  # the product's default is 10 s; the test does not wait that long
+    proxy.arm("stall", nth=3, nbytes=4096)
+    started = time.monotonic()
+    run = scans.run_scan(account_id)
+    waited = time.monotonic() - started
+    assert proxy.triggered.is_set()
+    assert run.status == "failed", run.message
+    assert "connection" in run.message.lower() or "answer" in run.message.lower(), run.message
+    assert _stored(account_id) == list(range(1, 2 * BATCH + 1))
+    proxy.heal()
+
+    rest = scans.run_scan(account_id)
+    assert rest.status == "done", rest.message
+    figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
+    assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
+    print(f"imap silent: {run.message!r}; {TOTAL} messages, failed run ended after {waited:.2f} s, "
+          f"runs {figures['runs']}")
