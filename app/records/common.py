@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 from flask_login import current_user
 from flask_sqlalchemy.pagination import SelectPagination
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import joinedload, load_only
 
 from app.extensions import db
@@ -82,6 +82,12 @@ def paginate_emails(id_query: Select):
 
 def related_emails(record_type: str, record_id: int):
     """A page of the e-mails related to one record that the current user may see, newest first."""
-    query = email_list_query().join(EmailLink, EmailLink.email_id == Email.id).where(
-        EmailLink.record_type == record_type, EmailLink.record_id == record_id)
+    # Ordered by an expression on purpose: it matches no index, so the database starts from the record's
+    # links (usually few) and sorts them, instead of walking every e-mail by date looking for them, which
+    # is what PostgreSQL chose for a record whose mail is old (measured: 107 ms vs 2 ms at 100,000 e-mails).
+    newest = func.coalesce(Email.date, Email.created_at)
+    query = (select(Email.id).join(EmailLink, EmailLink.email_id == Email.id)
+             .where(EmailLink.record_type == record_type, EmailLink.record_id == record_id,
+                    email_visibility(current_user))
+             .order_by(newest.desc(), Email.id.desc()))
     return paginate_emails(query)
