@@ -23,6 +23,7 @@ from app.admin import (  # noqa: E402,F401
     handoffs,
     history,
     mail_config,  # noqa: E402,F401
+    oauth,
     queues,
     scanners,
     servers,

@@ -46,6 +46,11 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "throttled": (429, "Too many invalid mailbox links from your address. Wait a few minutes."),
     "no_secret": (409, "This mailbox has no password stored. Ask an administrator to set it."),
     "bad_server": (409, "This mailbox's server settings are not usable. Ask an administrator to check them."),
+    # OAuth 2.0 mailboxes (app.services.oauth): the provider refused the grant, or cannot be reached.
+    "reconnect": (409, "This mailbox's OAuth authorization was revoked or expired. Ask an administrator to "
+                       "reconnect the account (Mail tools → Mail scanner)."),
+    "oauth_unavailable": (503, "The mailbox's sign-in provider cannot be reached right now. Try again in a few "
+                               "minutes."),
 }
 
 # Host names as a mail server form accepts them; anything else (a "%" placeholder that
@@ -307,7 +312,17 @@ def _oauth_access_token(account: MailAccount) -> str | None:
     except ImportError:
         return None
     getter = getattr(oauth, "access_token", None)
-    return getter(account) if getter is not None else None
+    if getter is None:
+        return None
+    try:
+        return getter(account)
+    except oauth.OAuthNotConnected:
+        return None  # refused as "no_secret": nobody connected the account yet
+    except oauth.OAuthReconnectNeeded:
+        raise AutologinRefused("reconnect") from None
+    except oauth.OAuthError:
+        # The provider is unreachable or refused the app: nothing the user can fix; say so plainly.
+        raise AutologinRefused("oauth_unavailable") from None
 
 
 def _imap_secret(account: MailAccount) -> str | None:

@@ -361,10 +361,16 @@ def _login(account: MailAccount, settings: MailSettings):
                 account.health = "blocked"
                 account.blocked_reason = (f"Blocked after {account.login_failures} failed logins in a row: {exc} "
                                           "Correct the password, then use Test login to unblock it.")
+            if (account.server.auth_method or "password") == "oauth2":
+                # OAuth: the mail server refused our access token (revoked before it expired). Drop
+                # it, so the next run asks the provider for a new one (or learns the grant is gone).
+                account.oauth_access_token_enc, account.oauth_expires_at = None, None
         db.session.commit()
         raise _Fail(f"Could not log in to the mailbox: {exc}", exc.kind) from None
     except Exception as exc:  # an undecryptable secret, or an OAuth token that cannot be refreshed
-        raise _Fail(f"Could not log in to the mailbox: {exc}", "auth") from None
+        # app.services.oauth errors carry a kind: an unreachable provider is retried like an
+        # unreachable server; a revoked grant ("auth") is not (health is then "reconnect").
+        raise _Fail(f"Could not log in to the mailbox: {exc}", getattr(exc, "kind", None) or "auth") from None
     if account.login_failures or account.health == "blocked":
         account.login_failures = 0
         if account.health == "blocked":
