@@ -366,3 +366,12 @@ def test_enqueue_with_redis_down_says_so_in_plain_words(app):
     finally:
         app.config.update(QUEUE_MODE="inline", REDIS_URL="redis://127.0.0.1:6379/0")
         app.extensions.pop("task_redis", None)
+
+
+def test_bulk_written_dates_compare_like_orm_written_ones(app):
+    """Rows written in bulk must hold dates in the same form as the ORM, or comparisons go wrong."""
+    account = make_account(actions="create_email")
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    store(account, [msg(1, date=when)])
+    assert db.session.scalar(select(func.count(Email.id)).where(Email.date == when)) == 1
+    assert db.session.scalar(select(func.count(Email.id)).where(Email.date >= when)) == 1
