@@ -65,9 +65,9 @@ echo "== demo data: flask demo seed"
 
 ACCOUNT_ID="$("${FLASK[@]}" demo account-id)"
 if [[ -n "$ACCOUNT_ID" ]] && "${FLASK[@]}" scanners run --help >/dev/null 2>&1; then
-    echo "== first scan of the demo mailbox: flask scanners run $ACCOUNT_ID"
+    echo "== scanning the demo mailbox once: flask scanners run $ACCOUNT_ID"
     if ! "${FLASK[@]}" scanners run "$ACCOUNT_ID" --json >"$LOGS/first-scan.json" 2>>"$LOGS/first-scan.log"; then
-        echo "   (the first scan failed; see $LOGS/first-scan.log — the worker retries on schedule)"
+        echo "   (the scan failed; see $LOGS/first-scan.log — the worker retries on schedule)"
     else
         echo "   $(cat "$LOGS/first-scan.json")"
     fi
