@@ -21,9 +21,9 @@ def private_redis(tmp_path):
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def private_dovecot(dovecot):  # noqa: F811  (the shared one must run: its config is the template)
-    """A Dovecot of this test's own on a free port, removed at the end."""
+    """A Dovecot of this module's own on a free port, removed at the end."""
     instance = PrivateDovecot()
     try:
         instance.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -44,7 +45,8 @@ class PrivateDovecot:
             shutil.chown(self.mail, "nobody", _nobody_group())
         text = SHARED_CONF.read_text()
         text = text.replace(str(SHARED_DIR), str(self.dir)).replace(str(MAIL_ROOT), str(self.mail))
-        text = re.sub(r"^instance_name = .*$", f"instance_name = cm-fault-{self.dir.name}", text, flags=re.M)
+        self.instance_name = f"cm-fault-{self.dir.name}"
+        text = re.sub(r"^instance_name = .*$", f"instance_name = {self.instance_name}", text, flags=re.M)
         text = re.sub(r"(inet_listener imap \{[^}]*?port = )\d+", rf"\g<1>{self.port}", text, flags=re.S)
         self.conf.write_text(text)
         (self.dir / "users").touch()
@@ -58,7 +60,11 @@ class PrivateDovecot:
     def start(self) -> None:
         """Start the master and wait for the greeting."""
         self.pid_file.unlink(missing_ok=True)
-        subprocess.run(["dovecot", "-c", str(self.conf)], check=True, capture_output=True, timeout=30)
+        # No pipes: the master daemonizes and would keep them open, so run() would wait for ever.
+        proc = subprocess.run(["dovecot", "-c", str(self.conf)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=(self.dir / "start.log").open("ab"), timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"dovecot -c {self.conf} failed; see {self.dir}/start.log and dovecot.log")
         deadline = time.monotonic() + 15
         while not imap_alive("127.0.0.1", self.port):
             if time.monotonic() > deadline:
@@ -71,19 +77,61 @@ class PrivateDovecot:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return
-        subprocess.run(["dovecot", "-c", str(self.conf), "stop"], capture_output=True, timeout=30)
+        subprocess.run(["dovecot", "-c", str(self.conf), "stop"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         deadline = time.monotonic() + 15
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
 
-    def restart(self) -> None:
-        self.stop()
+    def restart(self, *, crash: bool = False) -> None:
+        """Stop and start again.
+
+        ``dovecot stop`` leaves the IMAP processes of open sessions running (they
+        serve their client to the end). ``crash`` instead kills every process of
+        the instance, by pid, as a crash or ``systemctl restart dovecot`` (which
+        ends the service's whole cgroup) does: open sessions die with it.
+        """
+        if crash:
+            self.kill()
+        else:
+            self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL the master and every process of this instance (found by process title)."""
+        try:
+            os.kill(int(self.pid_file.read_text().strip()), signal.SIGKILL)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass
+        self.end_sessions()
+        self.pid_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + 10
+        while imap_alive("127.0.0.1", self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def end_sessions(self) -> int:
+        """SIGKILL the processes this instance left behind (found by their process title); returns how many."""
+        prefix = f"dovecot-{self.instance_name}/".encode()
+        ended = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(prefix):
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    ended += 1
+                except ProcessLookupError:
+                    pass
+        return ended
+
     def remove(self) -> None:
-        """Stop it and delete its folder."""
-        self.stop()
+        """Kill it and delete its folder."""
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
