@@ -14,6 +14,10 @@ then inserts of new tickets (+ one update for their numbers), ticket status
 updates, e-mails (RETURNING ids), attachments and links. Nothing here commits:
 the scan service advances the folder and the run counters in the same
 transaction and commits once, so a batch is stored entirely or not at all.
+
+Actions: without *Create email* nothing is stored (messages are only counted);
+without *Bind email* no record links are written, except the link of an
+e-mail to the ticket a ticket action created, reopened or answered.
 """
 
 from __future__ import annotations
