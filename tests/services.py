@@ -3,8 +3,8 @@
 The services are started by ``scripts/services.sh`` (the same script the demo uses), so
 tests and the demo share one way of running them. ``ensure_*`` starts what is missing and
 returns a handle; the pytest fixtures at the bottom wrap them and skip, with the reason,
-when a service cannot run on this machine (``scripts/test.sh`` installs everything, so in
-CI they never skip).
+when a service cannot run on this machine (``scripts/test.sh`` installs everything, so with
+``CI=true`` a missing service fails the test instead of skipping it).
 
 Import the fixtures into a ``conftest.py`` with::
 
@@ -331,13 +331,20 @@ def ensure_smtp() -> SmtpSink:
 # --------------------------------------------------------------------------- fixtures
 
 
+def _unavailable(exc: ServiceUnavailable):
+    """Skip with the reason; in CI (where scripts/test.sh installs everything) fail instead."""
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{exc} (CI is set: real services must be available)", pytrace=False)
+    pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="session")
 def dovecot() -> Dovecot:
     """The private Dovecot (skips with the reason when it cannot run here)."""
     try:
         return ensure_dovecot()
     except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
+        _unavailable(exc)
 
 
 @pytest.fixture(scope="session")
@@ -346,7 +353,7 @@ def redis_url() -> str:
     try:
         return ensure_redis()
     except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
+        _unavailable(exc)
 
 
 @pytest.fixture(scope="session")
@@ -355,4 +362,4 @@ def smtp_sink() -> SmtpSink:
     try:
         return ensure_smtp()
     except ServiceUnavailable as exc:
-        pytest.skip(str(exc))
+        _unavailable(exc)
