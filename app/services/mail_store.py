@@ -17,7 +17,7 @@ transaction and commits once, so a batch is stored entirely or not at all.
 
 Actions: without *Create email* nothing is stored (messages are only counted);
 without *Bind email* no record links are written, except the link of an
-e-mail to the ticket a ticket action created, reopened or answered.
+e-mail to its ticket (found by number or reply, or created for it).
 """
 
 from __future__ import annotations
