@@ -81,7 +81,10 @@ def _limit(model, column: str) -> int | None:
 def _clean(value: str | None) -> str:
     # Line breaks, tabs, other control characters (NUL is refused by PostgreSQL) and runs of spaces inside a
     # cell become one space.
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in (value or "")).split())
+    value = value or ""
+    if not value.isprintable():  # the rare cell that needs it pays for the character-by-character pass
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(value.split())
 
 
 def _header_name(raw: str) -> str:
