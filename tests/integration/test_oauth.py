@@ -328,3 +328,47 @@ def test_handoff_of_an_oauth_mailbox_answers_with_a_fresh_access_token(app, prov
     assert refused.status_code == 409 and refused.get_json()["reason"] == "reconnect"
     db.session.expire_all()
     assert db.session.get(MailAccount, account.id).health == "reconnect"
+
+
+def test_roundcube_opens_an_oauth_mailbox_with_xoauth2(provider, oauth_dovecot, tmp_path):
+    """The whole hand-off: Flask mints, the plugin redeems, Roundcube logs in to Dovecot with XOAUTH2."""
+    from tests.autologin_stack import roundcube_logs, start_stack
+
+    login, password = new_box(oauth_dovecot)
+    oauth_dovecot.append(login, password, "INBOX", message(7, login))
+    stack = start_stack(tmp_path)
+    try:
+        with stack.app.app_context():
+            server = oauth_server(stack.app, provider, oauth_dovecot)
+            account = scanner(server, login, name="OAuth desk")
+            issued = provider.issue(login)
+            key = stack.app.config["MAIL_ENCRYPTION_KEY"]
+            account.oauth_refresh_token_enc = encrypt_secret(key, issued["refresh_token"])
+            account.oauth_access_token_enc = encrypt_secret(key, issued["access_token"])
+            account.oauth_expires_at = utcnow() - timedelta(minutes=1)  # the hand-off refreshes first
+            db.session.commit()
+            account_id = account.id
+        user_id = stack.add_user("olivia")
+        stack.grant(account_id, user_id)
+        session = requests.Session()
+
+        page = session.get(stack.roundcube_url, params={"_autologin": stack.mint(user_id, account_id)}, timeout=30)
+
+        assert page.status_code == 200, roundcube_logs(stack)
+        assert re.search(r'header-title username">([^<]+)<', page.text).group(1) == login
+        token = re.search(r'"request_token":"([^"]+)"', page.text).group(1)
+        listing = session.get(stack.roundcube_url, params={"_task": "mail", "_action": "list", "_mbox": "INBOX",
+                                                            "_remote": "1"},
+                              headers={"X-Roundcube-Request": token}, timeout=30)
+        assert "OAuth question 7" in listing.text
+        # Both the login and the later request went in with XOAUTH2 and a token Dovecot introspected.
+        assert len(re.findall(rf"Login: user=<{re.escape(login)}>, method=XOAUTH2", oauth_dovecot.log())) >= 2
+        assert provider.refresh_state(issued["refresh_token"]) == "used"
+        with stack.app.app_context():
+            refresh, access = tokens(stack.app, account_id)
+        assert provider.refresh_state(refresh) == "active"
+        # No token in any page, URL or Roundcube log.
+        for secret in (access, refresh, issued["refresh_token"]):
+            assert secret not in page.text and secret not in page.url and secret not in roundcube_logs(stack)
+    finally:
+        stack.stop()
