@@ -25,6 +25,7 @@ MENUS = [
     ("Records", "Organizations", "records.organizations", False),
     ("Records", "Leads", "records.leads", False),
     ("Records", "E-mails", "records.emails", False),
+    ("Records", "Users", "records.users", False),
 ]
 
 

@@ -91,7 +91,7 @@ class ParsedMessage:
     headers_text: str  # the header block decoded for display
     header_items: list[tuple[str, str]]  # (lower-case name, decoded value), for filters
     body_text: str
-    body_html: str  # sanitized, cid: images rewritten to a placeholder the view resolves
+    body_html: str  # sanitized; cid: images kept as cid: (the e-mail view embeds them as data: URIs)
     has_remote_content: bool
     attachments: list[AttachmentData]
     defects: list[str] = field(default_factory=list)
