@@ -85,6 +85,7 @@ class OAuthProvider:
     deny: str | None = None  # e.g. "access_denied": /authorize answers this error instead of a code
     access_ttl: int = 3600
     rotate: bool = True
+    token_delay: float = 0.0  # seconds /token takes (lets a test hold two refreshes in flight at once)
     port: int = 0
     calls: list = field(default_factory=list)
 
@@ -231,6 +232,8 @@ class OAuthProvider:
             return _json({"error": "invalid_client", "error_description": "Client authentication failed"}, 401)
         form = request.form
         grant_type = form.get("grant_type")
+        if self.token_delay:
+            time.sleep(self.token_delay)
         with self._lock:
             if grant_type == "authorization_code":
                 entry = self._codes.pop(form.get("code", ""), None)  # a code works once

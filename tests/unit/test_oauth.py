@@ -1,0 +1,185 @@
+"""The OAuth token service against the local OAuth provider (a real HTTP server; no Dovecot needed).
+
+Refresh, rotation, the row lock that keeps two processes from spending one refresh token, and the
+failures an administrator must be able to tell apart: revoked (reconnect), provider down (retry),
+app misconfigured (fix the server).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from app import create_app
+from app.crypto import decrypt_secret, encrypt_secret
+from app.extensions import db
+from app.models import MailAccount, MailServer
+from app.models.base import utcnow
+from app.services import oauth
+from tests.oauth_provider import OAuthProvider, free_port
+
+
+@pytest.fixture(scope="module")
+def provider():
+    provider = OAuthProvider().start()
+    yield provider
+    provider.stop()
+
+
+def make_account(app, provider, *, login="box@corp.test", token_url=None, client_secret=None,
+                 expired=True) -> MailAccount:
+    key = app.config["MAIL_ENCRYPTION_KEY"]
+    server = MailServer(name=f"OAuth {login}", imap_host="127.0.0.1", imap_port=1, imap_security="none",
+                        smtp_host="127.0.0.1", smtp_port=1, smtp_security="none", auth_method="oauth2",
+                        oauth_provider="generic", oauth_client_id=provider.client_id,
+                        oauth_client_secret_enc=encrypt_secret(key, client_secret or provider.client_secret),
+                        oauth_authorize_url=provider.authorize_url,
+                        oauth_token_url=token_url or provider.token_url, oauth_scopes="mail")
+    issued = provider.issue(login)
+    account = MailAccount(name=login, server=server, login=login,
+                          oauth_refresh_token_enc=encrypt_secret(key, issued["refresh_token"]),
+                          oauth_access_token_enc=encrypt_secret(key, issued["access_token"]),
+                          oauth_expires_at=utcnow() + (timedelta(minutes=-1) if expired else timedelta(hours=1)))
+    db.session.add_all([server, account])
+    db.session.commit()
+    account.issued = issued  # for the assertions; not a column
+    return account
+
+
+def stored_refresh(app, account_id: int) -> str:
+    db.session.expire_all()
+    return decrypt_secret(app.config["MAIL_ENCRYPTION_KEY"],
+                          db.session.get(MailAccount, account_id).oauth_refresh_token_enc)
+
+
+def test_rotated_refresh_token_is_committed_before_the_access_token_is_returned(app, provider):
+    account = make_account(app, provider)
+    token = oauth.access_token(account)
+    assert provider.access_active(token)
+    # Committed: a brand-new session (another process) sees the rotated token.
+    db.session.remove()
+    new_refresh = stored_refresh(app, account.id)
+    assert new_refresh != account.issued["refresh_token"]
+    assert provider.refresh_state(new_refresh) == "active"
+    assert provider.refresh_state(account.issued["refresh_token"]) == "used"
+
+
+def test_a_provider_that_does_not_rotate_keeps_the_refresh_token(app, provider):
+    account = make_account(app, provider)
+    provider.rotate = False
+    try:
+        assert provider.access_active(oauth.access_token(account))
+    finally:
+        provider.rotate = True
+    assert stored_refresh(app, account.id) == account.issued["refresh_token"]
+
+
+def test_revoked_grant_needs_reconnect_in_plain_words(app, provider):
+    account = make_account(app, provider, login="revoked@corp.test")
+    provider.revoke_user("revoked@corp.test")
+    with pytest.raises(oauth.OAuthReconnectNeeded) as raised:
+        oauth.access_token(account)
+    assert str(raised.value) == "The mailbox's OAuth authorization was revoked or expired: reconnect the account"
+    assert raised.value.kind == "auth"
+    db.session.expire_all()
+    stored = db.session.get(MailAccount, account.id)
+    assert stored.health == "reconnect" and "Connect account" in stored.blocked_reason
+    assert account.issued["refresh_token"] not in stored.blocked_reason
+
+
+def test_unreachable_provider_is_a_retryable_failure_that_changes_nothing(app, provider):
+    account = make_account(app, provider, token_url=f"http://127.0.0.1:{free_port()}/token")
+    with pytest.raises(oauth.OAuthError) as raised:
+        oauth.access_token(account)
+    assert raised.value.kind == "refused" and "cannot be reached" in str(raised.value)
+    db.session.expire_all()
+    stored = db.session.get(MailAccount, account.id)
+    assert stored.health == "active"
+    assert stored_refresh(app, account.id) == account.issued["refresh_token"]
+
+
+def test_wrong_client_secret_points_at_the_server_settings_not_at_reconnect(app, provider):
+    account = make_account(app, provider, client_secret="not-the-secret")
+    with pytest.raises(oauth.OAuthError) as raised:
+        oauth.access_token(account)
+    assert not isinstance(raised.value, oauth.OAuthReconnectNeeded)
+    assert "client id or client secret" in str(raised.value)
+    assert "not-the-secret" not in str(raised.value)
+    db.session.expire_all()
+    assert db.session.get(MailAccount, account.id).health == "active"
+
+
+def test_never_connected_account_says_connect_first(app, provider):
+    account = make_account(app, provider)
+    account.oauth_refresh_token_enc = account.oauth_access_token_enc = None
+    db.session.commit()
+    with pytest.raises(oauth.OAuthNotConnected, match="not connected yet"):
+        oauth.access_token(account)
+
+
+def _race(app, account_id: int, provider: OAuthProvider, workers: int = 4) -> list[str]:
+    """``workers`` threads (separate sessions, like separate processes) ask for a token at once."""
+    results, errors, barrier = [], [], threading.Barrier(workers)
+
+    def attempt():
+        with app.app_context():
+            try:
+                account = db.session.get(MailAccount, account_id)
+                barrier.wait()
+                results.append(oauth.access_token(account))
+            except Exception as exc:  # collected: the assertion names it
+                errors.append(repr(exc))
+            finally:
+                db.session.remove()
+
+    provider.token_delay = 0.3  # the first refresh is still in flight when the others ask
+    try:
+        threads = [threading.Thread(target=attempt) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        provider.token_delay = 0.0
+    assert not errors, errors
+    return results
+
+
+def _check_one_refresh(app, provider, account_id: int, before: int, results: list[str]) -> None:
+    # One refresh at the provider, everyone got the same working token, and no one spent the old
+    # refresh token a second time (which would have marked the mailbox "reconnect").
+    assert provider.count("/token", grant_type="refresh_token") == before + 1
+    assert len(set(results)) == 1 and provider.access_active(results[0])
+    with app.app_context():
+        assert db.session.get(MailAccount, account_id).health == "active"
+        assert provider.refresh_state(stored_refresh(app, account_id)) == "active"
+
+
+def test_concurrent_refreshes_spend_the_refresh_token_once(app, provider):
+    if db.engine.dialect.name == "sqlite" and db.engine.url.database in (None, "", ":memory:"):
+        pytest.skip("in-memory SQLite is one connection; the file-database variant below covers SQLite")
+    account = make_account(app, provider, login="race@corp.test")
+    before = provider.count("/token", grant_type="refresh_token")
+    results = _race(app, account.id, provider)
+    _check_one_refresh(app, provider, account.id, before, results)
+
+
+def test_concurrent_refreshes_on_a_sqlite_file_database(provider, tmp_path):
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'race.db'}",
+                     INSTANCE_PATH=str(tmp_path / "instance"))
+    with app.app_context():
+        db.create_all()
+        account_id = make_account(app, provider, login="race-file@corp.test").id
+        before = provider.count("/token", grant_type="refresh_token")
+    results = _race(app, account_id, provider)
+    _check_one_refresh(app, provider, account_id, before, results)
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_describe_error_words():
+    assert "access was denied" in oauth.describe_error("access_denied", "The user declined")
+    assert "The user declined" in oauth.describe_error("access_denied", "The user declined")
+    assert 'error "weird_thing"' in oauth.describe_error("weird_thing")
