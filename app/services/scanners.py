@@ -353,6 +353,12 @@ def update_scanner(account_id, *, name: str, server_id, login: str, password: st
         changes.append("unblocked (new credentials)")
     elif moved or password:
         account.login_failures = 0
+    if moved and (account.oauth_refresh_token_enc or account.oauth_access_token_enc):
+        # OAuth tokens were granted for the old mailbox: another login or server must be
+        # connected again (Connect account), never logged in to with the old mailbox's tokens.
+        account.oauth_refresh_token_enc = account.oauth_access_token_enc = None
+        account.oauth_expires_at = None
+        changes.append("OAuth connection cleared (another mailbox)")
     audit.record("mail_scanner.update", f"mail scanner {account.id} ({account.name})",
                  "; ".join(changes) or "no change")
     db.session.commit()

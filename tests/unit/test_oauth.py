@@ -183,3 +183,16 @@ def test_describe_error_words():
     assert "access was denied" in oauth.describe_error("access_denied", "The user declined")
     assert "The user declined" in oauth.describe_error("access_denied", "The user declined")
     assert 'error "weird_thing"' in oauth.describe_error("weird_thing")
+
+
+def test_pointing_a_scanner_at_another_mailbox_drops_its_oauth_tokens(app, provider):
+    from app.services import scanners
+
+    account = make_account(app, provider, login="first@corp.test", expired=False)
+    scanners.update_scanner(account.id, name=account.name, server_id=account.server_id, login="second@corp.test",
+                            folders=[("INBOX", "incoming")], actions=["create_email"], search_fields=["contacts"])
+    db.session.expire_all()
+    stored = db.session.get(MailAccount, account.id)
+    assert stored.oauth_refresh_token_enc is None and stored.oauth_access_token_enc is None
+    with pytest.raises(oauth.OAuthNotConnected):
+        oauth.access_token(stored)
