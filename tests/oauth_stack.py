@@ -1,7 +1,7 @@
 """A private Dovecot that checks XOAUTH2 logins against the test OAuth provider.
 
 Separate from the shared Dovecot of scripts/services.sh (which it never touches):
-its own config, base_dir, state, users and mail under ``.state/dovecot-oauth``,
+its own config, base_dir, state, users and mail under ``.state/dovecot-oauth/s<pid>``,
 on port 11143 when free (else a free port). Configured as measured in LAB.md's
 OAuth addendum: an ``oauth2`` passdb for the XOAUTH2 / OAUTHBEARER mechanisms,
 whose introspection URL is the provider's, plus a passwd-file passdb for
@@ -133,22 +133,44 @@ class OAuthDovecot:
         except (FileNotFoundError, ValueError):
             return None
 
-    def stop(self) -> None:
-        """Stop the master by its pid and wait for it to exit."""
+    def stop(self, *, remove: bool = True) -> None:
+        """Stop the master by its pid, wait for it to exit, and remove this instance's folder."""
         pid = self.pid()
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pid = None
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        while pid is not None and time.monotonic() < deadline:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                return
+                break
             time.sleep(0.1)
+        if remove:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_orphans(root: Path) -> None:
+    """Stop instances whose test session died without stopping them (their provider is gone too)."""
+    for owner in root.glob("s*/owner"):
+        try:
+            pid = int(owner.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if not _alive(pid):
+            OAuthDovecot(0, owner.parent, owner.parent / "dovecot.conf").stop()
 
 
 def _config(base: Path, port: int, provider: OAuthProvider) -> str:
@@ -168,7 +190,7 @@ def _config(base: Path, port: int, provider: OAuthProvider) -> str:
                  f"default_internal_group = {group}\n")
         chroot = "  chroot ="
     return f"""# Written by tests/oauth_stack.py on every start.
-instance_name = cm-dovecot-oauth
+instance_name = cm-dovecot-oauth-{os.getpid()}
 base_dir = {base}/run
 state_dir = {base}/state
 log_path = {base}/dovecot.log
@@ -233,20 +255,25 @@ def _nobody_group() -> str:
     return "nogroup"
 
 
-def start_oauth_dovecot(provider: OAuthProvider, *, base: Path = STATE) -> OAuthDovecot:
-    """Write the config (introspection at ``provider``) and start the private OAuth Dovecot."""
+def start_oauth_dovecot(provider: OAuthProvider, *, root: Path = STATE) -> OAuthDovecot:
+    """Write the config (introspection at ``provider``) and start a private OAuth Dovecot.
+
+    Each test session gets its own folder ``<root>/s<pid>`` (two suites running at once never
+    share one), removed again by ``stop()``.
+    """
     binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
     if binary is None:
         raise OAuthDovecotUnavailable("Dovecot is not installed (apt-get install dovecot-imapd, or run "
                                       "scripts/install.sh)")
-    old = OAuthDovecot(0, base, base / "dovecot.conf")
-    old.stop()  # a previous session's instance left running (its provider is gone)
+    root.mkdir(parents=True, exist_ok=True)
+    _stop_orphans(root)
+    base = root / f"s{os.getpid()}"
+    OAuthDovecot(0, base, base / "dovecot.conf").stop()  # this process's earlier instance, if any
     port = PREFERRED_PORT if _port_free(PREFERRED_PORT) else free_port()
-    shutil.rmtree(base / "mail", ignore_errors=True)
-    shutil.rmtree(base / "users.d", ignore_errors=True)
     for sub in ("run", "state", "users.d", "mail"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    for path in (base.parent, base, base / "users.d"):
+    (base / "owner").write_text(str(os.getpid()))
+    for path in (root.parent, root, base, base / "users.d"):
         path.chmod(0o755)
     if os.geteuid() == 0:
         shutil.chown(base / "mail", "nobody", _nobody_group())
@@ -268,7 +295,8 @@ def start_oauth_dovecot(provider: OAuthProvider, *, base: Path = STATE) -> OAuth
     deadline = time.monotonic() + 15
     while not _greets(port):
         if time.monotonic() > deadline:
+            said = dovecot.log()[-800:]
             dovecot.stop()
-            raise OAuthDovecotUnavailable(f"the OAuth Dovecot did not greet on port {port}: {dovecot.log()[-800:]}")
+            raise OAuthDovecotUnavailable(f"the OAuth Dovecot did not greet on port {port}: {said}")
         time.sleep(0.1)
     return dovecot
