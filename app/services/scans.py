@@ -251,28 +251,31 @@ def run_scan(account_id: int, *, trigger: str = "manual", job_id: str | None = N
     close_dead_runs(account_id, current_job_id=job_id)
     db.session.refresh(account)
     run = _acquire(account, trigger, job_id)
+    # The id is read once, here: after the database failed mid-run, touching the (expired) ORM
+    # object would raise again (PendingRollbackError) instead of recording the failed run.
+    run_id = run.id
     totals = RunCounters()
     status, message, kind = "done", None, None
     try:
-        _scan(run.id, account, totals, progress)
+        _scan(run_id, account, totals, progress)
     except _Stop as stop:
         if stop.status == "closed":
             # Another process closed this run as dead and may be scanning now: leave its record alone.
             db.session.rollback()
-            logger.warning("scan run %s of account %s was closed by another process", run.id, account_id)
-            return _result(run.id, None)
+            logger.warning("scan run %s of account %s was closed by another process", run_id, account_id)
+            return _result(run_id, None)
         status, message = stop.status, stop.message
     except _Fail as fail:
         status, message, kind = "failed", fail.message, fail.kind
     except BaseException as exc:
         status, message = "failed", _unexpected(exc)
-        logger.exception("scan run %s of account %s failed", run.id, account_id)
-        _finish(run.id, account_id, totals, status, message)
+        logger.exception("scan run %s of account %s failed", run_id, account_id)
+        _finish(run_id, account_id, totals, status, message)
         if not isinstance(exc, Exception):
             raise  # KeyboardInterrupt / SystemExit: recorded, then let the process stop
-        return _result(run.id, None)
-    _finish(run.id, account_id, totals, status, message)
-    return _result(run.id, kind)
+        return _result(run_id, None)
+    _finish(run_id, account_id, totals, status, message)
+    return _result(run_id, kind)
 
 
 def _result(run_id: int, kind: str | None) -> ScanRun:
