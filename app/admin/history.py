@@ -51,7 +51,8 @@ def duration_text(run: ScanRun, now: datetime) -> str:
 
 
 def _filtered(stmt, form: RunFilterForm):
-    if form.mailbox.data and str(form.mailbox.data).isdigit():
+    # Bounded: a forged huge id must not reach the database as an out-of-range integer (a 500).
+    if form.mailbox.data and str(form.mailbox.data).isdigit() and int(form.mailbox.data) < 2**31:
         stmt = stmt.where(ScanRun.account_id == int(form.mailbox.data))
     if form.status.data in RUN_STATUSES:
         stmt = stmt.where(ScanRun.status == form.status.data)

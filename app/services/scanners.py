@@ -201,7 +201,7 @@ def _validate(*, name, server_id, login, folders, actions, search_fields, assign
         errors["login"] = "The login must be at most 255 characters, without control characters."
     server = None
     try:
-        server = db.session.get(MailServer, int(server_id)) if server_id not in (None, "") else None
+        server = db.session.get(MailServer, _row_id(server_id)) if server_id not in (None, "") else None
     except (TypeError, ValueError):
         server = None
     if server is None:
@@ -209,7 +209,7 @@ def _validate(*, name, server_id, login, folders, actions, search_fields, assign
     assignee = None
     if assignee_id not in (None, "", 0, "0"):
         try:
-            assignee = db.session.get(User, int(assignee_id))
+            assignee = db.session.get(User, _row_id(assignee_id))
         except (TypeError, ValueError):
             assignee = None
         if assignee is None:
@@ -226,6 +226,18 @@ def _validate(*, name, server_id, login, folders, actions, search_fields, assign
     }
 
 
+def _row_id(value) -> int:
+    """A submitted id as an int that fits every database's INTEGER column.
+
+    ValueError for anything else: a forged 99999999999999999999 used to reach the
+    database and fail there (OverflowError on SQLite, out of range on PostgreSQL): a 500.
+    """
+    number = int(value)
+    if not 0 < number < 2**31:
+        raise ValueError(f"no such id: {value!r}")
+    return number
+
+
 def _key() -> str:
     return current_app.config["MAIL_ENCRYPTION_KEY"]
 
@@ -233,7 +245,7 @@ def _key() -> str:
 def get_scanner(account_id) -> MailAccount:
     """The scanner with this id, or ``ScannerNotFound`` in plain words."""
     try:
-        account = db.session.get(MailAccount, int(account_id))
+        account = db.session.get(MailAccount, _row_id(account_id))
     except (TypeError, ValueError):
         account = None
     if account is None:
@@ -436,7 +448,7 @@ def list_server_folders(server_id, login: str, password: str | None = None, acco
     does not make the administrator type the password again.
     """
     try:
-        server = db.session.get(MailServer, int(server_id))
+        server = db.session.get(MailServer, _row_id(server_id))
     except (TypeError, ValueError):
         server = None
     if server is None:
