@@ -1,0 +1,135 @@
+"""Fault: the worker killed with SIGKILL in the middle of a batch, then restarted.
+
+``tests/integration/test_scan_rq.py::test_worker_killed_mid_run_then_restarted_stores_every_message_once``
+kills a worker somewhere in a run of small batches. Here the kill lands at a
+known point inside a batch, after the first batch was committed:
+
+- *mid-fetch* (SQLite): a loopback proxy holds the second batch's FETCH
+  answer half-way, so the worker dies holding half a batch in memory;
+- *mid-transaction* (PostgreSQL): the second batch's rows are inserted and the
+  worker waits on a row lock the test holds on its folder, so it dies with the
+  batch written but not committed (the server must roll it back).
+
+Then the job is enqueued again and a new worker runs it: the dead run is closed
+as failed, and every message ends stored exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from app.extensions import db
+from app.models import ScanRun
+from app.services import scans
+from tests.faults.tcp_proxy import FetchBreakingProxy
+from tests.scan_helpers import (
+    PG_ADMIN_URL,
+    add_scanner,
+    assert_stored_once,
+    close_app,
+    count_emails,
+    create_postgres_database,
+    drop_postgres_database,
+    kill_worker,
+    run_burst,
+    server_uids,
+    shared_app,
+    start_worker,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+TOTAL, BATCH = 1000, 200
+
+
+@pytest.fixture(params=["mid-fetch", "mid-transaction"])
+def where(request, tmp_path, private_redis):
+    """(where the kill lands, app, worker environment, database URL)."""
+    url = None
+    if request.param == "mid-transaction":
+        url = create_postgres_database()
+        if url is None:
+            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    app, worker_env = shared_app(tmp_path, private_redis.url, url)
+    yield request.param, app, worker_env, url
+    close_app(app)
+    if url:
+        drop_postgres_database(url)
+
+
+def _run(app) -> ScanRun | None:
+    with app.app_context():
+        run = db.session.scalars(select(ScanRun).order_by(ScanRun.id.desc()).limit(1)).first()
+        if run is not None:
+            db.session.expunge(run)
+        db.session.commit()
+        return run
+
+
+def test_worker_killed_in_the_middle_of_a_batch_then_restarted(where, dovecot):
+    kind, app, worker_env, url = where
+    proxy = FetchBreakingProxy((dovecot.host, dovecot.port))
+    lock = None
+    proc = None
+    try:
+        login, password = dovecot.new_user("killed")
+        account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, port=proxy.port, login=(login, password))
+        proxy.arm("stall", nth=2, nbytes=20_000)  # the second batch is ~50 KB
+        with app.app_context():
+            scans.enqueue_scan(account_id)
+        started = time.monotonic()
+        proc = start_worker(worker_env, "--no-schedule")
+        assert proxy.triggered.wait(60), "the scan did not reach its second batch"
+        # The first batch is committed; the second is half-read.
+        assert (_run(app).status, _run(app).downloaded) == ("running", BATCH)
+        assert count_emails(app) == BATCH
+
+        if kind == "mid-transaction":
+            # Hold the folder row, then let the batch in: the worker inserts its rows and waits on the lock.
+            engine = create_engine(url)
+            lock = engine.connect()
+            lock.execute(text("SELECT id FROM scan_folders WHERE account_id = :a FOR UPDATE"), {"a": account_id})
+            proxy.heal()
+            wait_until(lambda: lock.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).scalar(), timeout=30,
+                what="the worker to wait on the folder lock")
+            assert count_emails(app) == BATCH  # the second batch is written but not committed
+
+        kill_worker(proc, app)
+        proc = None
+        if lock is not None:
+            lock.rollback()
+            lock.close()
+            engine.dispose()
+            lock = None
+        proxy.heal()
+        killed = _run(app)
+        assert killed.status == "running" and killed.downloaded == BATCH
+        assert count_emails(app) == BATCH  # nothing of the dead batch survived
+
+        with app.app_context():
+            scans.enqueue_scan(account_id)  # the dead worker's job does not block the new one
+        log = run_burst(worker_env)
+        took = time.monotonic() - started
+    finally:
+        proxy.close()
+        if proc is not None:
+            kill_worker(proc, app)
+        if lock is not None:
+            lock.close()
+    with app.app_context():
+        runs = db.session.execute(select(ScanRun.status, ScanRun.message, ScanRun.created)
+                                  .order_by(ScanRun.id)).all()
+        db.session.commit()
+    assert [r.status for r in runs] == ["failed", "done"], log
+    assert runs[0].message == scans.RUN_DIED
+    assert [r.created for r in runs] == [BATCH, TOTAL - BATCH]
+    figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
+    assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
+    print(f"worker killed {kind}: {TOTAL} messages in batches of {BATCH}, runs {figures['runs']}, "
+          f"{took:.2f} s")
