@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: a95028ba61bb
+Revision ID: 8f68eb9003e3
 Revises: 
-Create Date: 2026-11-25 07:40:54.637204
+Create Date: 2026-11-25 07:59:43.742754
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'a95028ba61bb'
+revision = '8f68eb9003e3'
 down_revision = None
 branch_labels = None
 depends_on = None
