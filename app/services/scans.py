@@ -453,6 +453,12 @@ def _scan(run_id: int, account: MailAccount, totals: RunCounters, progress) -> N
                 _check_stop(run_id)
                 raws, missing = imap_fetch.fetch_chunk(client, fplan.name, fplan.uidvalidity, chunk, sizes,
                                                        max_bytes)
+                # Operators must see when the size limit cut a message down to its header (issue 6).
+                for raw in raws:
+                    if raw.truncated:
+                        logger.warning("message %s/%s uid %s is %s bytes, over MAX_MESSAGE_BYTES=%s: "
+                                       "only its header is stored", account_id, fplan.name, raw.uid, raw.size,
+                                       max_bytes)
                 _store_chunk(run_id, ctx, compiled, folder_id, fplan, chunk, raws, missing, totals)
                 report(fplan.name)
     except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as exc:
