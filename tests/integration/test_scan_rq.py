@@ -11,8 +11,6 @@ import fcntl
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,24 +20,19 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 
-from app import create_app
-from app.crypto import encrypt_secret
 from app.extensions import db
-from app.models import Email, MailAccount, MailServer, MailSettings, ScanFolder, ScanRun
+from app.models import Email, MailAccount, ScanRun
 from app.services import scans
 from app.tasks import queues
+from tests.scan_helpers import add_scanner as _scanner
+from tests.scan_helpers import run_burst as _burst
+from tests.scan_helpers import shared_app
+from tests.scan_helpers import start_worker as _worker
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY="
 REDIS_DB = 13
-
-
-def _mail(i: int) -> bytes:
-    return (f"From: customer{i % 7}@acme.test\r\nTo: support@corp.test\r\nSubject: Order {i}\r\n"
-            f"Message-ID: <order-{i}@acme.test>\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\n\r\n"
-            f"Order number {i}, please confirm.\r\n").encode()
 
 
 @pytest.fixture
@@ -54,19 +47,7 @@ def env(tmp_path, redis_url, dovecot):
     url = re.sub(r"/\d*$", "", redis_url.rstrip("/")) + f"/{REDIS_DB}"
     conn = redis.Redis.from_url(url)
     conn.flushdb()
-    db_url = f"sqlite:///{tmp_path / 'scan.db'}"
-    settings = {"SQLALCHEMY_DATABASE_URI": db_url, "REDIS_URL": url, "QUEUE_MODE": "redis",
-                "INSTANCE_PATH": str(tmp_path / "instance"), "SECRET_KEY": "rq-test", "MAIL_ENCRYPTION_KEY": KEY,
-                "BRIDGE_SECRET": "rq-test-bridge"}
-    app = create_app("development", **settings)
-    with app.app_context():
-        db.create_all()
-        # WAL (kept in the file) lets the test read progress while the worker writes.
-        with db.engine.connect() as conn_:
-            conn_.exec_driver_sql("PRAGMA journal_mode=WAL")
-    worker_env = {**os.environ, "CM_ENV": "development", "DATABASE_URL": db_url, "REDIS_URL": url,
-                  "QUEUE_MODE": "redis", "CM_INSTANCE_PATH": settings["INSTANCE_PATH"], "SECRET_KEY": "rq-test",
-                  "MAIL_ENCRYPTION_KEY": KEY, "BRIDGE_SECRET": "rq-test-bridge", "PYTHONUNBUFFERED": "1"}
+    app, worker_env = shared_app(tmp_path, url)
     yield app, worker_env, conn
     with app.app_context():
         db.session.remove()
@@ -74,36 +55,6 @@ def env(tmp_path, redis_url, dovecot):
     conn.flushdb()
     fcntl.flock(lock, fcntl.LOCK_UN)
     lock.close()
-
-
-def _scanner(app, dovecot, count: int, *, batch_size: int = 200, port: int | None = None) -> int:
-    login, password = dovecot.new_user("rq")
-    for start in range(0, count, 500):
-        dovecot.append_many(login, password, "INBOX", [_mail(i) for i in range(start + 1, min(count, start + 500) + 1)])
-    with app.app_context():
-        settings = MailSettings.get()
-        settings.batch_size, settings.max_per_run = batch_size, 100_000
-        server = MailServer(name=f"dv-{login}", imap_host=dovecot.host, imap_port=port or dovecot.port,
-                            imap_security="none", smtp_host=dovecot.host, smtp_port=10025, smtp_security="none")
-        account = MailAccount(name="Orders", server=server, login=login, password_enc=encrypt_secret(KEY, password),
-                              actions="create_email,bind_email", folders=[ScanFolder(name="INBOX")])
-        db.session.add_all([server, account])
-        db.session.commit()
-        return account.id
-
-
-def _worker(worker_env, *args, **kwargs) -> subprocess.Popen:
-    # Own session: killing the process group takes the worker and the job's work horse together,
-    # as a machine crash or an OOM kill of the container would.
-    return subprocess.Popen([sys.executable, str(ROOT / "worker.py"), *args], cwd=ROOT, env=worker_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
-
-
-def _burst(worker_env, timeout=180) -> str:
-    proc = _worker(worker_env, "--burst")
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out.decode(errors="replace")
-    return out.decode(errors="replace")
 
 
 def test_enqueued_scan_runs_on_a_real_worker(env, dovecot):
