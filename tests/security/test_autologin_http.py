@@ -1,0 +1,98 @@
+"""Autologin tokens over HTTP: what tests/unit/test_autologin.py does not already cover.
+
+A guessing run against /bridge/redeem hits the throttle; guesses without the
+shared secret are refused before any token is looked at; a token travels only
+in the JSON body, never accepted from the query string; a token for one user
+does nothing for another user's session.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import AutologinToken
+from roundcube_bridge import tokens
+from tests import factories
+from tests.security import world
+
+SECRET = {tokens.SECRET_HEADER: "test-bridge-secret"}
+GUESSER = "198.51.100.66"
+
+
+@pytest.fixture
+def w(app):
+    built = world.build()
+    # The granted mailbox needs a password for a hand-off to succeed.
+    from app.crypto import encrypt_secret
+
+    built.granted.password_enc = encrypt_secret(app.config["MAIL_ENCRYPTION_KEY"], "granted-pw-1")
+    db.session.commit()
+    return built
+
+
+def _mint(client, account_id: int) -> str:
+    page = client.get("/")
+    answer = client.post(f"/bridge/open/{account_id}", data={"csrf_token": factories.csrf_from(page)})
+    assert answer.status_code == 303
+    return re.search(r"_autologin=([A-Za-z0-9_-]+)", answer.headers["Location"]).group(1)
+
+
+def _redeem(client, token: str, address: str = GUESSER, headers=SECRET):
+    return client.post("/bridge/redeem", json={"token": token, "client": address}, headers=headers)
+
+
+def test_a_guessing_run_over_http_hits_the_throttle(app, client, auth, w):
+    limit = int(app.config.get("AUTOLOGIN_GUESS_LIMIT", 20))
+    statuses = [_redeem(client, secrets.token_urlsafe(32)).status_code for _ in range(limit + 10)]
+    assert statuses[:limit] == [404] * limit  # unknown tokens
+    assert set(statuses[limit:]) == {429}, statuses  # then throttled
+    # Once throttled, even a real token from that address is refused (a guess that hits is not let in)...
+    auth.login("alice")
+    good = _mint(client, w.granted.id)
+    answer = _redeem(client, good)
+    assert answer.status_code == 429 and "granted-pw-1" not in answer.get_data(as_text=True)
+    # ...while the same token works for a browser at another address.
+    answer = _redeem(client, good, address="198.51.100.67")
+    assert answer.status_code == 200 and answer.get_json()["login"] == "granted@corp.test"
+    print(f"guessing run: {limit} unknown-token answers, then {len(statuses) - limit} × 429")
+
+
+def test_guesses_without_the_secret_never_reach_the_tokens(client, auth, w):
+    auth.login("alice")
+    good = _mint(client, w.granted.id)
+    for headers in ({}, {tokens.SECRET_HEADER: "test-bridge-secre"}, {tokens.SECRET_HEADER: "x" * 10_000},
+                    {tokens.SECRET_HEADER.lower(): "wrong"}, {"Authorization": "Bearer test-bridge-secret"}):
+        answer = _redeem(client, good, headers=headers)
+        assert answer.status_code == 401 and "granted-pw-1" not in answer.get_data(as_text=True)
+    # The refused calls did not spend it.
+    assert db.session.scalar(select(func.count(AutologinToken.id)).where(AutologinToken.used_at.is_(None))) == 1
+    assert _redeem(client, good).status_code == 200
+    assert _redeem(client, good).status_code in (404, 410)  # once only
+
+
+def test_the_token_is_only_read_from_the_json_body(client, auth, w):
+    auth.login("alice")
+    good = _mint(client, w.granted.id)
+    for answer in (client.post(f"/bridge/redeem?token={good}", headers=SECRET),
+                   client.post("/bridge/redeem", data={"token": good}, headers=SECRET),
+                   client.get(f"/bridge/redeem?token={good}", headers=SECRET)):
+        assert answer.status_code in (404, 405)
+    assert _redeem(client, good).status_code == 200
+
+
+def test_the_hand_off_redirect_leaks_nothing(client, auth, w):
+    auth.login("alice")
+    page = client.get("/")
+    answer = client.post(f"/bridge/open/{w.granted.id}", data={"csrf_token": factories.csrf_from(page)})
+    assert answer.status_code == 303
+    assert "granted-pw-1" not in answer.headers["Location"] and "granted@corp.test" not in answer.headers["Location"]
+    assert answer.headers["Referrer-Policy"] == "no-referrer" and "no-store" in answer.headers["Cache-Control"]
+    # Only the hash of the token is stored.
+    token = re.search(r"_autologin=([A-Za-z0-9_-]+)", answer.headers["Location"]).group(1)
+    stored = db.session.scalars(select(AutologinToken.token_hash)).all()
+    assert token not in stored and tokens.hash_token(token) in stored
