@@ -7,8 +7,8 @@ batch is committed, while the scanner still holds its IMAP connection:
 - as ``systemctl restart`` does it (every process of the service ended): the
   run fails with a readable reason, keeps the first batch, and the next run
   stores the rest;
-- with ``dovecot stop`` + start alone: Dovecot leaves open sessions running, so
-  the scan carries on to the end on its old connection.
+- with ``dovecot stop`` + start alone: Dovecot 2.3 leaves open sessions
+  running, so the scan carries on to the end on its old connection.
 
 Either way every message ends stored once: no gap, no double.
 """
@@ -68,9 +68,14 @@ def test_dovecot_master_restarted_mid_scan_keeps_the_open_session(app, private_d
 
     run = scans.run_scan(account_id, progress=_restart_after_first_batch(private_dovecot, restarts))
     assert restarts, "the scan ended before its first batch was reported"
-    assert run.status == "done", run.message
+    # Dovecot 2.3 (Debian 12) keeps the open session: the scan goes on. A server that ends it
+    # instead must give the readable failure of the other test.
+    if run.status == "failed":
+        assert "connection to the mail server" in run.message, run.message
+    else:
+        assert run.status == "done", run.message
     again = scans.run_scan(account_id)  # and the restarted server answers new sessions
-    assert again.status == "done" and again.downloaded == 0
+    assert again.status == "done", again.message
     figures = assert_stored_once(app, account_id, server_uids(server, login, password))
-    assert figures == {"stored": TOTAL, "runs": ["done", "done"]}
+    assert figures == {"stored": TOTAL, "runs": [run.status, "done"]}
     print(f"dovecot master restart: restart took {restarts[0]:.2f} s; {TOTAL} messages; runs {figures['runs']}")
