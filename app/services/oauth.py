@@ -310,8 +310,16 @@ def access_token(account: MailAccount, *, margin: int = REFRESH_MARGIN, force_re
     return _refresh(account, margin=margin, force=force_refresh)
 
 
-# The Roundcube hand-off and the scanner call the same function under two names.
-access_token_for = access_token
+def access_token_for(account: MailAccount) -> str | None:
+    """``access_token`` for the scanner's logins (scans, Test login, folders, Test connection).
+
+    A never-connected account gives ``None``: ``mail_connect.open_imap`` then
+    fails as a login saying "connect the account first", like any other login.
+    """
+    try:
+        return access_token(account)
+    except OAuthNotConnected:
+        return None
 
 
 def _refresh(account: MailAccount, *, margin: int, force: bool) -> str:
