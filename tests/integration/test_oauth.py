@@ -372,3 +372,24 @@ def test_roundcube_opens_an_oauth_mailbox_with_xoauth2(provider, oauth_dovecot, 
             assert secret not in page.text and secret not in page.url and secret not in roundcube_logs(stack)
     finally:
         stack.stop()
+
+
+def test_access_token_refused_by_the_mail_server_is_dropped_and_renewed_next_run(app, provider, oauth_dovecot,
+                                                                                 client, auth, admin):
+    login, password = new_box(oauth_dovecot)
+    oauth_dovecot.append(login, password, "INBOX", message(3, login))
+    account = scanner(oauth_server(app, provider, oauth_dovecot), login)
+    auth.login("admin")
+    connect(client, provider, account.id, login)
+    _, access = tokens(app, account.id)
+    # Revoked at the provider before its expiry: our stored copy still looks fresh.
+    assert requests.post(provider.url + "/revoke", data={"token": access}, timeout=10).status_code == 200
+
+    first = scans.run_scan(account.id)
+
+    assert first.status == "failed" and "Authentication failed" in first.message
+    assert access not in first.message
+    assert tokens(app, account.id)[1] is None  # dropped, so the next run asks the provider
+    second = scans.run_scan(account.id)
+    assert second.status == "done" and second.created == 1, second.message
+    assert db.session.get(MailAccount, account.id).health == "active"
