@@ -268,6 +268,8 @@ def test_revoked_grant_fails_its_run_needs_reconnect_and_never_stops_the_others(
     assert runs[other.id].status == "done" and runs[other.id].created == 1
     listing = client.get("/admin/scanners").get_data(as_text=True)
     assert "Reconnect needed" in listing
+    form = client.get(f"/admin/scanners/{account.id}/edit").get_data(as_text=True)
+    assert "Reconnect needed" in form and "Reconnect account" in form
     # Until someone reconnects, runs fail at once without asking the provider again.
     calls = provider.count("/token")
     again = scans.run_scan(account.id)
