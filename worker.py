@@ -15,7 +15,9 @@ import logging
 import threading
 import time
 
+from redis.exceptions import RedisError
 from rq import Worker
+from rq.exceptions import StopRequested
 
 from app import create_app
 from app.tasks import queues, schedule
@@ -49,17 +51,45 @@ def main(argv=None) -> int:
     app = create_app()
     conn = queues.redis_connection(app)
     names = args.queue or list(queues.QUEUE_NAMES)
-    worker = Worker([queues.get_queue(app, name) for name in names], connection=conn)
 
     stop = threading.Event()
     if not args.burst and not args.no_schedule:
         threading.Thread(target=scheduler_loop, args=(app, stop), name="scheduler", daemon=True).start()
     try:
-        # with_scheduler: RQ's own scheduler moves retries (Retry intervals) back to the queue when due.
-        worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+        while True:
+            worker = Worker([queues.get_queue(app, name) for name in names], connection=conn)
+            try:
+                # with_scheduler: RQ's own scheduler moves retries (Retry intervals) back to the queue when due.
+                worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+            except RedisError:
+                if args.burst:
+                    raise
+                logger.exception("the worker lost Redis")
+            # RQ leaves its loop (and fails to deregister) when Redis is down at the end of a job; only a
+            # stop request (Ctrl-C, SIGTERM: RQ records its date) or --burst should end this process.
+            if args.burst or getattr(worker, "_shutdown_requested_date", None) is not None:
+                break
+            logger.warning("the worker stopped without being asked to (Redis unreachable?); "
+                           "starting again once Redis answers")
+            try:
+                _wait_for_redis(conn)
+            except (StopRequested, KeyboardInterrupt):
+                break
     finally:
         stop.set()
     return 0
+
+
+def _wait_for_redis(conn, longest: float = 30.0) -> None:
+    """Return once Redis answers PING, waiting longer between tries (up to ``longest`` seconds)."""
+    delay = 1.0
+    while True:
+        try:
+            conn.ping()
+            return
+        except RedisError:
+            time.sleep(delay)
+            delay = min(delay * 2, longest)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Fault: Redis restarted (everything in it lost) while one scan job runs and two are queued.
 
+Two outages: a quick restart while A's job runs, and Redis down until after
+A's job has ended (RQ's worker loop then gives up; ``worker.py`` waits for
+Redis and starts a new loop instead of exiting).
+
 A private ``redis-server`` (no persistence, so the restart loses every key, the
 worst case) serves the queue. Scanner A's job is running, held in the middle
 of its second batch by a loopback proxy; B's and C's jobs wait in the queue.
@@ -45,7 +49,8 @@ def _statuses(app, account_ids) -> dict[int, list[str]]:
     return {aid: [status for a, status in rows if a == aid] for aid in account_ids}
 
 
-def test_redis_restarted_with_jobs_queued_and_running(tmp_path, dovecot, private_redis):
+@pytest.mark.parametrize("outage", ["restart", "down-until-the-job-ends"])
+def test_redis_restarted_with_jobs_queued_and_running(tmp_path, dovecot, private_redis, outage):
     app, worker_env = shared_app(tmp_path, private_redis.url)
     proxy = FetchBreakingProxy((dovecot.host, dovecot.port))
     worker = None
@@ -68,11 +73,19 @@ def test_redis_restarted_with_jobs_queued_and_running(tmp_path, dovecot, private
         conn = queues.redis_connection(app)
         assert Queue(queues.SCAN_QUEUE, connection=conn).count == 2  # B and C wait
 
-        private_redis.restart(down_for=0.5)
+        if outage == "restart":
+            private_redis.restart(down_for=0.5)
+            proxy.heal()
+            wait_until(lambda: _statuses(app, [big])[big] == ["done"], timeout=60, what="A's run to end")
+        else:
+            # Redis is still down when A's job ends: RQ's loop gives up; worker.py must wait and carry on.
+            private_redis.stop()
+            proxy.heal()
+            wait_until(lambda: _statuses(app, [big])[big] == ["done"], timeout=60, what="A's run to end")
+            time.sleep(1.0)
+            private_redis.start()
         assert Queue(queues.SCAN_QUEUE, connection=conn).count == 0  # the queued jobs are lost
-        proxy.heal()
-        wait_until(lambda: _statuses(app, [big])[big] == ["done"], timeout=60, what="A's run to end")
-        assert worker.poll() is None, "the worker died with the Redis restart"
+        assert worker.poll() is None, "the worker died with the Redis outage"
 
         # The schedule's tick: B and C never ran, so they are due and enqueued again (A just ran: not due).
         with app.app_context():
@@ -93,5 +106,5 @@ def test_redis_restarted_with_jobs_queued_and_running(tmp_path, dovecot, private
     with app.app_context():
         assert db.session.scalar(select(MailAccount.last_run_status).where(MailAccount.id == big)) == "done"
         db.session.commit()
-    print(f"redis restart: 1 running + 2 queued jobs, queue emptied by the restart, {len(enqueued)} re-enqueued "
+    print(f"redis {outage}: 1 running + 2 queued jobs, queue emptied by the restart, {len(enqueued)} re-enqueued "
           f"by the schedule; {BIG + 2 * SMALL} messages stored once; {took:.2f} s")
