@@ -190,7 +190,8 @@ def open_mailbox(user, account_id: int, address: str | None) -> str:
     """Mint a one-time token for ``user`` to open mailbox ``account_id``; returns the plain token.
 
     Raises AutologinRefused("no_grant") without making a token when the user
-    has no grant (or the mailbox does not exist or is switched off).
+    has no grant (or the mailbox does not exist or is switched off), and
+    AutologinRefused("reconnect") when it is an OAuth mailbox needing a reconnect.
     """
     account = db.session.get(MailAccount, account_id)
     if account is None or not account.enabled or not _has_grant(user.id, account_id):
@@ -198,6 +199,12 @@ def open_mailbox(user, account_id: int, address: str | None) -> str:
                account_id=account.id if account is not None else None, address=address)
         db.session.commit()
         raise AutologinRefused("no_grant")
+    if account.health == "reconnect":
+        # An OAuth mailbox whose grant the provider refused: say so here, in the product, rather
+        # than sending the user to a Roundcube login that cannot work.
+        _event("refused: reconnect", user_id=user.id, account_id=account.id, address=address)
+        db.session.commit()
+        raise AutologinRefused("reconnect")
     now = utcnow()
     minted = tokens.mint(now, current_app.config.get("AUTOLOGIN_TOKEN_TTL", 60))
     db.session.add(AutologinToken(token_hash=minted.token_hash, user_id=user.id, account_id=account.id,

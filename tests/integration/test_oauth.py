@@ -330,6 +330,10 @@ def test_handoff_of_an_oauth_mailbox_answers_with_a_fresh_access_token(app, prov
     assert refused.status_code == 409 and refused.get_json()["reason"] == "reconnect"
     db.session.expire_all()
     assert db.session.get(MailAccount, account.id).health == "reconnect"
+    # From then on the product itself says so when the user clicks, without minting a token.
+    with pytest.raises(autologin.AutologinRefused) as later:
+        autologin.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
+    assert later.value.reason == "reconnect" and "reconnect the account" in later.value.message
 
 
 def test_roundcube_opens_an_oauth_mailbox_with_xoauth2(provider, oauth_dovecot, tmp_path):
