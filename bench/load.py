@@ -137,7 +137,7 @@ def run(args) -> dict:
     from app import create_app
     from app.crypto import encrypt_secret
     from app.extensions import db
-    from app.models import AutologinGrant, Email, MailAccount, MailServer, ScanFolder, ScanRun, User
+    from app.models import AutologinGrant, Email, MailAccount, MailServer, MailSettings, ScanFolder, ScanRun, User
     from app.services import scans
     from tests.services import ensure_dovecot, ensure_redis
 
@@ -172,6 +172,9 @@ def run(args) -> dict:
                               password_enc=encrypt_secret(env["MAIL_ENCRYPTION_KEY"], mailbox_pw),
                               folders=[ScanFolder(name="INBOX", direction="incoming")])
         db.session.add_all([server, account])
+        # One run takes the whole mailbox (the default budget of 500 would leave the rest for the next run).
+        settings = MailSettings.get()
+        settings.max_per_run = max(settings.max_per_run or 0, args.messages)
         users = []
         for i in range(args.users):
             user = User(username=f"load{i}", is_admin=(i == 0), full_name=f"Load {i}")
