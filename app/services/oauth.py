@@ -349,6 +349,10 @@ def _refresh(account: MailAccount, *, margin: int, force: bool) -> str:
     except SecretError as exc:
         db.session.commit()  # releases the lock; keeps the caller's own work
         raise OAuthError(f"The stored OAuth token cannot be read ({exc}): connect the account again.") from None
+    if not refresh_token:  # cleared meanwhile (the scanner was pointed at another mailbox)
+        db.session.commit()
+        raise OAuthNotConnected(f"The mailbox {account.login} uses OAuth 2.0 and is not connected yet: "
+                                f"press Connect account on the scanner list or form.")
     server = account.server
     try:
         client = _client(server)
