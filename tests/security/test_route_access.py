@@ -66,6 +66,8 @@ ACCESS: dict[str, str] = {
     "admin.mail_filter_edit": ADMIN,
     "admin.mail_filter_new": ADMIN,
     "admin.mail_filter_toggle": ADMIN,
+    "admin.oauth_callback": ADMIN,
+    "admin.oauth_connect": ADMIN,
     "admin.queue_cancel": ADMIN,
     "admin.queue_retry": ADMIN,
     "admin.queues": ADMIN,
