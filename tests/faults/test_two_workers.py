@@ -7,7 +7,9 @@ processes start together. The first scan is held in the middle of its second
 batch (a loopback proxy stalls the FETCH answer) so the two overlap for sure:
 the compare-and-set on ``mail_accounts.running_run_id`` lets one run, the other
 job ends "already running", and so does ``flask scanners run`` from the
-command line. Every message is stored once, by one run.
+command line. A second test releases four scans of one scanner at the same
+instant (threads behind a barrier, on SQLite and PostgreSQL): exactly one gets
+the mailbox. Every message is stored once, by one run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -24,12 +27,17 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ScanRun
+from app.services import scans
 from app.tasks import queues
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import (
+    PG_ADMIN_URL,
     ROOT,
     add_scanner,
     assert_stored_once,
+    close_app,
+    create_postgres_database,
+    drop_postgres_database,
     kill_worker,
     server_uids,
     shared_app,
@@ -93,3 +101,62 @@ def test_two_workers_on_one_scanner_only_one_runs(tmp_path, dovecot, private_red
     assert figures == {"stored": TOTAL, "runs": ["done"]}
     print(f"two workers: 2 jobs + 1 CLI run for one scanner, 1 run ({figures['runs']}), {TOTAL} messages, "
           f"{took:.2f} s")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def race_app(request, tmp_path):
+    """An app on a SQLite file or a throwaway PostgreSQL database (connections shared by threads)."""
+    url = None
+    if request.param == "postgresql":
+        url = create_postgres_database()
+        if url is None:
+            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    app, _ = shared_app(tmp_path, "redis://127.0.0.1:1/0", url)
+    yield app
+    close_app(app)
+    if url:
+        drop_postgres_database(url)
+
+
+def test_scans_started_at_the_same_instant_only_one_runs(race_app, dovecot):
+    """Four scans of one scanner released by a barrier together: the compare-and-set lets exactly one in."""
+    app = race_app
+    proxy = FetchBreakingProxy((dovecot.host, dovecot.port))
+    outcomes: dict[int, object] = {}
+    barrier = threading.Barrier(4)
+
+    def attempt(n: int) -> None:
+        with app.app_context():
+            try:
+                barrier.wait(10)
+                run = scans.run_scan(account_id, trigger="manual")
+                outcomes[n] = ("ran", run.id, run.status, run.created)
+            except scans.ScanAlreadyRunning as busy:
+                outcomes[n] = ("refused", busy.run_id)
+            except Exception as exc:  # reported by the assertion below
+                outcomes[n] = ("error", repr(exc))
+            finally:
+                db.session.remove()
+
+    try:
+        login, password = dovecot.new_user("race")
+        account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, port=proxy.port, login=(login, password))
+        # The winner is held in its second batch until the losers have answered.
+        proxy.arm("stall", nth=2, nbytes=8192)
+        threads = [threading.Thread(target=attempt, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        assert proxy.triggered.wait(60), "no scan reached its second batch"
+        wait_until(lambda: len(outcomes) == 3, timeout=60, what="the three losers to answer")
+        proxy.heal()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        proxy.close()
+    ran = [o for o in outcomes.values() if o[0] == "ran"]
+    refused = [o for o in outcomes.values() if o[0] == "refused"]
+    assert len(ran) == 1 and len(refused) == 3, outcomes
+    assert ran[0][2:] == ("done", TOTAL)
+    assert all(r[1] == ran[0][1] for r in refused), outcomes
+    figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
+    assert figures == {"stored": TOTAL, "runs": ["done"]}
