@@ -1,17 +1,24 @@
 """One measurement, run in its own process so that its peak memory is its own.
 
-    python -m bench.measure limit|naive|ours --host H --port P --login L --password PW [--db URL]
-        [--contacts N] [--batch N]
+    python -m bench.measure limit|naive|ours|rescan|workers --host H --port P --login L --password PW
+        [--db URL] [--contacts N] [--batch N] [--max-messages N] [--workers N --logins L1,L2]
+        [--profile FILE]
 
-Prints one JSON object: the mode, messages handled, seconds, messages per second, peak RSS in MB.
+Prints one JSON object (last line of stdout): the mode, messages handled,
+seconds, messages per second, peak RSS in MB, and mode-specific figures.
+Only the measured step is timed: database creation and contact seeding happen
+before the clock starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import email
 import imaplib
 import json
+import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -22,14 +29,39 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CommandLog:
+    """Counts the IMAP commands (= round trips: imaplib waits for each tagged answer) this process sends.
+
+    Wraps ``imaplib.IMAP4._command``, which every command (LOGIN, STATUS, UID
+    FETCH, LOGOUT, ...) goes through, so nothing the scanner does is missed.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        original = imaplib.IMAP4._command
+        log = self
+
+        def _command(conn, name, *args):
+            log.names.append(name)
+            return original(conn, name, *args)
+
+        imaplib.IMAP4._command = _command
+
+
 def measure_limit(args) -> tuple[int, float]:
-    """Plain imaplib UID FETCH BODY.PEEK[] in chunks plus the stdlib parser, and nothing else."""
+    """Plain imaplib UID FETCH BODY.PEEK[] in chunks of ``--batch`` plus the stdlib parser, and nothing else."""
     started = time.perf_counter()
     conn = imaplib.IMAP4(args.host, args.port)
     conn.login(args.login, args.password)
     conn.select("INBOX", readonly=True)
     _, data = conn.uid("SEARCH", None, "ALL")
-    uids = data[0].split()
+    uids = data[0].split()[:args.max_messages or None]
     done = 0
     for start in range(0, len(uids), args.batch):
         chunk = b",".join(uids[start:start + args.batch])
@@ -42,19 +74,20 @@ def measure_limit(args) -> tuple[int, float]:
     return done, time.perf_counter() - started
 
 
-def _app(args):
+def _app(url: str, *, fresh: bool = True):
     from app import create_app
     from app.extensions import db
 
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=args.db, QUEUE_MODE="inline")
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=url, QUEUE_MODE="inline")
+    if fresh:
+        with app.app_context():
+            db.drop_all()
+            db.create_all()
     return app
 
 
-def _seed(args):
-    """A server, a mailbox account reading INBOX, and ``--contacts`` contacts."""
+def _seed(args, logins: list[str] | None = None) -> list[int]:
+    """A server, one mailbox account per login reading INBOX, and ``--contacts`` contacts."""
     from flask import current_app
     from sqlalchemy import insert
 
@@ -68,22 +101,26 @@ def _seed(args):
     owner = User(username="bench", password_hash="x")
     db.session.add_all([server, owner])
     db.session.flush()
-    account = MailAccount(name="Bench", server_id=server.id, login=args.login, assignee_id=owner.id,
-                          password_enc=encrypt_secret(current_app.config["MAIL_ENCRYPTION_KEY"], args.password),
-                          actions="create_email,bind_email,open_ticket,create_ticket",
-                          search_fields="contacts,organizations,leads,users")
-    db.session.add(account)
-    db.session.flush()
-    db.session.add(ScanFolder(account_id=account.id, name="INBOX", direction="incoming"))
+    ids = []
+    for n, login in enumerate(logins or [args.login]):
+        account = MailAccount(name=f"Bench {n}", server_id=server.id, login=login, assignee_id=owner.id,
+                              password_enc=encrypt_secret(current_app.config["MAIL_ENCRYPTION_KEY"], args.password),
+                              actions="create_email,bind_email,open_ticket,create_ticket",
+                              search_fields="contacts,organizations,leads,users")
+        db.session.add(account)
+        db.session.flush()
+        db.session.add(ScanFolder(account_id=account.id, name="INBOX", direction="incoming"))
+        ids.append(account.id)
     settings = MailSettings.get()
-    settings.max_per_run = 10_000_000
+    # The budget is the benchmark's message count; the batch is the same one the limit uses.
+    settings.max_per_run = args.max_messages or 10_000_000
     settings.batch_size = args.batch
     settings.loop_max_messages = 1_000_000
     rows = [{"first_name": "C", "last_name": str(i), "email": contact_address(i)} for i in range(args.contacts)]
     for start in range(0, len(rows), 5000):
         db.session.execute(insert(Contact), rows[start:start + 5000])
     db.session.commit()
-    return account.id
+    return ids
 
 
 def measure_naive(args) -> tuple[int, float]:
@@ -93,13 +130,13 @@ def measure_naive(args) -> tuple[int, float]:
     from app.extensions import db
     from app.models import Contact, Email, EmailLink
 
-    app = _app(args)
+    app = _app(args.db)
     with app.app_context():
-        account_id = _seed(args)
+        account_id = _seed(args)[0]
         started = time.perf_counter()
         done = 0
         with MailBoxUnencrypted(args.host, args.port).login(args.login, args.password, "INBOX") as box:
-            for msg in box.fetch(mark_seen=False, bulk=False):
+            for msg in box.fetch(mark_seen=False, bulk=False, limit=args.max_messages or None):
                 row = Email(account_id=account_id, folder="INBOX", uidvalidity=1, uid=int(msg.uid),
                             message_key=(msg.headers.get("message-id") or (msg.uid,))[0],
                             subject=msg.subject, from_addr=msg.from_.lower(), to_addrs=",".join(msg.to),
@@ -115,15 +152,26 @@ def measure_naive(args) -> tuple[int, float]:
     return done, time.perf_counter() - started
 
 
+def _profiled(args, fn):
+    """Run ``fn()`` under cProfile when ``--profile`` names a file (the stats are dumped there)."""
+    if not args.profile:
+        return fn()
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(fn)
+    finally:
+        prof.dump_stats(args.profile)
+
+
 def measure_ours(args) -> tuple[int, float]:
-    """The product's scan, end to end, as a worker runs it."""
+    """The product's scan, end to end, as a worker runs it: only ``run_scan`` is timed."""
     from app.services import scans
 
-    app = _app(args)
+    app = _app(args.db)
     with app.app_context():
-        account_id = _seed(args)
+        account_id = _seed(args)[0]
         started = time.perf_counter()
-        run = scans.run_scan(account_id, trigger="bench")
+        run = _profiled(args, lambda: scans.run_scan(account_id, trigger="bench"))
         seconds = time.perf_counter() - started
         if run.status not in ("done", "partial"):
             raise SystemExit(f"scan failed: {run.status} {run.message}")
@@ -131,16 +179,95 @@ def measure_ours(args) -> tuple[int, float]:
 
 
 def measure_rescan(args) -> dict:
-    """Scan, then time a second scan of the unchanged mailbox."""
+    """Scan, then time exactly one more ``run_scan`` of the unchanged mailbox, counting its IMAP commands.
+
+    The login's share is timed separately (``open_imap`` wrapped), and the
+    commands are split at the LOGIN: "one round trip" is the STATUS per folder
+    sent after it (plus the LOGOUT, which the scanner does not wait on for data).
+    """
+    from app.services import mail_connect, scans
+
+    app = _app(args.db)
+    with app.app_context():
+        account_id = _seed(args)[0]
+        scans.run_scan(account_id, trigger="bench")
+        log = CommandLog()
+        login_time = [0.0]
+        original = mail_connect.open_imap
+
+        def timed_open(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                login_time[0] += time.perf_counter() - t0
+
+        mail_connect.open_imap = timed_open
+        samples = []
+        for _ in range(max(1, args.repeat)):
+            log.names.clear()
+            login_time[0] = 0.0
+            started = time.perf_counter()
+            run = _profiled(args, lambda: scans.run_scan(account_id, trigger="bench"))
+            samples.append(((time.perf_counter() - started) * 1000, login_time[0] * 1000, list(log.names),
+                            run.downloaded))
+        samples.sort(key=lambda s: s[0])
+        ms, login_ms, names, downloaded = samples[len(samples) // 2]  # the median run
+        after = names[names.index("LOGIN") + 1:] if "LOGIN" in names else names
+        return {"rescan_ms": round(ms, 1), "rescan_login_ms": round(login_ms, 1),
+                "rescan_without_login_ms": round(ms - login_ms, 1),
+                "rescan_min_ms": round(samples[0][0], 1),
+                "rescan_imap_commands": names, "rescan_commands_after_login": after,
+                "rescan_round_trips_after_login": len([c for c in after if c != "LOGOUT"]),
+                "rescan_downloaded": downloaded}
+
+
+def _worker(url: str, account_id: int, barrier, out) -> None:
+    """One scan worker (a separate process, like an RQ worker): wait for the others, then scan."""
     from app.services import scans
 
-    app = _app(args)
+    app = _app(url, fresh=False)
     with app.app_context():
-        account_id = _seed(args)
-        scans.run_scan(account_id, trigger="bench")
-        started = time.perf_counter()
+        barrier.wait()
+        cpu0, started = cpu_seconds(), time.perf_counter()
         run = scans.run_scan(account_id, trigger="bench")
-        return {"rescan_ms": (time.perf_counter() - started) * 1000, "rescan_downloaded": run.downloaded}
+        out.put({"account": account_id, "start": time.time() - (time.perf_counter() - started),
+                 "end": time.time(), "messages": run.downloaded, "status": run.status,
+                 "cpu_s": cpu_seconds() - cpu0, "peak_rss_mb": peak_rss_mb()})
+
+
+def measure_workers(args) -> dict:
+    """``--workers`` scan workers on as many mailboxes (``--logins``), one shared database.
+
+    Every worker has the same workload (same mailbox size, same contacts), the
+    database is seeded before any clock starts, and the workers start together
+    behind a barrier; throughput is all messages over the span from the first
+    start to the last end.
+    """
+    logins = args.logins.split(",")[:args.workers]
+    app = _app(args.db)
+    with app.app_context():
+        from app.extensions import db
+
+        ids = _seed(args, logins)
+        db.engine.dispose()
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters, like separate worker processes
+    barrier, out = ctx.Barrier(len(ids)), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(args.db, i, barrier, out)) for i in ids]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    bad = [r for r in results if r["status"] not in ("done", "partial")]
+    if bad:
+        raise SystemExit(f"worker scan failed: {bad}")
+    span = max(r["end"] for r in results) - min(r["start"] for r in results)
+    messages = sum(r["messages"] for r in results)
+    return {"workers": len(ids), "messages": messages, "seconds": round(span, 3),
+            "msgs_per_s": round(messages / span, 1),
+            "cpu_s_per_worker": [round(r["cpu_s"], 2) for r in results],
+            "worker_peak_rss_mb": max(r["peak_rss_mb"] for r in results)}
 
 
 MODES = {"limit": measure_limit, "naive": measure_naive, "ours": measure_ours}
@@ -148,22 +275,31 @@ MODES = {"limit": measure_limit, "naive": measure_naive, "ours": measure_ours}
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=[*MODES, "rescan"])
+    parser.add_argument("mode", choices=[*MODES, "rescan", "workers"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=10143)
-    parser.add_argument("--login", required=True)
+    parser.add_argument("--login", default="bench@corp.test")
+    parser.add_argument("--logins", default="bench@corp.test,bench2@corp.test")
     parser.add_argument("--password", required=True)
     parser.add_argument("--db", default="sqlite://")
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--max-messages", type=int, default=0, help="handle at most this many (0: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5, help="rescan: runs measured (the median is reported)")
+    parser.add_argument("--profile", help="write cProfile stats of the timed step to this file")
     args = parser.parse_args(argv)
+    extra: dict = {}
     if args.mode == "rescan":
-        print(json.dumps({"mode": "rescan", **measure_rescan(args), "peak_rss_mb": peak_rss_mb()}))
-        return
-    count, seconds = MODES[args.mode](args)
-    print(json.dumps({"mode": args.mode, "messages": count, "seconds": round(seconds, 3),
-                      "msgs_per_s": round(count / seconds, 1) if seconds else None,
-                      "peak_rss_mb": round(peak_rss_mb(), 1)}))
+        extra = measure_rescan(args)
+    elif args.mode == "workers":
+        extra = measure_workers(args)
+    else:
+        count, seconds = MODES[args.mode](args)
+        extra = {"messages": count, "seconds": round(seconds, 3),
+                 "msgs_per_s": round(count / seconds, 1) if seconds else None}
+    print(json.dumps({"mode": args.mode, **extra, "peak_rss_mb": round(peak_rss_mb(), 1),
+                      "load_avg": [round(x, 2) for x in os.getloadavg()]}))
     sys.stdout.flush()
 
 

@@ -1,10 +1,26 @@
 """The scanner benchmark: limit, naive baseline and ours, measured in the same run.
 
     .venv/bin/python -m bench.run [--messages 10000] [--contacts 100000] [--db sqlite|postgresql|both]
+    .venv/bin/python -m bench.run --quick            # 2,000 messages, 10,000 contacts: a fast check
+    .venv/bin/python -m bench.run --rss-messages 100000 --db sqlite   # + peak memory of a 100,000-message scan
 
 Starts (or reuses) the private Dovecot, fills benchmark mailboxes by writing
 their Maildir directly, runs each measurement in its own process, prints
-figures and ratios and writes them to bench/results/latest.json.
+figures and ratios and writes them to bench/results/latest.json. Throwaway
+databases (SQLite files under .state/bench, PostgreSQL ``cm_bench_*``) are
+removed at the end.
+
+How each figure is taken (see bench/measure.py):
+- limit: imaplib UID FETCH BODY.PEEK[] in chunks of ``--batch`` + the stdlib parser;
+- limit, ours and ours with 1,000 contacts run interleaved for ``--rounds`` rounds and the best
+  of each is kept (the machine is shared: the fastest run is the least disturbed one);
+- naive: imap-tools one message at a time, a query per address, a commit per message, on the
+  first ``--naive-messages`` messages (its per-message cost does not depend on the count);
+- ours: only ``run_scan`` is timed (database and contacts are seeded first), same batch size;
+- workers: N scan processes on N mailboxes sharing one database, seeded first, started
+  behind a barrier; throughput = all messages / (last end - first start), and the one-worker
+  figure is taken the same way, so both have the same per-worker workload;
+- rescan: the median of 5 ``run_scan`` of the unchanged mailbox, with its IMAP commands.
 """
 
 from __future__ import annotations
@@ -16,7 +32,6 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -26,79 +41,147 @@ from tests.services import ensure_dovecot
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+STATE = ROOT / ".state" / "bench"
 PG_ADMIN_URL = os.environ.get("PG_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "benchpw"
+LOGINS = ("bench@corp.test", "bench2@corp.test")
 
 
-def measure(mode: str, dovecot, login: str, password: str, db: str, contacts: int, batch: int) -> dict:
+def load() -> float:
+    """The 1-minute load average (the machine is shared: every figure is noted with it)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def measure(mode: str, dovecot, db: str, contacts: int, args, *extra: str, login: str = LOGINS[0]) -> dict:
     """Run one measurement in a fresh interpreter and return its JSON."""
     cmd = [sys.executable, "-m", "bench.measure", mode, "--host", dovecot.host, "--port", str(dovecot.port),
-           "--login", login, "--password", password, "--db", db, "--contacts", str(contacts),
-           "--batch", str(batch)]
+           "--login", login, "--password", PASSWORD, "--db", db, "--contacts", str(contacts),
+           "--batch", str(args.batch), *extra]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {mode:7} {json.dumps({k: v for k, v in result.items() if k != 'mode'})}", flush=True)
+    return result
 
 
-def sqlite_url(tag: str) -> str:
-    path = ROOT / ".state" / "bench" / f"{tag}-{uuid.uuid4().hex[:6]}.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+class Databases:
+    """Throwaway databases of one backend, all removed by ``drop_all``."""
 
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.created: list[str] = []
 
-def postgres_url() -> str | None:
-    """A throwaway PostgreSQL database, or None when no server answers."""
-    name = f"cm_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    def new(self, tag: str) -> str:
+        name = f"{tag}_{uuid.uuid4().hex[:8]}"
+        self.created.append(name)
+        if self.backend == "sqlite":
+            STATE.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{STATE / (name + '.db')}"
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "cm_bench_{name}"'))
         engine.dispose()
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/cm_bench_{name}"
+
+    def drop_all(self) -> None:
+        if self.backend == "sqlite":
+            for name in self.created:
+                for suffix in (".db", ".db-wal", ".db-shm"):
+                    (STATE / (name + suffix)).unlink(missing_ok=True)
+            return
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            for name in self.created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "cm_bench_{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def postgres_reachable() -> bool:
+    try:
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
     except Exception as exc:  # no server: say so, measure SQLite only
         print(f"PostgreSQL not reachable ({str(exc).splitlines()[0]}): measuring SQLite only")
-        return None
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        return False
 
 
-def prepare_mailbox(dovecot, login: str, password: str, messages: int, contacts: int) -> None:
-    dovecot.add_user(login, password)
+def prepare_mailbox(dovecot, login: str, messages: int, contacts: int) -> None:
+    dovecot.add_user(login, PASSWORD)
     maildir = Path(dovecot.maildir(login))
     started = time.perf_counter()
     size = fill_maildir(maildir, messages, matching_contacts=contacts, owner=(65534, 65534))
-    print(f"filled {login}: {messages} messages, {size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
+    print(f"mailbox {login}: {messages} messages, {size / 1e6:.1f} MB ready in {time.perf_counter() - started:.1f} s")
 
 
-def run_backend(label: str, make_db, dovecot, args) -> dict:
-    login, password = "bench@corp.test", "benchpw"
-    figures: dict = {}
-    limit = measure("limit", dovecot, login, password, "sqlite://", 0, args.batch)
-    naive = measure("naive", dovecot, login, password, make_db("naive"), args.contacts, args.batch)
-    ours = measure("ours", dovecot, login, password, make_db("ours"), args.contacts, args.batch)
-    ours_small = measure("ours", dovecot, login, password, make_db("ours1k"), 1000, args.batch)
-    rescan = measure("rescan", dovecot, login, password, make_db("rescan"), 1000, args.batch)
-    # Two workers on two mailboxes at once, against one worker on one.
-    with ThreadPoolExecutor(2) as pool:
-        started = time.perf_counter()
-        pair = list(pool.map(lambda lp: measure("ours", dovecot, lp[0], lp[1], make_db("pair"), 1000, args.batch),
-                             [(login, password), ("bench2@corp.test", "benchpw")]))
-        wall = time.perf_counter() - started
-    two_workers = sum(p["messages"] for p in pair) / max(p["seconds"] for p in pair)
-    figures.update({
-        "backend": label,
-        "limit_msgs_per_s": limit["msgs_per_s"],
+def run_backend(backend: str, dovecot, args) -> dict:
+    dbs = Databases(backend)
+    print(f"\n== {backend} ==  (load {load()})", flush=True)
+    try:
+        naive_n = str(min(args.naive_messages, args.messages))
+        # limit, ours (100k contacts) and ours (1k contacts) are interleaved for --rounds rounds and the
+        # best of each is kept: on a shared machine the fastest run is the one least disturbed by others.
+        limits, ours_runs, small_runs = [], [], []
+        for _ in range(args.rounds):
+            limits.append(measure("limit", dovecot, "sqlite://", 0, args))
+            ours_runs.append(measure("ours", dovecot, dbs.new("ours"), args.contacts, args))
+            small_runs.append(measure("ours", dovecot, dbs.new("ours1k"), 1000, args))
+        limits.append(measure("limit", dovecot, "sqlite://", 0, args))
+        best = lambda runs: max(runs, key=lambda r: r["msgs_per_s"])  # noqa: E731
+        ours, ours_small = best(ours_runs), best(small_runs)
+        naive = measure("naive", dovecot, dbs.new("naive"), args.contacts, args, "--max-messages", naive_n)
+        rescan = measure("rescan", dovecot, dbs.new("rescan"), 1000, args)
+        one = measure("workers", dovecot, dbs.new("w1"), args.contacts, args, "--workers", "1",
+                      "--logins", LOGINS[0])
+        two = measure("workers", dovecot, dbs.new("w2"), args.contacts, args, "--workers", "2",
+                      "--logins", ",".join(LOGINS))
+    finally:
+        dbs.drop_all()
+    limit = best(limits)["msgs_per_s"]
+    return {
+        "backend": backend,
+        "limit_msgs_per_s": round(limit, 1),
+        "limit_runs": [r["msgs_per_s"] for r in limits],
+        "ours_runs": [r["msgs_per_s"] for r in ours_runs],
+        "ours_1k_contacts_runs": [r["msgs_per_s"] for r in small_runs],
         "naive_msgs_per_s": naive["msgs_per_s"],
+        "naive_messages": naive["messages"],
         "ours_msgs_per_s": ours["msgs_per_s"],
         "ours_1k_contacts_msgs_per_s": ours_small["msgs_per_s"],
-        "ours_over_limit": round(ours["msgs_per_s"] / limit["msgs_per_s"], 3),
+        "ours_over_limit": round(ours["msgs_per_s"] / limit, 3),
         "ours_over_naive": round(ours["msgs_per_s"] / naive["msgs_per_s"], 2),
+        # Time per message with 100k contacts over time with 1k (target <= 1.2).
         "binding_100k_over_1k_time": round(ours_small["msgs_per_s"] / ours["msgs_per_s"], 3),
-        "rescan_unchanged_ms": round(rescan["rescan_ms"], 1),
-        "two_workers_msgs_per_s": round(two_workers, 1),
-        "two_workers_over_one": round(two_workers / ours_small["msgs_per_s"], 2),
-        "two_workers_wall_s": round(wall, 2),
+        "rescan_unchanged_ms": rescan["rescan_ms"],
+        "rescan_min_ms": rescan["rescan_min_ms"],
+        "rescan_login_ms": rescan["rescan_login_ms"],
+        "rescan_without_login_ms": rescan["rescan_without_login_ms"],
+        "rescan_imap_commands": rescan["rescan_imap_commands"],
+        "rescan_round_trips_after_login": rescan["rescan_round_trips_after_login"],
+        "one_worker_msgs_per_s": one["msgs_per_s"],
+        "two_workers_msgs_per_s": two["msgs_per_s"],
+        "two_workers_over_one": round(two["msgs_per_s"] / one["msgs_per_s"], 2),
+        "two_workers_cpu_s": two["cpu_s_per_worker"],
+        "one_worker_cpu_s": one["cpu_s_per_worker"],
         "peak_rss_mb": ours["peak_rss_mb"],
-    })
-    return figures
+        "load_avg": [limits[0]["load_avg"][0], two["load_avg"][0]],
+    }
+
+
+def rss_check(dovecot, args) -> dict:
+    """Peak memory of one worker scanning ``--rss-messages`` messages (SQLite file, 1,000 contacts)."""
+    login = "bench-big@corp.test"
+    prepare_mailbox(dovecot, login, args.rss_messages, 1000)
+    dbs = Databases("sqlite")
+    try:
+        big = measure("ours", dovecot, dbs.new("big"), 1000, args, login=login)
+    finally:
+        dbs.drop_all()
+    return {"rss_messages": big["messages"], "rss_peak_mb": big["peak_rss_mb"],
+            "rss_msgs_per_s": big["msgs_per_s"], "rss_load_avg": big["load_avg"][0]}
 
 
 def main(argv=None) -> None:
@@ -106,20 +189,30 @@ def main(argv=None) -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of limit/ours (best kept)")
+    parser.add_argument("--naive-messages", type=int, default=2_000)
+    parser.add_argument("--rss-messages", type=int, default=0, help="also scan a mailbox this big for peak memory")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--quick", action="store_true", help="2,000 messages, 10,000 contacts")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.messages, args.contacts, args.naive_messages = 2_000, 10_000, 500
 
     dovecot = ensure_dovecot()
-    prepare_mailbox(dovecot, "bench@corp.test", "benchpw", args.messages, args.contacts)
-    prepare_mailbox(dovecot, "bench2@corp.test", "benchpw", args.messages, args.contacts)
+    for login in LOGINS:
+        prepare_mailbox(dovecot, login, args.messages, args.contacts)
 
     results = {"messages": args.messages, "contacts": args.contacts, "batch": args.batch,
-               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "backends": []}
+               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+               "load_avg_start": load(), "backends": []}
     if args.db in ("sqlite", "both"):
-        results["backends"].append(run_backend("sqlite", sqlite_url, dovecot, args))
-    if args.db in ("postgresql", "both") and postgres_url() is not None:
-        results["backends"].append(run_backend("postgresql", lambda tag: postgres_url(), dovecot, args))
-    # The headline keys are SQLite's, the embedded default.
+        results["backends"].append(run_backend("sqlite", dovecot, args))
+    if args.db in ("postgresql", "both") and postgres_reachable():
+        results["backends"].append(run_backend("postgresql", dovecot, args))
+    if args.rss_messages:
+        results.update(rss_check(dovecot, args))
+    results["load_avg_end"] = load()
+    # The headline keys are the first backend's (SQLite, the embedded default, unless --db postgresql).
     results.update({k: v for k, v in results["backends"][0].items() if k != "backend"})
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
@@ -128,7 +221,10 @@ def main(argv=None) -> None:
         for key, value in b.items():
             if key != "backend":
                 print(f"  {key:32} {value}")
-    print(f"\nwritten to {RESULTS / 'latest.json'}")
+    if args.rss_messages:
+        print(f"\n  peak RSS scanning {results['rss_messages']} messages: {results['rss_peak_mb']} MB")
+    print(f"\nload average {results['load_avg_start']} → {results['load_avg_end']} on {os.cpu_count()} CPUs; "
+          f"written to {RESULTS / 'latest.json'}")
 
 
 if __name__ == "__main__":
