@@ -241,6 +241,11 @@ class corporate_autologin extends rcube_plugin
             case 'bad_server':
                 return 'This mailbox cannot be opened: its settings in Corporate Mailboxes are incomplete. '
                     . 'Ask an administrator.';
+            case 'reconnect':
+                return 'This mailbox signs in with OAuth and its authorization has expired or was revoked. '
+                    . 'Ask an administrator to reconnect the account in Corporate Mailboxes.';
+            case 'oauth_unavailable':
+                return 'The sign-in provider of this mailbox cannot be reached right now. Try again in a few minutes.';
             case 'throttled':
                 return 'Too many invalid mailbox links. Wait a few minutes, then open the mailbox again '
                     . 'from Corporate Mailboxes.';
