@@ -46,6 +46,8 @@ from app.services.imap_fetch import ImapReadError
 logger = logging.getLogger(__name__)
 
 RUN_DIED = "The worker stopped without finishing (killed or crashed)."
+RUN_UNRECORDED = ("The database was unavailable when the run ended, so its end could not be recorded. "
+                  "What was stored before is kept.")
 # Fetch chunks are also bounded in bytes, so a batch of big messages cannot exhaust memory.
 DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
 # The run keeps at most this many error details (the count is always exact).
@@ -59,6 +61,13 @@ _folders = ScanFolder.__table__
 
 # Progress of scans running in this process (inline mode has no job meta to read it from).
 _local_progress: dict[int, dict] = {}
+# Runs of this process whose end could not be written (database down): dead although this process lives on,
+# so the next run here closes them instead of being refused as "already running" until the run timeout.
+_unrecorded: set[tuple[str, int]] = set()  # (database URL, run id): ids are per database
+
+
+def _unrecorded_key(run_id: int) -> tuple[str, int]:
+    return (str(db.engine.url), run_id)
 _local_lock = threading.Lock()
 
 
@@ -149,7 +158,7 @@ def close_dead_runs(account_id: int | None = None, *, current_job_id: str | None
         query = query.where(ScanRun.account_id == account_id)
     dead = []
     for run_id, heartbeat, started, runner, job_id in db.session.execute(query).all():
-        if (heartbeat or started) < limit or _runner_gone(runner):
+        if (heartbeat or started) < limit or _runner_gone(runner) or _unrecorded_key(run_id) in _unrecorded:
             dead.append(run_id)
         elif job_id and current_job_id and job_id == current_job_id and runner != runner_id():
             dead.append(run_id)
@@ -157,11 +166,12 @@ def close_dead_runs(account_id: int | None = None, *, current_job_id: str | None
             dead.append(run_id)
     closed = 0
     for run_id in dead:
+        reason = RUN_UNRECORDED if _unrecorded_key(run_id) in _unrecorded else RUN_DIED
         closed += db.session.execute(
             update(_runs).where(_runs.c.id == run_id, _runs.c.status == "running")
-            .values(status="failed", finished_at=now, message=RUN_DIED)).rowcount
+            .values(status="failed", finished_at=now, message=reason)).rowcount
         db.session.execute(update(_accounts).where(_accounts.c.running_run_id == run_id)
-                           .values(last_run_status="failed", last_error=RUN_DIED))
+                           .values(last_run_status="failed", last_error=reason))
     # Free every mailbox held by a run that is not running any more (dead, or a release that was lost).
     # Looked up first, so that the usual case (nothing to free) writes nothing.
     stale = select(_accounts.c.id).join(_runs, _runs.c.id == _accounts.c.running_run_id) \
@@ -175,6 +185,7 @@ def close_dead_runs(account_id: int | None = None, *, current_job_id: str | None
                                                        select(_runs.c.id).where(_runs.c.status != "running")))
                            .values(running_run_id=None))
     db.session.commit()
+    _unrecorded.difference_update(_unrecorded_key(run_id) for run_id in dead)
     if closed:
         logger.warning("closed %d dead scan run(s)", closed)
     return closed
@@ -322,6 +333,7 @@ def _finish(run_id: int, account_id: int, totals: RunCounters, status: str, mess
     except SQLAlchemyError:
         # The database is gone: the run stays "running" until the next run closes it as dead.
         db.session.rollback()
+        _unrecorded.add(_unrecorded_key(run_id))
         logger.exception("could not record the end of scan run %s", run_id)
 
 

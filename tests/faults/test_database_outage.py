@@ -17,9 +17,11 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
+from app.models import ScanRun
 from app.services import scans
 from tests.scan_helpers import (
     PG_ADMIN_URL,
@@ -120,5 +122,65 @@ def test_database_outage_mid_scan_fails_readably_then_next_run_completes(outage_
         assert (rest.created, rest.duplicates, rest.errors) == (TOTAL - BATCH, 0, 0)
     figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
     assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
+    print(f"database outage outlasting the run ({backend}): closed by the next run with {message!r}")
     print(f"database outage ({backend}): {message!r}; failed run took {took:.2f} s; {TOTAL} messages; "
           f"runs {figures['runs']}")
+
+
+def _refuse_postgres(url: str, refuse: bool) -> None:
+    """Let no one (or everyone again) connect to the database, ending the sessions it has."""
+    name = url.rsplit("/", 1)[1]
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {"false" if refuse else "true"}'))
+    finally:
+        engine.dispose()
+    if refuse:
+        _end_postgres_sessions(url)
+
+
+def test_database_outage_outlasting_the_run_frees_the_mailbox_for_the_next_run(outage_app, dovecot):
+    """The database is still gone when the run ends, so its end cannot be recorded; the next run in the
+    same process (inline queue mode, the web app) must not be refused as "already running" for it."""
+    app, backend, url = outage_app
+    login, password = dovecot.new_user("dblong")
+    account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, login=(login, password))
+    outage = {}
+    with app.app_context():
+        if backend == "sqlite":
+            @event.listens_for(db.engine, "checkout")
+            def short_busy_timeout(dbapi_connection, record, proxy):
+                dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+
+        def break_database_after_first_batch(info):
+            if info["downloaded"] >= BATCH and not outage:
+                if backend == "postgresql":
+                    _refuse_postgres(url, True)
+                    outage["down"] = True
+                else:
+                    outage["released"] = _lock_sqlite(url.removeprefix("sqlite:///"), hold=BUSY_MS / 1000 * 4)
+
+        try:
+            run = scans.run_scan(account_id, progress=break_database_after_first_batch)
+            assert run.status == "running"  # as the database still says: its end was not recorded
+        except OperationalError:
+            # Still no database at the very end: there is no run row to hand back either.
+            assert backend == "postgresql"
+        assert outage
+        if backend == "sqlite":
+            assert outage["released"].wait(20)
+        else:
+            _refuse_postgres(url, False)
+        db.session.rollback()
+
+        rest = scans.run_scan(account_id)
+        assert rest.status == "done", rest.message
+        assert (rest.created, rest.duplicates) == (TOTAL - BATCH, 0)
+        first = db.session.scalars(select(ScanRun).order_by(ScanRun.id)).first()
+        assert (first.status, first.message) == ("failed", scans.RUN_UNRECORDED)
+        message = first.message
+        db.session.commit()
+    figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
+    assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
+    print(f"database outage outlasting the run ({backend}): closed by the next run with {message!r}")
