@@ -10,7 +10,10 @@ threads), then:
 
 - hand-off: ``--users`` logged-in users, each on its own keep-alive
   connection, POST /bridge/open/<id> in a loop for ``--seconds`` (the 303 to
-  Roundcube is not followed); reports requests/s, errors, p50/p95/p99;
+  Roundcube is not followed); reports requests/s, errors, p50/p95/p99. Run
+  twice: users clicking about once every ``--think`` seconds (latency as
+  people see it), then a closed loop without pauses (the server's capacity:
+  there latency is simply users / throughput);
 - pages: the download history (/admin/history) and the e-mail list
   (/records/emails), 50 requests each for page 1 and for a deep page;
   reports p50/p95 per page.
@@ -170,8 +173,17 @@ def pct(values: list[float], p: float) -> float:
     return round(values[min(len(values) - 1, int(len(values) * p))] * 1000, 1)
 
 
-async def handoff_load(port: int, sessions: list[tuple[str, str]], account_id: int, seconds: float) -> dict:
-    """Every user POSTs the hand-off in a loop until the time is up; a 303 is a success."""
+async def handoff_load(port: int, sessions: list[tuple[str, str]], account_id: int, seconds: float,
+                       think: float = 0.0) -> dict:
+    """Every user POSTs the hand-off in a loop until the time is up; a 303 is a success.
+
+    ``think`` = 0 is a closed loop (each user clicks again as soon as the answer
+    arrives: the server's capacity); otherwise each user waits about ``think``
+    seconds (0.5x-1.5x, seeded) between clicks, which offers users/think requests/s.
+    """
+    import random
+
+    rng = random.Random(7)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     stop = time.perf_counter() + seconds
@@ -190,11 +202,13 @@ async def handoff_load(port: int, sessions: list[tuple[str, str]], account_id: i
                 latencies.append(took)
             else:
                 errors[str(status)] = errors.get(str(status), 0) + 1
+            if think:
+                await asyncio.sleep(think * (0.5 + rng.random()))
 
     started = time.perf_counter()
     await asyncio.gather(*(user(c, t) for c, t in sessions))
     wall = time.perf_counter() - started
-    return {"users": len(sessions), "seconds": round(wall, 1), "requests": len(latencies),
+    return {"users": len(sessions), "think_s": think, "seconds": round(wall, 1), "requests": len(latencies),
             "errors": sum(errors.values()), "error_kinds": errors,
             "requests_per_s": round(len(latencies) / wall, 1),
             "p50_ms": pct(latencies, 0.50), "p95_ms": pct(latencies, 0.95), "p99_ms": pct(latencies, 0.99)}
@@ -228,10 +242,13 @@ def run_backend(backend: str, args) -> dict:
         sessions = [login(base, f"user{i}") for i in range(args.users)]
         # Warm up each worker (imports, first queries) before anything is timed.
         asyncio.run(handoff_load(port, sessions[:4], account_id, 2))
-        load_before = load()
-        handoff = asyncio.run(handoff_load(port, sessions, account_id, args.seconds))
-        handoff["load_avg"] = [load_before, load()]
-        print(f"  hand-off: {json.dumps(handoff)}", flush=True)
+        handoffs = []
+        for think in (args.think, 0.0):
+            load_before = load()
+            handoff = asyncio.run(handoff_load(port, sessions, account_id, args.seconds, think))
+            handoff["load_avg"] = [load_before, load()]
+            handoffs.append(handoff)
+            print(f"  hand-off: {json.dumps(handoff)}", flush=True)
         deep = args.rows // 50 // 2
         pages = []
         for path in ("/admin/history", f"/admin/history?page={deep}", "/records/emails",
@@ -241,7 +258,8 @@ def run_backend(backend: str, args) -> dict:
             result["load_avg"] = load()
             pages.append(result)
             print(f"  page: {json.dumps(result)}", flush=True)
-        return {"backend": backend, "rows": args.rows, "handoff": handoff, "pages": pages}
+        return {"backend": backend, "rows": args.rows, "handoff": handoffs[0], "handoff_closed_loop": handoffs[1],
+                "pages": pages}
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -256,6 +274,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--think", type=float, default=1.0,
+                        help="seconds each user waits between clicks (the closed loop, 0, is run too)")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args(argv)

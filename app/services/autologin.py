@@ -210,8 +210,11 @@ def open_mailbox(user, account_id: int, address: str | None) -> str:
     db.session.add(AutologinToken(token_hash=minted.token_hash, user_id=user.id, account_id=account.id,
                                   created_at=now, expires_at=minted.expires_at))
     _event("issued", user_id=user.id, account_id=account.id, address=address)
+    # The ids are read before the commit: after it, touching the expired user and mailbox would
+    # cost two more SELECTs per hand-off just for this log line (issue 7 profile).
+    user_id, mailbox_id = user.id, account.id
     db.session.commit()
-    log.info("autologin token issued user=%s mailbox=%s", user.id, account.id)
+    log.info("autologin token issued user=%s mailbox=%s", user_id, mailbox_id)
     return minted.value
 
 
