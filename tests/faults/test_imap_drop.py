@@ -61,6 +61,8 @@ def test_connection_cut_mid_fetch_fails_readably_then_next_run_completes(app, do
     print(f"imap cut: {run.message!r}; {TOTAL} messages, runs {figures['runs']}, {time.monotonic() - started:.2f} s")
 
 
+# The database plays no part in a timeout: SQLite only, to keep the suite short.
+@pytest.mark.parametrize("_session_app", ["sqlite"], indirect=True)
 def test_connection_gone_silent_mid_fetch_times_out_readably(app, dovecot, proxy):
     """A link that stops answering (no FIN, no RST) ends the run after the timeout instead of hanging it."""
     login, password = dovecot.new_user("cut")

@@ -11,11 +11,14 @@ known point inside a batch, after the first batch was committed:
   batch written but not committed (the server must roll it back).
 
 Then the job is enqueued again and a new worker runs it: the dead run is closed
-as failed, and every message ends stored exactly once.
+as failed, and every message ends stored exactly once. A third test kills only
+the job's work horse: the worker lives on and RQ's retry finishes the scan.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -133,3 +136,42 @@ def test_worker_killed_in_the_middle_of_a_batch_then_restarted(where, dovecot):
     assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
     print(f"worker killed {kind}: {TOTAL} messages in batches of {BATCH}, runs {figures['runs']}, "
           f"{took:.2f} s")
+
+
+def test_work_horse_killed_mid_batch_the_job_retries_by_itself(tmp_path, dovecot, private_redis):
+    """Only the job's process is killed (as the OOM killer picks the biggest process): the worker lives on,
+    RQ schedules the job's retry (10 s back-off) and the retry closes the dead run and finishes the scan,
+    with nobody enqueueing anything."""
+    app, worker_env = shared_app(tmp_path, private_redis.url)
+    proxy = FetchBreakingProxy((dovecot.host, dovecot.port))
+    proc = None
+    try:
+        login, password = dovecot.new_user("horse")
+        account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, port=proxy.port, login=(login, password))
+        proxy.arm("stall", nth=2, nbytes=20_000)
+        with app.app_context():
+            scans.enqueue_scan(account_id)
+        proc = start_worker(worker_env, "--no-schedule")
+        assert proxy.triggered.wait(60), "the scan did not reach its second batch"
+        horse = _run(app)
+        assert (horse.status, horse.downloaded) == ("running", BATCH)
+        os.kill(int(horse.runner.rpartition(":")[2]), signal.SIGKILL)
+        killed_at = time.monotonic()
+        proxy.heal()
+
+        def statuses():
+            with app.app_context():
+                value = db.session.scalars(select(ScanRun.status).order_by(ScanRun.id)).all()
+                db.session.commit()
+                return value
+
+        wait_until(lambda: statuses() == ["failed", "done"], timeout=60, what="the retried scan to finish")
+        took = time.monotonic() - killed_at
+        assert proc.poll() is None  # the worker itself never stopped
+    finally:
+        proxy.close()
+        if proc is not None:
+            kill_worker(proc, app)
+    figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
+    assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
+    print(f"work horse killed mid-fetch: retried by RQ and done {took:.2f} s later; {TOTAL} messages stored once")
