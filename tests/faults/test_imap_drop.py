@@ -37,25 +37,27 @@ def _stored(account_id) -> list[int]:
     return uids
 
 
-def test_connection_cut_mid_fetch_fails_readably_then_next_run_completes(app, dovecot, proxy):
+# (which body fetch, after how many bytes of its answer): at once, inside a literal, one byte in.
+@pytest.mark.parametrize(("nth", "nbytes"), [(1, 0), (2, 4096), (3, 1)])
+def test_connection_cut_mid_fetch_fails_readably_then_next_run_completes(app, dovecot, proxy, nth, nbytes):
     login, password = dovecot.new_user("cut")
     account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, port=proxy.port, login=(login, password))
-    # The second body fetch is cut after 4 KB: well inside its answer (50 messages of ~250 bytes each).
-    proxy.arm("cut", nth=2, nbytes=4096)
+    proxy.arm("cut", nth=nth, nbytes=nbytes)
     started = time.monotonic()
     run = scans.run_scan(account_id)
     assert proxy.triggered.is_set()
     assert run.status == "failed", run.message
     assert "connection" in run.message.lower() and "next run" in run.message.lower()
     assert run.failure_kind in scans.RETRYABLE_KINDS  # the RQ job retries it with back-off
-    # The first batch was committed; the half-read second one left nothing behind.
-    assert _stored(account_id) == list(range(1, BATCH + 1))
-    assert run.downloaded == run.created == BATCH
+    # The batches before were committed; the half-read one left nothing behind.
+    kept = (nth - 1) * BATCH
+    assert _stored(account_id) == list(range(1, kept + 1))
+    assert run.downloaded == run.created == kept
 
     proxy.heal()
     rest = scans.run_scan(account_id)
     assert rest.status == "done", rest.message
-    assert (rest.downloaded, rest.created, rest.duplicates) == (TOTAL - BATCH, TOTAL - BATCH, 0)
+    assert (rest.downloaded, rest.created, rest.duplicates) == (TOTAL - kept, TOTAL - kept, 0)
     figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
     assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
     print(f"imap cut: {run.message!r}; {TOTAL} messages, runs {figures['runs']}, {time.monotonic() - started:.2f} s")
