@@ -134,11 +134,6 @@ def server_uids(dovecot, login: str, password: str, folder: str = "INBOX") -> li
         conn.logout()
 
 
-def account_login(account_id: int) -> str:
-    """The scanner's IMAP login (inside an app context)."""
-    return db.session.scalar(select(MailAccount.login).where(MailAccount.id == account_id))
-
-
 def assert_stored_once(app, account_id: int, server: list[int], folder: str = "INBOX") -> dict:
     """Every UID the server holds is stored exactly once, by UID and by message key; returns the figures."""
     with app.app_context():
