@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, render_template
+from werkzeug.routing import IntegerConverter
 
 import config as config_module
 from app.extensions import csrf, db, install_sqlite_pragmas, login_manager, migrate
@@ -46,7 +47,20 @@ def create_app(config_object: type | str | None = None, **overrides) -> Flask:
     return app
 
 
+class _IdConverter(IntegerConverter):
+    """``<int:…>`` up to 2**31 - 1: a bigger id does not match (404) instead of reaching the database.
+
+    Every int in our URLs is a row id in an INTEGER column; PostgreSQL answered a forged
+    /bridge/open/2147483655 with "integer out of range" (a 500). Found by tests/security.
+    """
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def _register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = _IdConverter
     from app.admin import bp as admin_bp
     from app.auth import bp as auth_bp
     from app.bridge import bp as bridge_bp

@@ -56,7 +56,8 @@ LIST_VALUE = ["a", "<b>", "999999"]
 # Tables a refusal may write to by design: the login throttle and the hand-off/refusal log.
 WRITES_ON_REFUSAL = {"login_throttle", "login_throttles", "autologin_events"}
 # Actions whose failure is itself recorded: "Scan now" against a dead server leaves a failed run in the history.
-RECORDED_FAILURES = {r"/scanners/\d+/scan$": {"scan_runs"}}
+# (mail_settings: the settings row is created on first use, whoever reads it first.)
+RECORDED_FAILURES = {r"/scanners/\d+/scan$": {"scan_runs", "mail_settings"}}
 
 # Query strings of the list pages.
 QUERY_VALUES = ["-1", "0", "99999999999999999999", "abc", "\x00", "<script>", "'--", "A" * 5000, "1e309"]
