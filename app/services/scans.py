@@ -54,6 +54,9 @@ DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
 MAX_ERROR_DETAILS = 1000
 # Failures worth retrying a little later (the server or the network), as opposed to a wrong password.
 RETRYABLE_KINDS = frozenset({"dns", "refused", "timeout", "protocol"})
+# A run on another host whose RQ job Redis does not know is taken for dead only once its heartbeat (written
+# every batch) is this old: a Redis restart without persistence forgets the jobs of runs still working.
+RQ_GONE_GRACE = timedelta(minutes=2)
 
 _runs = ScanRun.__table__
 _accounts = MailAccount.__table__
@@ -147,7 +150,8 @@ def close_dead_runs(account_id: int | None = None, *, current_job_id: str | None
 
     A run is dead when its heartbeat is older than the run timeout, when the
     process that ran it on this host is gone, or when its RQ job is no longer
-    running on a live worker (or is the job now starting again).
+    running on a live worker and its heartbeat is older than ``RQ_GONE_GRACE``
+    (or is the job now starting again).
     """
     settings = MailSettings.get()
     now = utcnow()
@@ -162,7 +166,8 @@ def close_dead_runs(account_id: int | None = None, *, current_job_id: str | None
             dead.append(run_id)
         elif job_id and current_job_id and job_id == current_job_id and runner != runner_id():
             dead.append(run_id)
-        elif job_id and not (runner or "").startswith(socket.gethostname() + ":") and _rq_job_gone(job_id):
+        elif job_id and not (runner or "").startswith(socket.gethostname() + ":") \
+                and (heartbeat or started) < now - RQ_GONE_GRACE and _rq_job_gone(job_id):
             dead.append(run_id)
     closed = 0
     for run_id in dead:

@@ -17,13 +17,15 @@ Every message of the three mailboxes ends stored once.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from rq import Queue
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import MailAccount, ScanRun
+from app.models import MailAccount, MailServer, ScanFolder, ScanRun
+from app.models.base import utcnow
 from app.services import scans
 from app.tasks import queues, schedule
 from tests.faults.tcp_proxy import FetchBreakingProxy
@@ -108,3 +110,36 @@ def test_redis_restarted_with_jobs_queued_and_running(tmp_path, dovecot, private
         db.session.commit()
     print(f"redis {outage}: 1 running + 2 queued jobs, queue emptied by the restart, {len(enqueued)} re-enqueued "
           f"by the schedule; {BIG + 2 * SMALL} messages stored once; {took:.2f} s")
+
+
+def test_a_run_on_another_host_is_not_taken_for_dead_when_redis_forgot_its_job(tmp_path, private_redis):
+    """After a Redis restart the job of a run still working on another worker host is unknown: the run's
+    fresh heartbeat keeps it alive (closing it would start a second scan of the mailbox beside it);
+    once the heartbeat is older than the grace, it is closed as dead."""
+    app, _ = shared_app(tmp_path, private_redis.url)
+    with app.app_context():
+        server = MailServer(name="elsewhere", imap_host="127.0.0.1", imap_port=1, imap_security="none",
+                            smtp_host="127.0.0.1", smtp_port=1, smtp_security="none")
+        account = MailAccount(name="A", server=server, login="a@corp.test", actions="create_email",
+                              folders=[ScanFolder(name="INBOX")])
+        db.session.add_all([server, account])
+        db.session.flush()
+        run = ScanRun(account_id=account.id, status="running", runner="another-worker-host:4242",
+                      job_id=queues.scan_job_id(account.id), started_at=utcnow(), heartbeat_at=utcnow())
+        db.session.add(run)
+        db.session.flush()
+        account.running_run_id = run.id
+        db.session.commit()
+        private_redis.restart()  # the job's keys are gone
+
+        assert scans.close_dead_runs() == 0
+        assert db.session.get(ScanRun, run.id).status == "running"
+        assert schedule.enqueue_due(app) == []  # and no second scan of the mailbox is queued
+
+        run.heartbeat_at = utcnow() - scans.RQ_GONE_GRACE - timedelta(seconds=1)
+        db.session.commit()
+        assert scans.close_dead_runs() == 1
+        db.session.refresh(run)
+        assert (run.status, run.message) == ("failed", scans.RUN_DIED)
+        db.session.refresh(account)
+        assert account.running_run_id is None
