@@ -22,6 +22,7 @@ Only loopback addresses are ever contacted.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -281,7 +282,12 @@ def main(argv=None) -> int:
     parser.add_argument("--scan-timeout", type=float, default=300.0, help="how long to wait for the scan after")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    summary = run(args)
+    # Two load runs on one machine would flush each other's Redis database: take turns.
+    lock_path = ROOT / ".state" / "bench_load.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        summary = run(args)
     print(json.dumps(summary, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
