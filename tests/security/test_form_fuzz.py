@@ -353,3 +353,19 @@ def test_the_login_form_survives_hostile_values(app, client, w):
         assert "evil.test" not in location and "javascript" not in location, (nxt, location)
         client.post("/logout", data={"csrf_token": factories.csrf_from(client.get("/"))})
         token = factories.csrf_from(client.get("/login"))
+
+
+OPEN_REDIRECTS = ["//evil.test/", "https://evil.test/", "/\\evil.test", "/\t/evil.test", "/\n/evil.test",
+                  "\\\\evil.test", "javascript:alert(1)", "http:evil.test", "/%2F%2Fevil.test", " //evil.test"]
+
+
+def test_no_next_field_redirects_off_site(client, auth, w):
+    auth.login("admin")
+    token = factories.csrf_from(client.get("/admin/history"))
+    for target in OPEN_REDIRECTS:
+        answer = client.post(f"/admin/history/{w.run.id}/stop", data={"csrf_token": token, "next": target})
+        assert answer.status_code in (302, 303), (target, answer.status_code)
+        location = answer.headers["Location"]
+        # Local: a single leading slash and no scheme or host, as the browser will read it.
+        cleaned = re.sub(r"[\t\n\r ]", "", location)
+        assert cleaned.startswith("/") and not cleaned.startswith(("//", "/\\")), (target, location)
