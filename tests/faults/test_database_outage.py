@@ -122,7 +122,6 @@ def test_database_outage_mid_scan_fails_readably_then_next_run_completes(outage_
         assert (rest.created, rest.duplicates, rest.errors) == (TOTAL - BATCH, 0, 0)
     figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
     assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
-    print(f"database outage outlasting the run ({backend}): closed by the next run with {message!r}")
     print(f"database outage ({backend}): {message!r}; failed run took {took:.2f} s; {TOTAL} messages; "
           f"runs {figures['runs']}")
 
