@@ -20,7 +20,7 @@ from rq import Worker
 from rq.exceptions import StopRequested
 
 from app import create_app
-from app.tasks import queues, schedule
+from app.tasks import queues, scan_job, schedule
 
 logger = logging.getLogger("worker")
 
@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     app = create_app()
+    scan_job.use_app(app)
     conn = queues.redis_connection(app)
     names = args.queue or list(queues.QUEUE_NAMES)
 

@@ -4,6 +4,25 @@ from __future__ import annotations
 
 from rq import get_current_job
 
+# The app this process's jobs run in. worker.py builds it once before RQ forks a work horse per job,
+# so a job does not pay create_app (about a second) again; see use_app.
+_app = None
+
+
+def use_app(app) -> None:
+    """Let jobs in this process (and the work horses it forks) reuse ``app``."""
+    global _app
+    _app = app
+
+
+def _job_app():
+    global _app
+    if _app is None:
+        from app import create_app
+
+        _app = create_app()
+    return _app
+
 
 class ScanConnectionError(Exception):
     """The mail server could not be reached: raised so RQ retries the job with back-off."""
@@ -11,7 +30,7 @@ class ScanConnectionError(Exception):
 
 def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
     """Scan a mailbox in a fresh app context; progress goes to the job's meta."""
-    from app import create_app
+    from app.extensions import db
     from app.services import scans
 
     job = get_current_job()
@@ -20,7 +39,9 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
         job.meta.update(info)
         job.save_meta()
 
-    with create_app().app_context():
+    with _job_app().app_context():
+        # A forked work horse must not reuse the parent's pooled database connections.
+        db.engine.dispose(close=False)
         try:
             run = scans.run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
                                  progress=progress if job else None)
