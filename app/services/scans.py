@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import timedelta
 
@@ -50,6 +51,8 @@ RUN_UNRECORDED = ("The database was unavailable when the run ended, so its end c
                   "What was stored before is kept.")
 # Fetch chunks are also bounded in bytes, so a batch of big messages cannot exhaust memory.
 DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+# The next chunk is fetched while the current one is stored only when it is at most this big.
+READ_AHEAD_MAX_BYTES = 8 * 1024 * 1024
 # The run keeps at most this many error details (the count is always exact).
 MAX_ERROR_DETAILS = 1000
 # Failures worth retrying a little later (the server or the network), as opposed to a wrong password.
@@ -466,18 +469,26 @@ def _scan(run_id: int, account: MailAccount, totals: RunCounters, progress) -> N
             sizes = imap_fetch.list_sizes(client, fplan.after_uid)
             uids = plan.take_budget(list(sizes), fplan.after_uid, budget)
             budget -= len(uids)
-            for chunk in imap_fetch.byte_bounded_chunks(uids, sizes, batch_size, batch_bytes, max_bytes):
-                _check_stop(run_id)
-                raws, missing = imap_fetch.fetch_chunk(client, fplan.name, fplan.uidvalidity, chunk, sizes,
-                                                       max_bytes)
-                # Operators must see when the size limit cut a message down to its header (issue 6).
-                for raw in raws:
-                    if raw.truncated:
-                        logger.warning("message %s/%s uid %s is %s bytes, over MAX_MESSAGE_BYTES=%s: "
-                                       "only its header is stored", account_id, fplan.name, raw.uid, raw.size,
-                                       max_bytes)
-                _store_chunk(run_id, ctx, compiled, folder_id, fplan, chunk, raws, missing, totals)
-                report(fplan.name)
+            chunks = list(imap_fetch.byte_bounded_chunks(uids, sizes, batch_size, batch_bytes, max_bytes))
+            # Read-ahead (issue 7): while one chunk is stored, the next one is fetched and parsed in a
+            # helper thread; storing mostly waits on the database and fetching on Dovecot, and both
+            # waits release the GIL. Only small chunks are read ahead, so memory stays bounded by
+            # one batch plus READ_AHEAD_MAX_BYTES. The thread is the only user of the IMAP
+            # connection while it runs, and leaving the ``with`` waits for it (before the logout).
+            with ThreadPoolExecutor(1, thread_name_prefix="scan-read-ahead") as pool:
+                ahead = None
+                for index, chunk in enumerate(chunks):
+                    _check_stop(run_id)
+                    read = ahead.result() if ahead is not None else \
+                        _read_chunk(client, account_id, fplan, chunk, sizes, max_bytes, compiled)
+                    ahead = None
+                    following = chunks[index + 1] if index + 1 < len(chunks) else None
+                    if following is not None and \
+                            _chunk_bytes(following, sizes, max_bytes) <= READ_AHEAD_MAX_BYTES:
+                        ahead = pool.submit(_read_chunk, client, account_id, fplan, following, sizes, max_bytes,
+                                            compiled)
+                    _store_chunk(run_id, ctx, folder_id, fplan, chunk, read, totals)
+                    report(fplan.name)
     except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as exc:
         raise _Fail(f"The connection to the mail server broke during the scan ({exc}). What was stored so far "
                     "is kept; the next run continues from there.", "protocol") from None
@@ -511,21 +522,41 @@ def _save_progress(run_id: int, totals: RunCounters) -> None:
         raise _Stop("closed", "The run was closed while it was still working (it was taken for dead).")
 
 
-def _store_chunk(run_id, ctx, compiled, folder_id, fplan, chunk, raws, missing, totals) -> None:
-    """Parse, filter and store one chunk; advance the folder and the counters in the same commit."""
+def _chunk_bytes(chunk: list[int], sizes: dict[int, int], max_bytes: int) -> int:
+    """About how many bytes fetching ``chunk`` brings (messages over the limit: their header only)."""
+    return sum(64 * 1024 if sizes.get(u, 0) > max_bytes else sizes.get(u, 0) for u in chunk)
+
+
+def _read_chunk(client, account_id, fplan, chunk, sizes, max_bytes, compiled) -> tuple[list, RunCounters]:
+    """Fetch, parse and filter one chunk (no database): the batch items and a counter of what was read.
+
+    Runs in the read-ahead thread too, so it touches neither the database nor
+    the Flask app; IMAP errors propagate to the caller of ``Future.result()``.
+    """
+    raws, missing = imap_fetch.fetch_chunk(client, fplan.name, fplan.uidvalidity, chunk, sizes, max_bytes)
     base = RunCounters(downloaded=len(raws))
     for uid in missing:
         base.add_error(fplan.name, uid, "The message was deleted on the server before it could be read.")
     items = []
     for raw in raws:
+        # Operators must see when the size limit cut a message down to its header (issue 6).
+        if raw.truncated:
+            logger.warning("message %s/%s uid %s is %s bytes, over MAX_MESSAGE_BYTES=%s: "
+                           "only its header is stored", account_id, fplan.name, raw.uid, raw.size, max_bytes)
         try:
             parsed = parse.parse_message(raw)
             verdict = filters.evaluate(parsed, compiled)
             items.append(mail_store.BatchItem(parsed, fplan.direction, verdict))
         except Exception as exc:  # one bad message never stops the run
-            logger.warning("message %s/%s uid %s could not be parsed: %s", ctx.account_id, fplan.name, raw.uid,
+            logger.warning("message %s/%s uid %s could not be parsed: %s", account_id, fplan.name, raw.uid,
                            exc, exc_info=True)
             base.add_error(fplan.name, raw.uid, f"The message could not be read: {type(exc).__name__}: {exc}")
+    return items, base
+
+
+def _store_chunk(run_id, ctx, folder_id, fplan, chunk, read, totals) -> None:
+    """Store one read chunk; advance the folder and the counters in the same commit."""
+    items, base = read
     last_uid = max(chunk)
     try:
         stored = RunCounters()
