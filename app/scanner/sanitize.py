@@ -14,7 +14,8 @@ load remote content or hide one), and positioning properties (``position``, ``z-
 Remote images are never fetched and blocked by default: ``<img src="https://...">`` becomes
 ``<img data-remote-src="https://...">`` (no ``src``), and the caller is told ``had_remote`` so the
 page can offer "show remote content". ``cid:`` images keep ``src="cid:..."``; the view embeds the
-matching inline attachment as a ``data:`` URI (a sandboxed frame sends no session cookie). Links open in a new tab with ``rel="noopener noreferrer"``.
+matching inline attachment as a ``data:`` URI (a sandboxed frame sends no session cookie).
+Links open in a new tab with ``rel="noopener noreferrer"``.
 """
 
 from __future__ import annotations
