@@ -25,6 +25,7 @@ CHART_HEIGHT = 120
 BAR_WIDTH = 10
 BAR_GAP = 3
 CHART_MIN_WIDTH = 600
+MIN_BAR_HEIGHT = 2
 BAR_COLOURS = {"done": "#2b6cb0", "partial": "#b7791f", "failed": "#b00020", "stopped": "#718096",
                "running": "#38a169"}
 
@@ -75,18 +76,21 @@ def _chart(form: RunFilterForm) -> dict | None:
         return None
     rows.reverse()
     peak = max(max(r.downloaded for r in rows), 1)
-    # Few runs get wider bars, so the chart never shrinks to a sliver.
+    # Few runs get wider bars, so the chart never shrinks to a sliver; they are spread over the
+    # whole width, so the date under the right end belongs to the last bar.
     bar_width = max(BAR_WIDTH, min(40, CHART_MIN_WIDTH // len(rows) - BAR_GAP))
+    slot = max(bar_width + BAR_GAP, CHART_MIN_WIDTH / len(rows))
     bars = []
     for i, r in enumerate(rows):
-        height = round(CHART_HEIGHT * r.downloaded / peak, 1)
+        # A run that downloaded nothing (a failed login, say) still shows as a thin bar in its colour.
+        height = max(round(CHART_HEIGHT * r.downloaded / peak, 1), MIN_BAR_HEIGHT)
         bars.append({
-            "x": i * (bar_width + BAR_GAP), "y": CHART_HEIGHT - height, "height": height,
+            "x": round(i * slot + (slot - bar_width) / 2, 1), "y": CHART_HEIGHT - height, "height": height,
             "colour": BAR_COLOURS.get(r.status, "#4a5568"),
             "title": f"{r.started_at:%Y-%m-%d %H:%M} – {r.status}: {r.downloaded} downloaded, "
                      f"{r.created} created, {r.ignored} ignored, {r.errors} errors",
         })
-    return {"bars": bars, "width": max(len(rows) * (bar_width + BAR_GAP), CHART_MIN_WIDTH), "height": CHART_HEIGHT,
+    return {"bars": bars, "width": round(len(rows) * slot), "height": CHART_HEIGHT,
             "bar_width": bar_width, "peak": peak, "first": rows[0].started_at, "last": rows[-1].started_at,
             "count": len(rows)}
 
