@@ -48,6 +48,9 @@ fi
 
 REDIS_URL="${REDIS_URL:-$(cat .state/redis.url)}"
 export REDIS_URL
+# Roundcube's plugin redeems tokens at this app's address: point it at the port we serve on, every time.
+export CM_BASE_URL="${CM_BASE_URL:-http://127.0.0.1:$PORT}"
+"${FLASK[@]}" roundcube install >/dev/null || echo "run.sh: could not write the Roundcube plugin's settings" >&2
 if [[ ! -f worker.py ]]; then
     # No worker yet: let "Scan now" run scans inside the web process.
     export QUEUE_MODE=inline

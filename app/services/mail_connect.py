@@ -173,7 +173,8 @@ def _imap_greeting_error(exc: Exception, where: str) -> MailConnectError:
 
 def _imap_login_error(exc: UnexpectedCommandStatusError, login: str, where: str) -> MailConnectError:
     text = _server_text(exc.command_result[1]) if exc.command_result else ""
-    message = f"The server refused the login for {login}: {text or 'no reason given.'}"
+    message = (f"The server refused the login for {login}: {text or 'no reason given.'} "
+               "Check the login and the password.")
     upper = text.upper()
     if "PRIVACYREQUIRED" in upper or "PLAINTEXT AUTHENTICATION DISALLOWED" in upper:
         message += (" The server wants an encrypted connection before the password: choose STARTTLS "
@@ -240,7 +241,8 @@ def open_imap(server: MailServer, login: str, secret: str | None, *,
     except imaplib.IMAP4.error as exc:
         _close(box)
         text = _scrub(str(exc), secret)
-        raise MailConnectError("auth", f"The server refused the login for {login}: {text}") from None
+        raise MailConnectError("auth", f"The server refused the login for {login}: {text} "
+                                       "Check the login and the password.") from None
     except OSError as exc:
         _close(box)
         mapped = _network_error(exc, host, port, security, limit, "IMAP")
@@ -323,7 +325,8 @@ def check_smtp(server: MailServer, login: str | None, secret: str | None, *,
     except smtplib.SMTPAuthenticationError as exc:
         text = _server_text(exc.smtp_error)
         raise MailConnectError("auth", _scrub(f"The SMTP server refused the login for {login}: "
-                                              f"{exc.smtp_code} {text}", secret)) from None
+                                              f"{exc.smtp_code} {text} Check the login and the password.",
+                                              secret)) from None
     except smtplib.SMTPConnectError as exc:
         code = "" if exc.smtp_code == -1 else f"{exc.smtp_code} "
         raise MailConnectError("protocol", f"{where} did not greet like an SMTP server (it said: "

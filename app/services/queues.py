@@ -70,9 +70,11 @@ class JobView:
     worker: str | None = None
     scheduled_for: datetime | None = None
 
+    run_failed: bool = False  # the job finished, but the scan it ran failed (e.g. a wrong password)
+
     @property
     def can_retry(self) -> bool:
-        return self.status in ("failed", "stopped")
+        return self.status in ("failed", "stopped") or self.run_failed
 
     @property
     def can_cancel(self) -> bool:
@@ -226,7 +228,21 @@ def _job_view(job: Job) -> JobView:
     view.progress = {k: meta[k] for k in ("downloaded", "total", "run_id", "folder", "stage") if k in meta}
     if status in ("failed", "stopped"):
         view.error = _last_error_lines(job)
+    elif status == "finished":
+        # A wrong password is not retried by RQ, so its job "finishes": the failure is in the result.
+        outcome = _finished_outcome(job)
+        if outcome.get("status") == "failed":
+            view.run_failed = True
+            view.error = "Run failed: " + (outcome.get("message") or "see the download history for the reason.")
     return view
+
+
+def _finished_outcome(job: Job) -> dict:
+    try:
+        value = job.return_value(refresh=False)
+    except Exception:  # an unreadable result is shown as a plain finished job
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _last_error_lines(job: Job) -> str | None:
@@ -301,6 +317,16 @@ def retry_job(job_id: str) -> Job:
     conn = _connection_or_error()
     job = _fetch(conn, job_id)
     registry = FailedJobRegistry(job.origin, connection=conn)
+    if job.id not in registry and _finished_outcome(job).get("status") == "failed":
+        # The job ended normally but its scan failed: run the scan again as a new job.
+        from app.services import scans
+
+        match = _SCAN_JOB_ID.match(job.id)
+        if match:
+            new_id = scans.enqueue_scan(int(match.group(1)), trigger="manual")
+            audit.record("queue.retry", job_id, f"queue={job.origin}; scan enqueued again")
+            db.session.commit()
+            return _fetch(conn, new_id)
     if job.id not in registry:
         raise QueueActionError(f"Job {job_id} has not failed (it is {_status_text(job)}), so there is "
                                "nothing to retry.")

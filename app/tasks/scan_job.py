@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 from rq import get_current_job
 
 # The app this process's jobs run in. worker.py builds it once before RQ forks a work horse per job,
 # so a job does not pay create_app (about a second) again; see use_app.
 _app = None
+_app_pid = None
 
 
 def use_app(app) -> None:
     """Let jobs in this process (and the work horses it forks) reuse ``app``."""
-    global _app
-    _app = app
+    global _app, _app_pid
+    _app, _app_pid = app, os.getpid()
 
 
 def _job_app():
-    global _app
     if _app is None:
         from app import create_app
 
-        _app = create_app()
+        use_app(create_app())
     return _app
 
 
@@ -40,8 +42,9 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
         job.save_meta()
 
     with _job_app().app_context():
-        # A forked work horse must not reuse the parent's pooled database connections.
-        db.engine.dispose(close=False)
+        if os.getpid() != _app_pid:
+            # A forked work horse must not reuse the parent's pooled database connections.
+            db.engine.dispose(close=False)
         try:
             run = scans.run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
                                  progress=progress if job else None)
@@ -51,4 +54,5 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
             return {"status": "gone", "message": str(exc)}
         if run.status == "failed" and getattr(run, "failure_kind", None) in scans.RETRYABLE_KINDS:
             raise ScanConnectionError(run.message)
-        return {"status": run.status, "run_id": run.id, "downloaded": run.downloaded, "created": run.created}
+        return {"status": run.status, "run_id": run.id, "downloaded": run.downloaded, "created": run.created,
+                "message": run.message}

@@ -246,3 +246,37 @@ def test_waiting_retry_is_shown_with_its_last_error_and_can_be_cancelled(queue_r
     assert "was cancelled" in response.get_data(as_text=True)
     assert Job.fetch(job_id, connection=queue_redis).get_status() == JobStatus.CANCELED
     assert "jobs-scheduled" not in client.get("/admin/queues").get_data(as_text=True)
+
+
+def test_scan_refused_by_the_server_is_shown_as_failed_and_retried(queue_redis, app, client, admin, auth, dovecot):
+    """A wrong password is not retried by RQ (the job finishes); the page must still show the failure."""
+    from app.crypto import encrypt_secret
+    from app.models import ScanFolder
+    from app.tasks import scan_job
+
+    login, _password = dovecot.new_user("queuefail")
+    server = MailServer(name="Dovecot", imap_host=dovecot.host, imap_port=dovecot.port, imap_security="none",
+                        smtp_host="127.0.0.1", smtp_port=10025, smtp_security="none")
+    account = MailAccount(name="Wrong password box", server=server, login=login,
+                          password_enc=encrypt_secret(app.config["MAIL_ENCRYPTION_KEY"], "not-the-password"))
+    db.session.add_all([server, account, ScanFolder(account=account, name="INBOX", direction="incoming")])
+    db.session.commit()
+    scan_job.use_app(app)  # the real job, run in this process on the test's database
+    q = Queue("scan", connection=queue_redis)
+    job_id = f"scan-{account.id}"
+    q.enqueue(scan_job.scan_mailbox, account.id, "manual", job_id=job_id)
+    _run_burst(queue_redis, q)
+    assert job_id in FinishedJobRegistry("scan", connection=queue_redis)
+
+    auth.login("admin")
+    page = client.get("/admin/queues").get_data(as_text=True)
+    row = page[page.index(f'id="job-{job_id}"'):]
+    row = row[:row.index("</tbody>")]
+    assert "Run failed:" in row
+    assert "refused the login" in row
+    assert "not-the-password" not in page
+
+    response = client.post(f"/admin/queues/jobs/{job_id}/retry", data={"csrf_token": factories.csrf_from(
+        client.get("/admin/queues"))})
+    assert response.status_code in (302, 303)
+    assert job_id in q.get_job_ids()  # a fresh scan is queued under the same id
