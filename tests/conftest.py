@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -53,28 +54,24 @@ def pytest_sessionfinish(session, exitstatus):
             pass
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def _session_app(request, tmp_path_factory):
-    if request.param == "sqlite":
-        url = "sqlite://"
-    else:
-        url = _postgres_url()
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=url,
-                     INSTANCE_PATH=str(tmp_path_factory.mktemp("instance")),
-                     DB_BACKEND=request.param)
+def build_app(url: str, backend: str, instance_dir) -> object:
+    """A testing app on ``url`` with every table created."""
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=url, INSTANCE_PATH=str(instance_dir), DB_BACKEND=backend)
     with app.app_context():
         db.create_all()
-    yield app
+    return app
+
+
+def drop_app(app) -> None:
     with app.app_context():
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
 
 
-@pytest.fixture
-def app(_session_app):
-    """The app on a clean database (SQLite in memory, then PostgreSQL)."""
-    app = _session_app
+@contextmanager
+def clean_app(app):
+    """Run a test on ``app`` with empty tables (ids from 1 again), its settings restored afterwards."""
     saved = dict(app.config)
     with app.app_context():
         _empty_all_tables()
@@ -83,6 +80,21 @@ def app(_session_app):
     # A test may change settings (PER_PAGE, limits...): the next one starts from the same config.
     app.config.clear()
     app.config.update(saved)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def _session_app(request, tmp_path_factory):
+    url = "sqlite://" if request.param == "sqlite" else _postgres_url()
+    app = build_app(url, request.param, tmp_path_factory.mktemp("instance"))
+    yield app
+    drop_app(app)
+
+
+@pytest.fixture
+def app(_session_app):
+    """The app on a clean database (SQLite in memory, then PostgreSQL)."""
+    with clean_app(_session_app) as app:
+        yield app
 
 
 def _empty_all_tables():
