@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.oauth_provider import OAuthProvider, free_port
+from tests.services import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".state" / "dovecot-oauth"
@@ -152,16 +153,6 @@ class OAuthDovecot:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stop_orphans(root: Path) -> None:
     """Stop instances whose test session died without stopping them (their provider is gone too)."""
     for owner in root.glob("s*/owner"):
@@ -169,7 +160,7 @@ def _stop_orphans(root: Path) -> None:
             pid = int(owner.read_text().strip())
         except (OSError, ValueError):
             continue
-        if not _alive(pid):
+        if not pid_alive(pid):
             OAuthDovecot(0, owner.parent, owner.parent / "dovecot.conf").stop()
 
 

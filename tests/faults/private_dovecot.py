@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.faults.redis_server import free_port
 from tests.scan_helpers import imap_alive
-from tests.services import STATE, Dovecot
+from tests.services import STATE, Dovecot, pid_alive
 
 SHARED_DIR = STATE / "dovecot"
 SHARED_CONF = SHARED_DIR / "dovecot.conf"
@@ -80,7 +80,7 @@ class PrivateDovecot:
         subprocess.run(["dovecot", "-c", str(self.conf), "stop"], stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         deadline = time.monotonic() + 15
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
 
@@ -133,16 +133,6 @@ class PrivateDovecot:
         """Kill it and delete its folder."""
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _nobody_group() -> str:

@@ -49,11 +49,13 @@ def test_dovecot_restarted_mid_scan_fails_readably_then_next_run_completes(app, 
     assert run.status == "failed", run.message
     assert "connection to the mail server" in run.message and "next run continues" in run.message
     assert run.failure_kind in scans.RETRYABLE_KINDS  # the RQ job retries it with back-off
-    assert (run.downloaded, run.created) == (BATCH, BATCH)
+    # The scan reads the next chunk ahead while it stores one, so the chunk already read when the
+    # server went away may be stored too: whole batches only, and never all of them.
+    assert run.downloaded == run.created and run.created % BATCH == 0 and BATCH <= run.created < TOTAL
 
     rest = scans.run_scan(account_id)
     assert rest.status == "done", rest.message
-    assert (rest.created, rest.duplicates, rest.errors) == (TOTAL - BATCH, 0, 0)
+    assert (rest.created, rest.duplicates, rest.errors) == (TOTAL - run.created, 0, 0)
     figures = assert_stored_once(app, account_id, server_uids(server, login, password))
     assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}
     print(f"dovecot crash-restart: {run.message!r}; restart took {restarts[0]:.2f} s; "
