@@ -2,45 +2,27 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-import redis
 from rq import Queue, SimpleWorker
 
 pytestmark = pytest.mark.integration
-
-TEST_DB = 14
-
 
 def boom() -> None:
     """A job that fails."""
     raise ValueError("broken on purpose")
 
 
-@pytest.fixture
-def live_redis(app, redis_url, monkeypatch):
-    url = re.sub(r"/\d*$", "", redis_url.rstrip("/")) + f"/{TEST_DB}"
-    monkeypatch.setitem(app.config, "QUEUE_MODE", "redis")
-    monkeypatch.setitem(app.config, "REDIS_URL", url)
-    conn = redis.Redis.from_url(url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-
-
-def test_healthz_ok_with_database_and_redis(live_redis, client):
+def test_healthz_ok_with_database_and_redis(queue_redis, client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"database": "ok", "redis": "ok"}
 
 
-def test_metrics_show_queue_lengths_and_failed_jobs(live_redis, app, client, monkeypatch):
+def test_metrics_show_queue_lengths_and_failed_jobs(queue_redis, app, client, monkeypatch):
     monkeypatch.setitem(app.config, "METRICS_TOKEN", "scrape-token-123")
-    q = Queue("scan", connection=live_redis)
+    q = Queue("scan", connection=queue_redis)
     q.enqueue(boom, job_id="scan-1")
-    SimpleWorker([q], connection=live_redis).work(burst=True)
+    SimpleWorker([q], connection=queue_redis).work(burst=True)
     q.enqueue(boom, job_id="scan-2")
     body = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"}).get_data(as_text=True)
     lines = set(body.splitlines())
@@ -59,7 +41,7 @@ def log_inside_job() -> str:
     return "ok"
 
 
-def test_log_lines_inside_a_job_carry_its_id(live_redis, app, capsys):
+def test_log_lines_inside_a_job_carry_its_id(queue_redis, app, capsys):
     import json
 
     from app.logging_setup import configure_logging
@@ -67,10 +49,10 @@ def test_log_lines_inside_a_job_carry_its_id(live_redis, app, capsys):
     app.config["LOG_FORMAT"] = "json"
     configure_logging(app)
     try:
-        q = Queue("scan", connection=live_redis)
+        q = Queue("scan", connection=queue_redis)
         q.enqueue(log_inside_job, job_id="scan-77")
         capsys.readouterr()
-        SimpleWorker([q], connection=live_redis).work(burst=True)
+        SimpleWorker([q], connection=queue_redis).work(burst=True)
         lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     finally:
         app.config["LOG_FORMAT"] = "text"

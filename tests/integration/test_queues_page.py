@@ -7,10 +7,7 @@ touch the queues of a worker running on the shared database 0.
 
 from __future__ import annotations
 
-import re
-
 import pytest
-import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
@@ -21,9 +18,6 @@ from tests import factories
 
 pytestmark = pytest.mark.integration
 
-TEST_DB = 14
-
-
 def failing_scan(account_id: int) -> None:
     """Stands in for a scan whose mail server refuses the login."""
     raise RuntimeError(f"IMAP login failed for account {account_id}: <b>AUTHENTICATIONFAILED</b>")
@@ -32,19 +26,6 @@ def failing_scan(account_id: int) -> None:
 def quick_scan(account_id: int) -> int:
     """A scan that succeeds at once."""
     return account_id
-
-
-@pytest.fixture
-def queue_redis(app, redis_url, monkeypatch):
-    """The app in redis mode on a private, empty Redis database; yields that connection."""
-    url = re.sub(r"/\d*$", "", redis_url.rstrip("/")) + f"/{TEST_DB}"
-    monkeypatch.setitem(app.config, "QUEUE_MODE", "redis")
-    monkeypatch.setitem(app.config, "REDIS_URL", url)
-    conn = redis.Redis.from_url(url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
 
 
 def _account(name="Support box") -> MailAccount:
