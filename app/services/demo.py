@@ -124,37 +124,33 @@ def _user(username, password, *, admin, full_name, email, report) -> User:
     return user
 
 
-def _organization(name, email, phone, website, report) -> Organization:
-    org = db.session.scalar(select(Organization).where(Organization.name == name))
-    created = org is None
+def _get_or_create(model, where, label: str, report, **values):
+    """The row matching ``where``, or a new one with ``values``: the seed adds nothing twice."""
+    row = db.session.scalar(select(model).where(where))
+    created = row is None
     if created:
-        org = Organization(name=name, email=normalize_email(email), phone=phone, website=website)
-        db.session.add(org)
+        row = model(**values)
+        db.session.add(row)
         db.session.flush()
-    report.note(f"organization {name}", created)
-    return org
+    report.note(label, created)
+    return row
+
+
+def _organization(name, email, phone, website, report) -> Organization:
+    return _get_or_create(Organization, Organization.name == name, f"organization {name}", report,
+                          name=name, email=normalize_email(email), phone=phone, website=website)
 
 
 def _contact(first, last, email, org, report) -> Contact:
-    contact = db.session.scalar(select(Contact).where(Contact.email == normalize_email(email)))
-    created = contact is None
-    if created:
-        contact = Contact(first_name=first, last_name=last, email=normalize_email(email), organization=org)
-        db.session.add(contact)
-        db.session.flush()
-    report.note(f"contact {email}", created)
-    return contact
+    email = normalize_email(email)
+    return _get_or_create(Contact, Contact.email == email, f"contact {email}", report,
+                          first_name=first, last_name=last, email=email, organization=org)
 
 
 def _lead(name, company, email, status, report) -> Lead:
-    lead = db.session.scalar(select(Lead).where(Lead.email == normalize_email(email)))
-    created = lead is None
-    if created:
-        lead = Lead(name=name, company=company, email=normalize_email(email), status=status)
-        db.session.add(lead)
-        db.session.flush()
-    report.note(f"lead {email}", created)
-    return lead
+    email = normalize_email(email)
+    return _get_or_create(Lead, Lead.email == email, f"lead {email}", report,
+                          name=name, company=company, email=email, status=status)
 
 
 def _ticket(contact: Contact, assignee: User, report) -> Ticket:
