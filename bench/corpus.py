@@ -79,6 +79,9 @@ def fill_maildir(maildir: Path, count: int, *, matching_contacts: int, seed: int
     if marker.exists() and marker.read_text() == wanted and len(list((maildir / "cur").iterdir())) == count:
         return sum(f.stat().st_size for f in (maildir / "cur").iterdir())
     rng = random.Random(seed)
+    # Directories made here (the domain's one included) must belong to the server's user too,
+    # or Dovecot cannot create the next user's mailbox beside this one.
+    created = [d for d in (maildir, *maildir.parents) if not d.exists()]
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True, exist_ok=True)
     for stale in list(maildir.glob("cur/*")) + list(maildir.glob("new/*")):
@@ -98,5 +101,7 @@ def fill_maildir(maildir: Path, count: int, *, matching_contacts: int, seed: int
             for name in dirs + files:
                 os.chown(os.path.join(root, name), *owner)
             os.chown(root, *owner)
+        for directory in created:
+            os.chown(directory, *owner)
     marker.write_text(wanted)
     return total

@@ -32,7 +32,7 @@ def ticket_numbers_in(subject: str) -> list[str]:
 
     Exactly six digits: ``TT-0000421`` or ``XTT-000042`` are not ticket numbers.
     """
-    if not subject:
+    if not subject or "-" not in subject:  # the cheap test first: most subjects quote no number
         return []
     return list(dict.fromkeys("TT-" + m.group(1) for m in _TICKET_NUMBER.finditer(subject)))
 

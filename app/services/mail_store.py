@@ -25,11 +25,26 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import operator
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, String, any_, bindparam, literal, null, or_, select, text, union_all, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.extensions import db
@@ -127,10 +142,12 @@ def clean_text(value: str | None, limit: int | None = None) -> str | None:
         return None
     if "\x00" in value:
         value = value.replace("\x00", "")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
+    # isascii() is a flag check: most values skip the encode that looks for lone surrogates.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
     if limit is not None and len(value) > limit:
         value = value[:limit]
     return value
@@ -150,12 +167,17 @@ def _alt_key(key: str, raw: bytes) -> str:
 
 
 def _in(column, values):
-    """``column IN (values)``; on PostgreSQL ``= ANY(array)``: one parameter instead of hundreds,
-    which the driver and the planner handle far faster for a batch's worth of values."""
+    """``column IN (values)`` with the values as one parameter: ``= ANY(array)`` on PostgreSQL,
+    ``IN (SELECT value FROM json_each(?))`` on SQLite (both still probe the column's index).
+
+    A plain ``IN (?, ?, …)`` with a batch's worth of values made SQLAlchemy render and bind
+    hundreds of parameters on every execution: a few percent of a scan's CPU (issue 7 profile).
+    """
     values = sorted(values)
     if db.session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(String)))
-    return column.in_(values)
+    listed = select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(values))))
+    return column.in_(listed)
 
 
 # ----------------------------------------------------------------- the five batch queries
@@ -378,7 +400,8 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         if p.message_id:
             # Replies later in this batch bind to what this message is bound to.
             refs = parent_records.setdefault(p.message_id, [])
-            refs.extend(RecordRef(t, i) for t, i in sorted(links) if RecordRef(t, i) not in refs)
+            known = {(r.type, r.id) for r in refs}
+            refs.extend(RecordRef(t, i) for t, i in sorted(links) if (t, i) not in known)
         pending.append(_Pending(it, key, mail_direction, links, defects))
 
     # Writes: tickets first (their ids go into links), then e-mails, attachments, links.
@@ -455,17 +478,58 @@ def _sqlite_executemany(table, rows: list[dict]) -> None:
     SQLite's own work for a batch.
     """
     columns = list(rows[0])
-    dialect = db.session.get_bind().dialect
-    procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    procs = [(i, p) for i, p in enumerate(_sqlite_processors(table, tuple(columns))) if p is not None]
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" for _ in columns)})'
-    params = [tuple(v if p is None or v is None else p(v) for p, v in zip(procs, (r[c] for c in columns), strict=True))
-              for r in rows]
+    values = operator.itemgetter(*columns) if len(columns) > 1 else (lambda r: (r[columns[0]],))
+    params = [values(r) for r in rows]
+    if procs:
+        # Only the few columns that need converting (dates, booleans, blobs) are touched.
+        converted = []
+        for row in params:
+            row = list(row)
+            for i, proc in procs:
+                if row[i] is not None:
+                    row[i] = proc(row[i])
+            converted.append(tuple(row))
+        params = converted
     db.session.connection().exec_driver_sql(sql, params)
 
 
+def _sqlite_datetime(value: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text (``YYYY-MM-DD HH:MM:SS.ffffff``) for a naive datetime,
+    by the C ``isoformat`` instead of the dialect's Python formatting (one call per date per row)."""
+    if value.tzinfo is not None:
+        return _SQLITE_DATETIME_PROCESSOR(value)
+    return value.isoformat(" ", "microseconds")
+
+
+_SQLITE_DATETIME_PROCESSOR = None
+_PROCESSORS: dict[tuple, list] = {}
+
+
+def _sqlite_processors(table, columns: tuple[str, ...]) -> list:
+    """The bind processors of ``columns`` on SQLite, built once per table and column list."""
+    global _SQLITE_DATETIME_PROCESSOR
+    key = (table.name, columns)
+    procs = _PROCESSORS.get(key)
+    if procs is None:
+        dialect = db.session.get_bind().dialect
+        procs = []
+        for c in columns:
+            impl = table.c[c].type.dialect_impl(dialect)
+            proc = impl.bind_processor(dialect)
+            if isinstance(impl, DateTime) and proc is not None:
+                _SQLITE_DATETIME_PROCESSOR = proc
+                proc = _sqlite_datetime
+            procs.append(proc)
+        _PROCESSORS[key] = procs
+    return procs
+
+
 def _update_many(table, column: str, values: dict[int, object]) -> None:
-    """``UPDATE table SET column = v WHERE id = k`` for many rows: one statement on PostgreSQL."""
+    """``UPDATE table SET column = v WHERE id = k`` for many rows: one statement on PostgreSQL,
+    one driver-level executemany on SQLite."""
     if not values:
         return
     if _postgres():
@@ -476,9 +540,10 @@ def _update_many(table, column: str, values: dict[int, object]) -> None:
             .bindparams(bindparam("ids", type_=ARRAY(Integer)), bindparam("vals", type_=ARRAY(col.type))),
             {"ids": list(values), "vals": list(values.values()), "now": utcnow()})
         return
-    db.session.execute(update(table).where(table.c.id == bindparam("k"))
-                       .values({column: bindparam("v"), "updated_at": utcnow()}),
-                       [{"k": k, "v": v} for k, v in values.items()])
+    now = _sqlite_datetime(utcnow())
+    db.session.connection().exec_driver_sql(
+        f'UPDATE "{table.name}" SET "{column}" = ?, updated_at = ? WHERE id = ?',
+        [(v, now, k) for k, v in values.items()])
 
 
 def _insert_with_ids(table, rows: list[dict], key_col, scope) -> dict[str, int]:

@@ -22,12 +22,14 @@ action on later starts from new mail, not from the mailbox's beginning).
 
 from __future__ import annotations
 
+import gc
 import imaplib
 import logging
 import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
 
@@ -276,7 +278,8 @@ def run_scan(account_id: int, *, trigger: str = "manual", job_id: str | None = N
     totals = RunCounters()
     status, message, kind = "done", None, None
     try:
-        _scan(run_id, account, totals, progress)
+        with _older_objects_frozen():
+            _scan(run_id, account, totals, progress)
     except _Stop as stop:
         if stop.status == "closed":
             # Another process closed this run as dead and may be scanning now: leave its record alone.
@@ -295,6 +298,23 @@ def run_scan(account_id: int, *, trigger: str = "manual", job_id: str | None = N
         return _result(run_id, None)
     _finish(run_id, account_id, totals, status, message)
     return _result(run_id, kind)
+
+
+@contextmanager
+def _older_objects_frozen():
+    """Keep the objects that existed before the scan out of the garbage collector's full passes.
+
+    A scan allocates heavily (every message becomes many small objects), so the collector runs
+    full passes during it, and each pass walked everything the process holds: the app, SQLAlchemy,
+    the imported modules. Measured (issue 7): 4 full passes of about 66 ms in a 4.4 s scan of
+    10,000 messages, 6 % of the run. Frozen objects are only skipped, never freed while frozen,
+    and they are handed back to the collector when the scan ends.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _result(run_id: int, kind: str | None) -> ScanRun:
