@@ -31,8 +31,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     DateTime,
     Integer,
+    LargeBinary,
     String,
     any_,
     bindparam,
@@ -465,9 +468,35 @@ def bulk_insert(table, rows: list[dict]) -> None:
     columns = list(rows[0])
     raw = db.session.connection().connection.driver_connection
     names = ", ".join(f'"{c}"' for c in columns)
-    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+    values = operator.itemgetter(*columns) if len(columns) > 1 else (lambda r: (r[columns[0]],))
+    types = _copy_types(table, columns)
+    # The binary format sends bytes and text as they are; the text format spent most of a batch's
+    # COPY time escaping them (raw messages as hex, bodies with backslashes), in Python's thread.
+    fmt = " (FORMAT BINARY)" if types else ""
+    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN{fmt}') as copy:
+        if types:
+            copy.set_types(types)
         for row in rows:
-            copy.write_row([row[c] for c in columns])
+            copy.write_row(values(row))
+
+
+# PostgreSQL type names for binary COPY, by SQLAlchemy type (most specific first).
+_COPY_TYPES = ((Boolean, "bool"), (BigInteger, "int8"), (Integer, "int4"), (DateTime, "timestamp"),
+               (LargeBinary, "bytea"), (String, "text"))
+
+
+def _copy_types(table, columns: list[str]) -> list[str] | None:
+    """The binary COPY types of ``columns``, or None when one has a type not in ``_COPY_TYPES``."""
+    out = []
+    for c in columns:
+        col_type = table.c[c].type
+        if isinstance(col_type, DateTime) and col_type.timezone:
+            return None
+        name = next((n for t, n in _COPY_TYPES if isinstance(col_type, t)), None)
+        if name is None:
+            return None
+        out.append(name)
+    return out
 
 
 def _sqlite_executemany(table, rows: list[dict]) -> None:

@@ -375,3 +375,26 @@ def test_bulk_written_dates_compare_like_orm_written_ones(app):
     store(account, [msg(1, date=when)])
     assert db.session.scalar(select(func.count(Email.id)).where(Email.date == when)) == 1
     assert db.session.scalar(select(func.count(Email.id)).where(Email.date >= when)) == 1
+
+
+def test_bulk_written_values_read_back_exactly(app):
+    """Every value kind the batch writes (text with COPY's special characters, every byte value,
+    NULLs, dates with and without microseconds, booleans) reads back as it was written."""
+    account = make_account(actions="create_email")
+    tricky = "tab\there\nnew line \\N back\\slash \r é 😀 \\\\"
+    every_byte = bytes(range(256)) * 3
+    one = msg(1, subject=tricky, body=every_byte, date=datetime(2026, 1, 2, 3, 4, 5, 678901),
+              attachments=[AttachmentData(filename="a\\b\tc.bin", content_type="application/octet-stream",
+                                          data=every_byte, content_id=None, is_inline=True)])
+    two = msg(2, subject="", mid="", date=datetime(2026, 1, 2, 3, 4, 5))
+    two.in_reply_to = None
+    assert store(account, [one, two]).created == 2
+    db.session.expire_all()
+    first, second = db.session.scalars(select(Email).order_by(Email.uid)).all()
+    assert first.subject == tricky and first.raw == one.raw.data and every_byte in first.raw
+    assert first.date == datetime(2026, 1, 2, 3, 4, 5, 678901) and second.date == datetime(2026, 1, 2, 3, 4, 5)
+    assert first.is_automatic is False and first.has_remote_content is False
+    assert second.message_id is None and second.in_reply_to is None and second.subject == ""
+    attachment = db.session.scalars(select(EmailAttachment)).one()
+    assert attachment.data == every_byte and attachment.filename == "a\\b\tc.bin"
+    assert attachment.is_inline is True and attachment.content_id is None and attachment.size == 768
