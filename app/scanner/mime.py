@@ -169,10 +169,12 @@ def split_message(data: bytes, *, headers_only: bool = False) -> FastPart | None
         headers = _headers(data, 0, head_end)
         if headers is None:
             return None
-        cte = _first(headers, "content-transfer-encoding")
-        if cte is not None and not cte.isascii():
+        cte_value = _first(headers, "content-transfer-encoding")
+        cte = cte_value.lower() if cte_value is not None else ""
+        if cte in _UUENCODE:
             return None
-        return FastPart(headers, data[body_start:], None, cte.lower() if cte is not None else "")
+        # What follows the header is the payload as it stands (parse.py does not read it).
+        return FastPart(headers, data[body_start:], None, cte)
     return _part(data, 0, len(data), 0, None)
 
 
@@ -188,11 +190,8 @@ def _part(data: bytes, start: int, end: int, depth: int, boundary_above: str | N
         return None
     ctype_value = _first(headers, "content-type")
     cte_value = _first(headers, "content-transfer-encoding")
-    # Non-ASCII values come back from Message.get as Header objects; not worth reproducing.
-    if (ctype_value is not None and not ctype_value.isascii()) or (
-        cte_value is not None and not cte_value.isascii()
-    ):
-        return None
+    # Raw 8-bit bytes (here surrogate escapes) come back from Message.get as a Header whose str
+    # has U+FFFD for each: the type, the main type and the encoding compare the same either way.
     ctype = "text/plain"
     if ctype_value is not None:
         ctype = ctype_value.partition(";")[0].strip().lower()
@@ -202,8 +201,8 @@ def _part(data: bytes, start: int, end: int, depth: int, boundary_above: str | N
     if maintype == "message":
         return None  # attached messages and delivery reports: nested parsing rules, left to the stdlib
     if maintype == "multipart":
-        if ctype == "multipart/digest" or depth >= MAX_NESTING:
-            return None
+        if ctype == "multipart/digest" or depth >= MAX_NESTING or not ctype_value.isascii():
+            return None  # (an 8-bit boundary parameter is not worth reproducing)
         if cte_value is not None and cte_value.lower() not in _MULTIPART_CTE:
             return None  # the stdlib notes a defect
         boundary = _boundary(ctype_value, headers)
