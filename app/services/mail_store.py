@@ -304,13 +304,20 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         return
 
     # 1. dedupe: by key, and by key + content hash when another message reuses the Message-ID.
-    keys = {storage_key(it.parsed.message_key) for it in keep}
-    alt = {id(it): _alt_key(storage_key(it.parsed.message_key), it.parsed.raw.data) for it in keep
-           if not it.parsed.message_key.startswith("sha256:")}
-    known = existing_keys(ctx.account_id, keys | set(alt.values()))
+    keyed = [(it, storage_key(it.parsed.message_key)) for it in keep]
+    known = existing_keys(ctx.account_id, {key for _, key in keyed})
+    # Only a message whose key is taken (stored already, or earlier in this batch) can be another
+    # message reusing a Message-ID, so only those need the content-hash key and its lookup.
+    alt: dict[int, str] = {}
+    seen: set[str] = set()
+    for it, key in keyed:
+        if (key in known or key in seen) and not it.parsed.message_key.startswith("sha256:"):
+            alt[id(it)] = _alt_key(key, it.parsed.raw.data)
+        seen.add(key)
+    if alt:
+        known.update(existing_keys(ctx.account_id, set(alt.values())))
     fresh: list[tuple[BatchItem, str, list[str]]] = []
-    for it in keep:
-        key = storage_key(it.parsed.message_key)
+    for it, key in keyed:
         defects: list[str] = []
         if key in known:
             other = alt.get(id(it))

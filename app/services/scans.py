@@ -311,9 +311,12 @@ def _older_objects_frozen():
     and they are handed back to the collector when the scan ends.
     """
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], 20_000), *thresholds[1:])
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 

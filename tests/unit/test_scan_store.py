@@ -88,6 +88,21 @@ def test_same_message_id_on_different_content_is_kept_apart(app):
     assert "also used by a different message" in rows[1].defects
 
 
+def test_reused_message_id_within_one_batch_and_its_copies(app):
+    """The content-hash key is looked up only for taken keys: a reuse inside one batch is kept
+    apart, and a copy of the reusing message (same content) is a duplicate, in or across batches."""
+    account = make_account(actions="create_email")
+    first = msg(1, mid="dup@acme.test", body=b"first text")
+    other = msg(2, mid="dup@acme.test", body=b"a different, longer text")
+    copy = msg(3, mid="dup@acme.test", body=b"a different, longer text")
+    counters = store(account, [first, other, copy])
+    assert (counters.created, counters.duplicates) == (2, 1)
+    later = store(account, [msg(4, mid="dup@acme.test", body=b"a different, longer text")])
+    assert (later.created, later.duplicates) == (0, 1)
+    keys = db.session.scalars(select(Email.message_key).order_by(Email.uid)).all()
+    assert keys[0] == "dup@acme.test" and keys[1].startswith("dup@acme.test#sha256:")
+
+
 def test_text_that_databases_refuse_is_cleaned(app):
     account = make_account(actions="create_email")
     weird = msg(1, subject="nul\x00 and lone surrogate \udcff", mid="x" * 400)
