@@ -27,6 +27,7 @@ import hashlib
 import json
 import operator
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -286,8 +287,12 @@ class _Pending:
     defects: list[str]
 
 
-def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters) -> None:
+def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters,
+                before_writes: Callable[[], None] | None = None) -> None:
     """Store a batch (ignored and duplicate messages counted, not stored); does not commit.
+
+    ``before_writes`` is called once, after the lookups and just before the first write, when
+    the batch has something to write (the scan takes its turn as the database's writer there).
 
     Raises ``sqlalchemy.exc.IntegrityError`` when a uniqueness constraint
     catches a duplicate the key lookup missed (two workers racing): the caller
@@ -414,6 +419,13 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
             refs.extend(RecordRef(t, i) for t, i in sorted(links) if (t, i) not in known)
         pending.append(_Pending(it, key, mail_direction, links, defects))
 
+    # The rows are built before the first write: SQLite lets one writer in at a time, from its
+    # first write to its commit, so that stretch holds as little Python work as possible.
+    now = utcnow()
+    email_rows = [_email_row(ctx.account_id, pe, now) for pe in pending]
+    if before_writes is not None:
+        before_writes()
+
     # Writes: tickets first (their ids go into links), then e-mails, attachments, links.
     real_ids: dict[int, int] = {}
     if new_tickets:
@@ -432,8 +444,6 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         tt = Ticket.__table__
         _update_many(tt, "status", status_changes)
 
-    now = utcnow()
-    email_rows = [_email_row(ctx.account_id, pe, now) for pe in pending]
     et = Email.__table__
     ids_by_key = _insert_with_ids(et, email_rows, et.c.message_key, et.c.account_id == ctx.account_id)
     email_ids = [ids_by_key[r["message_key"]] for r in email_rows]

@@ -22,6 +22,7 @@ action on later starts from new mail, not from the mailbox's beginning).
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import imaplib
 import logging
@@ -581,9 +582,11 @@ def _store_chunk(run_id, ctx, folder_id, fplan, chunk, read, totals) -> None:
     """Store one read chunk; advance the folder and the counters in the same commit."""
     items, base = read
     last_uid = max(chunk)
+    turn = _WriterTurn()
     try:
         stored = RunCounters()
-        mail_store.store_batch(ctx, items, stored)
+        mail_store.store_batch(ctx, items, stored, before_writes=turn.take)
+        turn.take()  # nothing stored (all duplicates or ignored): the folder and counters still are
         _commit_chunk(run_id, folder_id, fplan, last_uid, totals, base, stored)
     except OperationalError:
         raise  # the database itself is unavailable: the run fails, the next one resumes here
@@ -595,10 +598,60 @@ def _store_chunk(run_id, ctx, folder_id, fplan, chunk, read, totals) -> None:
         if not isinstance(exc, IntegrityError):
             logger.warning("batch store failed for account %s folder %s (%s); retrying one by one",
                            ctx.account_id, fplan.name, exc, exc_info=True)
+        turn.take()
         stored = _store_one_by_one(ctx, fplan, items, base)
         _commit_chunk(run_id, folder_id, fplan, last_uid, totals, base, stored)
+    finally:
+        turn.release()
     _merge(totals, base)
     _merge(totals, stored)
+
+
+class _WriterTurn:
+    """A batch's turn as the writer of a SQLite database file, taken with a kernel file lock.
+
+    SQLite lets one writer in at a time and makes the others poll: a busy writer sleeps 1, 2, 5,
+    10, 15, 20… ms between tries, so it kept sleeping after the lock was free. Measured (issue 7):
+    two scans on two SQLite files ran 2.0x one scan, on one shared file 1.4x. Waiting on
+    ``flock`` instead wakes the next worker the moment the lock is released, and the waiting
+    worker's read-ahead thread goes on fetching and parsing meanwhile. The lock covers only a
+    batch's writes and commit; every other write still relies on SQLite's busy timeout, and the
+    kernel drops the lock of a process that dies. PostgreSQL and in-memory SQLite take no lock.
+    """
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def take(self) -> None:
+        """Wait for the turn (once; later calls do nothing)."""
+        if self._fd is not None:
+            return
+        path = _writer_lock_path()
+        if path is None:
+            self._fd = -1
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the turn back (after the commit or the rollback)."""
+        fd, self._fd = self._fd, None
+        if fd is not None and fd >= 0:
+            os.close(fd)  # closing the only descriptor of this open file releases its flock
+
+
+def _writer_lock_path() -> str | None:
+    """The lock file beside a SQLite database file, or None for other databases."""
+    url = db.engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") or \
+            url.database.startswith("file:"):
+        return None
+    return url.database + "-writer.lock"
 
 
 def _commit_chunk(run_id, folder_id, fplan, last_uid, totals, base, stored) -> None:

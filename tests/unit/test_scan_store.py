@@ -413,3 +413,44 @@ def test_bulk_written_values_read_back_exactly(app):
     attachment = db.session.scalars(select(EmailAttachment)).one()
     assert attachment.data == every_byte and attachment.filename == "a\\b\tc.bin"
     assert attachment.is_inline is True and attachment.content_id is None and attachment.size == 768
+
+
+def test_sqlite_file_writers_take_turns_and_other_databases_take_no_lock(tmp_path, app):
+    """Batch writes on one SQLite file are serialized by a kernel lock that wakes the next writer
+    at once; PostgreSQL and in-memory SQLite need none (``app`` is one of those two)."""
+    import threading
+    import time
+
+    from app.services.scans import _WriterTurn
+    from tests.conftest import build_app, drop_app
+
+    free = _WriterTurn()
+    free.take()
+    assert free._fd == -1  # no lock file, nothing to release
+    free.release()
+
+    file_app = build_app(f"sqlite:///{tmp_path / 'turns.db'}", "sqlite", tmp_path)
+    try:
+        order: list[str] = []
+        with file_app.app_context():
+            first = _WriterTurn()
+            first.take()
+            assert (tmp_path / "turns.db-writer.lock").exists()
+
+            def second_writer():
+                with file_app.app_context():
+                    turn = _WriterTurn()
+                    turn.take()
+                    order.append("second")
+                    turn.release()
+
+            other = threading.Thread(target=second_writer)
+            other.start()
+            time.sleep(0.3)
+            assert order == []  # still waiting for the first writer's turn
+            order.append("first done")
+            first.release()
+            other.join(5)
+        assert order == ["first done", "second"]
+    finally:
+        drop_app(file_app)
