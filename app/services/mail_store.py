@@ -431,15 +431,21 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
     if new_tickets:
         temps = list(new_tickets)
         now = utcnow()
-        # A unique placeholder number (the real one needs the id) identifies each new row.
-        marker = uuid.uuid4().hex[:10]
-        rows = [{**new_tickets[t], "number": f"~{marker}:{-t}", "created_at": now, "updated_at": now}
-                for t in temps]
         tt = Ticket.__table__
-        ids_by_marker = _insert_with_ids(tt, rows, tt.c.number, None)
-        ids = [ids_by_marker[r["number"]] for r in rows]
+        if _postgres():
+            # The ids come from the sequence first, so each row is written once with its number.
+            ids = _next_ids(tt, len(temps))
+            bulk_insert(tt, [{**new_tickets[t], "id": i, "number": ticket_number(i), "created_at": now,
+                              "updated_at": now} for t, i in zip(temps, ids, strict=True)])
+        else:
+            # A unique placeholder number (the real one needs the id) identifies each new row.
+            marker = uuid.uuid4().hex[:10]
+            rows = [{**new_tickets[t], "number": f"~{marker}:{-t}", "created_at": now, "updated_at": now}
+                    for t in temps]
+            ids_by_marker = _insert_with_ids(tt, rows, tt.c.number, None)
+            ids = [ids_by_marker[r["number"]] for r in rows]
+            _update_many(tt, "number", {i: ticket_number(i) for i in ids})
         real_ids = dict(zip(temps, ids, strict=True))
-        _update_many(tt, "number", {i: ticket_number(i) for i in ids})
     if status_changes:
         tt = Ticket.__table__
         _update_many(tt, "status", status_changes)
@@ -593,18 +599,32 @@ def _update_many(table, column: str, values: dict[int, object]) -> None:
 
 
 def _insert_with_ids(table, rows: list[dict], key_col, scope) -> dict[str, int]:
-    """Insert ``rows`` with one executemany, then read their ids with one SELECT by their unique key.
+    """Insert ``rows`` and return their ids by their unique key: on PostgreSQL the ids are taken
+    from the sequence first and written with the rows; elsewhere one executemany, then one SELECT.
 
     Measured: SQLite runs an INSERT … RETURNING executemany one row at a time, and
     on PostgreSQL the driver spends longer splitting the one huge multi-VALUES
     statement of a RETURNING insert than psycopg's pipelined executemany takes.
     """
+    if _postgres():
+        # Ids taken from the table's sequence up front: no SELECT after the COPY.
+        for row, new_id in zip(rows, _next_ids(table, len(rows)), strict=True):
+            row["id"] = new_id
+        bulk_insert(table, rows)
+        return {row[key_col.name]: row["id"] for row in rows}
     bulk_insert(table, rows)
     keys = [r[key_col.name] for r in rows]
     query = select(key_col, table.c.id).where(_in(key_col, keys))
     if scope is not None:
         query = query.where(scope)
     return {key: rid for key, rid in db.session.execute(query)}
+
+
+def _next_ids(table, count: int) -> list[int]:
+    """``count`` new ids from the PostgreSQL sequence behind ``table.id`` (one round trip)."""
+    return list(db.session.scalars(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n) ORDER BY 1"),
+        {"table": table.name, "n": count}))
 
 
 def _sender_records(refs: list[RecordRef]) -> tuple[int | None, int | None]:

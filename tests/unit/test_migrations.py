@@ -40,6 +40,15 @@ def test_upgrade_matches_the_models(backend, tmp_path):
                 tables = set(inspect(conn).get_table_names())
             assert diff == [], f"models and migrations differ: {diff}"
             assert {"users", "mail_servers", "mail_accounts", "emails", "scan_runs", "tickets"} <= tables
+            if backend == "postgresql":
+                with db.engine.connect() as conn:
+                    lz4 = set(conn.execute(text(
+                        "SELECT attrelid::regclass::text || '.' || attname FROM pg_attribute "
+                        "WHERE attrelid IN ('emails'::regclass, 'email_attachments'::regclass) "
+                        "AND attcompression = 'l'")).scalars())
+                # Stored mail is compressed with lz4 (Debian's PostgreSQL has it), as create_all does.
+                assert lz4 == {"emails.raw", "emails.body_text", "emails.body_html", "emails.headers",
+                               "email_attachments.data"}
             db.engine.dispose()
     finally:
         if cleanup:
