@@ -196,7 +196,8 @@ def main(argv=None) -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of limit/ours (best kept)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of limit/ours and of one/two workers (best kept)")
     parser.add_argument("--naive-messages", type=int, default=2_000)
     parser.add_argument("--rss-messages", type=int, default=0, help="also scan a mailbox this big for peak memory")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
