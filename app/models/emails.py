@@ -35,7 +35,6 @@ class Email(db.Model):
         # ... and once per mailbox by Message-ID (or a hash of the raw message when it has none).
         UniqueConstraint("account_id", "message_key"),
         Index("ix_emails_account_date", "account_id", "date"),
-        Index("ix_emails_from_created", "from_addr", "created_at"),
         # The e-mail list pages: newest first over every mailbox, and filtered by direction, without a sort.
         Index("ix_emails_date_id", "date", "id"),
         Index("ix_emails_direction_date", "direction", "date", "id"),
