@@ -317,17 +317,31 @@ def _scan_runtime():
       whole interval each time: a batch's writes took 75-96 ms instead of 35 ms, and on SQLite
       the other workers wait for those writes to end.
     """
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], 20_000), *thresholds[1:])
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.001))
+    # Scans may overlap in threads of one process (the web app's inline queue, tests): the first
+    # one in changes the settings, the last one out puts back what was there before any of them.
+    with _runtime_lock:
+        if not _runtime_saved:
+            _runtime_saved.append((gc.get_threshold(), sys.getswitchinterval()))
+            thresholds, interval = _runtime_saved[0]
+            gc.freeze()
+            gc.set_threshold(max(thresholds[0], 20_000), *thresholds[1:])
+            sys.setswitchinterval(min(interval, 0.001))
+        _runtime_users[0] += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(interval)
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _runtime_lock:
+            _runtime_users[0] -= 1
+            if not _runtime_users[0]:
+                thresholds, interval = _runtime_saved.pop()
+                sys.setswitchinterval(interval)
+                gc.set_threshold(*thresholds)
+                gc.unfreeze()
+
+
+_runtime_lock = threading.Lock()
+_runtime_saved: list[tuple[tuple[int, ...], float]] = []  # the settings before the first running scan
+_runtime_users = [0]  # scans of this process running now
 
 
 def _result(run_id: int, kind: str | None) -> ScanRun:

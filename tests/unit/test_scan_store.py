@@ -454,3 +454,32 @@ def test_sqlite_file_writers_take_turns_and_other_databases_take_no_lock(tmp_pat
         assert order == ["first done", "second"]
     finally:
         drop_app(file_app)
+
+
+def test_scan_runtime_settings_are_restored_when_scans_overlap_in_threads():
+    """Two overlapping scans in one process: the settings change while any runs and come back to
+    what they were before the first, whichever ends last."""
+    import gc
+    import sys
+    import threading
+
+    from app.services.scans import _scan_runtime
+
+    before = (gc.get_threshold(), sys.getswitchinterval())
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with _scan_runtime():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    other = threading.Thread(target=first)
+    other.start()
+    first_in.wait(5)
+    with _scan_runtime():
+        second_in.set()
+        first_out.wait(5)  # the first scan ends while this one still runs
+        assert sys.getswitchinterval() <= 0.001 and gc.get_threshold()[0] >= 20_000
+    other.join(5)
+    assert (gc.get_threshold(), sys.getswitchinterval()) == before
