@@ -286,13 +286,14 @@ def _headers(data: bytes, start: int, end: int) -> list[tuple[str, str]] | None:
     """(name, value) of each header in ``data[start:end]``, which must hold header lines only."""
     headers: list[tuple[str, str]] = []
     pos = start
-    for m in _HEADER.finditer(data, start, end):
-        if m.start() != pos:
+    while pos < end:
+        # Anchored at ``pos``: searching on (finditer) would retry from every position of a long
+        # line without a colon, which costs the square of its length.
+        m = _HEADER.match(data, pos, end)
+        if m is None or m.end() == pos:
             return None  # a line that is neither a header nor a continuation
         pos = m.end()
         headers.append((m.group(1).decode("ascii"), m.group(2).decode("ascii", "surrogateescape").rstrip("\r\n")))
-    if pos != end:
-        return None
     return headers
 
 

@@ -415,8 +415,8 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         if p.message_id:
             # Replies later in this batch bind to what this message is bound to.
             refs = parent_records.setdefault(p.message_id, [])
-            known = {(r.type, r.id) for r in refs}
-            refs.extend(RecordRef(t, i) for t, i in sorted(links) if (t, i) not in known)
+            have = {(r.type, r.id) for r in refs}
+            refs.extend(RecordRef(t, i) for t, i in sorted(links) if (t, i) not in have)
         pending.append(_Pending(it, key, mail_direction, links, defects))
 
     # The rows are built before the first write: SQLite lets one writer in at a time, from its

@@ -661,7 +661,15 @@ class _WriterTurn:
         if path is None:
             self._fd = -1
             return
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # Read-only is enough for flock, and the umask decides who else may open the file:
+            # a worker running as another user than the first scan must not be locked out.
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError as exc:
+            logger.warning("cannot open the writer lock %s (%s): batches wait on SQLite's busy timeout "
+                           "instead", path, exc)
+            self._fd = -1
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:

@@ -31,4 +31,4 @@ def upgrade():
 
 
 def downgrade():
-    _set("pglz")
+    _set("default")

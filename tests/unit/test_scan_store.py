@@ -452,6 +452,15 @@ def test_sqlite_file_writers_take_turns_and_other_databases_take_no_lock(tmp_pat
             first.release()
             other.join(5)
         assert order == ["first done", "second"]
+        # A lock file that cannot be opened (here: a directory in its place) costs the turns, not
+        # the scan: the batch goes on and relies on SQLite's busy timeout.
+        (tmp_path / "turns.db-writer.lock").unlink()
+        (tmp_path / "turns.db-writer.lock").mkdir()
+        with file_app.app_context():
+            blocked = _WriterTurn()
+            blocked.take()
+            assert blocked._fd == -1
+            blocked.release()
     finally:
         drop_app(file_app)
 

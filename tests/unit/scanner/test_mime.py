@@ -413,3 +413,16 @@ def test_refuses_header_only_oddities():
     assert split_message(b"From x\nA: b\n", headers_only=True) is None
     assert split_message(b"A: b\nnot a header\n\nbody", headers_only=True) is None
     assert split_message(b"A: b\r\nSubj", headers_only=True) is None
+
+
+def test_long_lines_without_a_colon_are_refused_in_linear_time():
+    """A header block holding a long line without a colon (an unwrapped base64 body right after a
+    boundary, or malformed spam) is refused by one anchored match per line. Searching instead
+    retried from every position of the line: 17 s for 60 KB, hours for a megabyte, so a
+    regression here ends in the suite's per-test timeout rather than a slow pass."""
+    line = b"QUJD" * 250_000  # 1 MB, no colon, no blank
+    assert split_message(line + b"\n\nbody") is None
+    assert split_message(b"Subject: x\n" + line + b"\n\nbody") is None
+    assert split_message(b"Subject: x\n" + line, headers_only=True) is None
+    part = _mp(f"--B\n{line.decode()}\n--B--\n")
+    assert split_message(part) is None
