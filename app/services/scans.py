@@ -672,6 +672,11 @@ class _WriterTurn:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # e.g. a file system without locks: no turns, but no failed scan either
+            os.close(fd)
+            logger.warning("cannot lock %s (%s): batches wait on SQLite's busy timeout instead", path, exc)
+            self._fd = -1
+            return
         except BaseException:
             os.close(fd)
             raise
