@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask_login import current_user
-from flask_sqlalchemy.pagination import SelectPagination
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import joinedload, load_only
 
 from app.extensions import db
 from app.models import Email, EmailLink, MailAccount
+from app.pagination import IdsFirstPagination
 from app.services.email_access import email_visibility
 
 # The columns an e-mail row of a list shows; bodies, headers and the raw message stay unloaded.
@@ -51,33 +51,19 @@ def email_list_query() -> Select:
     return select(Email.id).where(email_visibility(current_user)).order_by(Email.date.desc(), Email.id.desc())
 
 
-class _LateRowPagination(SelectPagination):
-    """Pages of e-mails found by id first, their list columns loaded after.
-
-    Sorting and skipping happen on index entries only (date, id, account),
-    and just the page's rows are read: e-mail rows are wide (bodies, the raw
-    message), and a database that sorts whole rows would read every match.
-    """
-
-    def _query_items(self) -> list:
-        session = self._query_args["session"]
-        ids = list(session.execute(
-            self._query_args["select"].limit(self.per_page).offset(self._query_offset)).scalars())
-        if not ids:
-            return []
-        rows = session.execute(
-            select(Email).where(Email.id.in_(ids))
-            .options(load_only(*EMAIL_LIST_COLUMNS, raiseload=True),
-                     joinedload(Email.account).load_only(MailAccount.name, raiseload=True))).unique().scalars()
-        found = {email.id: email for email in rows}
-        return [found[i] for i in ids if i in found]
+def _load_email_rows(session, ids: list[int]):
+    """The page's e-mails, list columns only (rows are wide: bodies, the raw message)."""
+    return session.execute(
+        select(Email).where(Email.id.in_(ids))
+        .options(load_only(*EMAIL_LIST_COLUMNS, raiseload=True),
+                 joinedload(Email.account).load_only(MailAccount.name, raiseload=True))).unique().scalars()
 
 
 def paginate_emails(id_query: Select):
     """One page of e-mails from a query of their ids: one count, one id query, one row query."""
     per_page = current_app.config.get("PER_PAGE", 50)
-    return _LateRowPagination(select=id_query, session=db.session(), page=current_page(), per_page=per_page,
-                              max_per_page=per_page, error_out=False, count=True)
+    return IdsFirstPagination(select=id_query, load=_load_email_rows, session=db.session(), page=current_page(),
+                              per_page=per_page, max_per_page=per_page, error_out=False, count=True)
 
 
 def related_emails(record_type: str, record_id: int):
