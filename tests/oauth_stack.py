@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.services.scans import pid_alive
 from tests.oauth_provider import OAuthProvider, free_port
-from tests.services import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".state" / "dovecot-oauth"

@@ -192,17 +192,6 @@ class Dovecot:
         shutil.rmtree(self.maildir(login).parent, ignore_errors=True)
 
 
-def pid_alive(pid: int) -> bool:
-    """True while process ``pid`` exists (it may belong to another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _replace_file(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, making sure Dovecot sees it as changed."""
     try:

@@ -119,7 +119,8 @@ def runner_id() -> str:
 # ----------------------------------------------------------------- dead runs
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists on this machine (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -136,7 +137,7 @@ def _runner_gone(runner: str | None) -> bool:
     host, _, pid = runner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    return not _pid_alive(int(pid))
+    return not pid_alive(int(pid))
 
 
 def _rq_job_gone(job_id: str) -> bool:

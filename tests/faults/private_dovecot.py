@@ -18,9 +18,10 @@ import time
 import uuid
 from pathlib import Path
 
+from app.services.scans import pid_alive
 from tests.faults.redis_server import free_port
 from tests.scan_helpers import imap_alive
-from tests.services import STATE, Dovecot, pid_alive
+from tests.services import STATE, Dovecot
 
 SHARED_DIR = STATE / "dovecot"
 SHARED_CONF = SHARED_DIR / "dovecot.conf"
