@@ -23,33 +23,47 @@ PG_ADMIN_URL = os.environ.get("PG_TEST_ADMIN_URL", "postgresql+psycopg://postgre
 _pg_state: dict = {}
 
 
+def create_postgres_database(prefix: str = "cm_test") -> str:
+    """A new, empty PostgreSQL database's URL on the server at ``PG_ADMIN_URL``; raises when none lets us in."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return re.sub(r"/[^/]*$", f"/{name}", PG_ADMIN_URL)
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop a database made by :func:`create_postgres_database` (its sessions are ended first)."""
+    name = url.rsplit("/", 1)[1]
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
 def _postgres_url() -> str:
     """Create a throwaway database for this test session, once; skip if no server answers."""
     if "url" in _pg_state:
         return _pg_state["url"]
     if "error" in _pg_state:
         pytest.skip(_pg_state["error"])
-    name = f"cm_test_{uuid.uuid4().hex[:10]}"
     try:
-        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
+        _pg_state["url"] = create_postgres_database()
     except Exception as exc:  # any failure means "no PostgreSQL here": say why and skip
         _pg_state["error"] = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
         pytest.skip(_pg_state["error"])
-    _pg_state["url"] = re.sub(r"/[^/]*$", f"/{name}", PG_ADMIN_URL)
-    _pg_state["name"] = name
     return _pg_state["url"]
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if "name" in _pg_state:
+    if "url" in _pg_state:
         try:
-            engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with engine.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{_pg_state["name"]}" WITH (FORCE)'))
-            engine.dispose()
+            drop_postgres_database(_pg_state["url"])
         except Exception:
             pass
 

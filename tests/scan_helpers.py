@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import imaplib
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+import pytest
+from sqlalchemy import func, select
 
 from app import create_app
 from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import Email, MailAccount, MailServer, MailSettings, ScanFolder, ScanRun
+from tests.conftest import PG_ADMIN_URL, create_postgres_database, drop_postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY="
-PG_ADMIN_URL = os.environ.get("PG_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def order_mail(i: int) -> bytes:
@@ -41,28 +41,24 @@ def order_mail(i: int) -> bytes:
 # --------------------------------------------------------------------------- databases
 
 
-def create_postgres_database() -> str | None:
-    """A fresh PostgreSQL database's URL, or None when no server lets us in (the caller skips)."""
-    name = f"cm_fault_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def database_app(tmp_path: Path, redis_url: str, backend: str):
+    """``(app, worker_env, database URL)`` from :func:`shared_app` on a SQLite file, or for
+    ``backend="postgresql"`` on a throwaway database (skipped when no server answers);
+    closed, and the database dropped, afterwards."""
+    url = None
+    if backend == "postgresql":
+        try:
+            url = create_postgres_database("cm_fault")
+        except Exception:  # any failure means "no PostgreSQL here"
+            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    app, worker_env = shared_app(tmp_path, redis_url, url)
     try:
-        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
-    except Exception:  # any failure means "no PostgreSQL here"
-        return None
-    return re.sub(r"/[^/]*$", f"/{name}", PG_ADMIN_URL)
-
-
-def drop_postgres_database(url: str) -> None:
-    """Drop a database made by ``create_postgres_database`` (its sessions are ended first)."""
-    name = url.rsplit("/", 1)[1]
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        yield app, worker_env, url or app.config["SQLALCHEMY_DATABASE_URI"]
     finally:
-        engine.dispose()
+        close_app(app)
+        if url:
+            drop_postgres_database(url)
 
 
 def shared_app(tmp_path: Path, redis_url: str, db_url: str | None = None):

@@ -27,11 +27,8 @@ from tests.scan_helpers import (
     PG_ADMIN_URL,
     add_scanner,
     assert_stored_once,
-    close_app,
-    create_postgres_database,
-    drop_postgres_database,
+    database_app,
     server_uids,
-    shared_app,
 )
 
 pytestmark = pytest.mark.integration
@@ -44,16 +41,8 @@ BUSY_MS = 1500
 @pytest.fixture(params=["sqlite", "postgresql"])
 def outage_app(request, tmp_path):
     """(app, backend, database URL) on a SQLite file or a throwaway PostgreSQL database."""
-    url = None
-    if request.param == "postgresql":
-        url = create_postgres_database()
-        if url is None:
-            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
-    app, _ = shared_app(tmp_path, "redis://127.0.0.1:1/0", url)
-    yield app, request.param, url or app.config["SQLALCHEMY_DATABASE_URI"]
-    close_app(app)
-    if url:
-        drop_postgres_database(url)
+    with database_app(tmp_path, "redis://127.0.0.1:1/0", request.param) as (app, _, url):
+        yield app, request.param, url
 
 
 def _end_postgres_sessions(url: str) -> int:

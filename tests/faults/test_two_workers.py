@@ -31,13 +31,10 @@ from app.services import scans
 from app.tasks import queues
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import (
-    PG_ADMIN_URL,
     ROOT,
     add_scanner,
     assert_stored_once,
-    close_app,
-    create_postgres_database,
-    drop_postgres_database,
+    database_app,
     kill_worker,
     server_uids,
     shared_app,
@@ -107,16 +104,8 @@ def test_two_workers_on_one_scanner_only_one_runs(tmp_path, dovecot, private_red
 @pytest.fixture(params=["sqlite", "postgresql"])
 def race_app(request, tmp_path):
     """An app on a SQLite file or a throwaway PostgreSQL database (connections shared by threads)."""
-    url = None
-    if request.param == "postgresql":
-        url = create_postgres_database()
-        if url is None:
-            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
-    app, _ = shared_app(tmp_path, "redis://127.0.0.1:1/0", url)
-    yield app
-    close_app(app)
-    if url:
-        drop_postgres_database(url)
+    with database_app(tmp_path, "redis://127.0.0.1:1/0", request.param) as (app, _, _url):
+        yield app
 
 
 def test_scans_started_at_the_same_instant_only_one_runs(race_app, dovecot):

@@ -29,13 +29,10 @@ from app.models import ScanRun
 from app.services import scans
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import (
-    PG_ADMIN_URL,
     add_scanner,
     assert_stored_once,
-    close_app,
     count_emails,
-    create_postgres_database,
-    drop_postgres_database,
+    database_app,
     kill_worker,
     run_burst,
     server_uids,
@@ -51,17 +48,11 @@ TOTAL, BATCH = 1000, 200
 
 @pytest.fixture(params=["mid-fetch", "mid-transaction"])
 def where(request, tmp_path, private_redis):
-    """(where the kill lands, app, worker environment, database URL)."""
-    url = None
-    if request.param == "mid-transaction":
-        url = create_postgres_database()
-        if url is None:
-            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
-    app, worker_env = shared_app(tmp_path, private_redis.url, url)
-    yield request.param, app, worker_env, url
-    close_app(app)
-    if url:
-        drop_postgres_database(url)
+    """(where the kill lands, app, worker environment, database URL): mid-fetch on a SQLite file,
+    mid-transaction on PostgreSQL."""
+    backend = "postgresql" if request.param == "mid-transaction" else "sqlite"
+    with database_app(tmp_path, private_redis.url, backend) as (app, worker_env, url):
+        yield request.param, app, worker_env, url
 
 
 def _run(app) -> ScanRun | None:

@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, create_postgres_database, drop_postgres_database
 
 
-def _fresh_database(backend: str, tmp_path):
+def _fresh_database(backend: str, tmp_path) -> str:
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrated.db'}", None
-    name = f"cm_mig_{uuid.uuid4().hex[:8]}"
+        return f"sqlite:///{tmp_path / 'migrated.db'}"
     try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        return create_postgres_database("cm_mig")
     except Exception as exc:  # no server here: say why
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", (admin, name)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_upgrade_matches_the_models(backend, tmp_path):
-    url, cleanup = _fresh_database(backend, tmp_path)
+    url = _fresh_database(backend, tmp_path)
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=url, INSTANCE_PATH=str(tmp_path))
     try:
         with app.app_context():
@@ -51,8 +45,5 @@ def test_upgrade_matches_the_models(backend, tmp_path):
                                "email_attachments.data"}
             db.engine.dispose()
     finally:
-        if cleanup:
-            admin, name = cleanup
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        if backend == "postgresql":
+            drop_postgres_database(url)
