@@ -8,9 +8,7 @@ the demo setup never takes these jobs.
 from __future__ import annotations
 
 import fcntl
-import os
 import re
-import signal
 import time
 from pathlib import Path
 
@@ -25,8 +23,8 @@ from app.models import Email, MailAccount, ScanRun
 from app.services import scans
 from app.tasks import queues
 from tests.scan_helpers import add_scanner as _scanner
+from tests.scan_helpers import kill_worker, shared_app
 from tests.scan_helpers import run_burst as _burst
-from tests.scan_helpers import shared_app
 from tests.scan_helpers import start_worker as _worker
 
 pytestmark = pytest.mark.integration
@@ -130,16 +128,7 @@ def test_worker_killed_mid_run_then_restarted_stores_every_message_once(env, dov
         assert progress.get("state") == "running", progress
     finally:
         # The machine dies: the worker, and the work horse RQ forked into a session of its own.
-        os.killpg(proc.pid, signal.SIGKILL)
-        with app.app_context():
-            runner = db.session.scalar(select(ScanRun.runner).order_by(ScanRun.id.desc()).limit(1))
-            db.session.commit()
-        if runner:
-            try:
-                os.kill(int(runner.rpartition(":")[2]), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait(timeout=10)
+        kill_worker(proc, app)
     with app.app_context():
         killed = db.session.scalars(select(ScanRun)).one()
         assert killed.status == "running" and 0 < killed.downloaded < total
