@@ -30,6 +30,7 @@ from pathlib import Path
 
 from app.services.scans import pid_alive
 from tests.oauth_provider import OAuthProvider, free_port
+from tests.services import nobody_group
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".state" / "dovecot-oauth"
@@ -167,7 +168,7 @@ def _stop_orphans(root: Path) -> None:
 def _config(base: Path, port: int, provider: OAuthProvider) -> str:
     root = os.geteuid() == 0
     if root:
-        user_fields = "uid=nobody gid=" + _nobody_group() + " "
+        user_fields = "uid=nobody gid=" + nobody_group() + " "
         extra = ""
         chroot = ""
     else:
@@ -234,18 +235,6 @@ mail_location = maildir:~/Maildir
 """
 
 
-def _nobody_group() -> str:
-    import grp
-
-    for name in ("nogroup", "nobody"):
-        try:
-            grp.getgrnam(name)
-            return name
-        except KeyError:
-            continue
-    return "nogroup"
-
-
 def start_oauth_dovecot(provider: OAuthProvider, *, root: Path = STATE) -> OAuthDovecot:
     """Write the config (introspection at ``provider``) and start a private OAuth Dovecot.
 
@@ -267,7 +256,7 @@ def start_oauth_dovecot(provider: OAuthProvider, *, root: Path = STATE) -> OAuth
     for path in (root.parent, root, base, base / "users.d"):
         path.chmod(0o755)
     if os.geteuid() == 0:
-        shutil.chown(base / "mail", "nobody", _nobody_group())
+        shutil.chown(base / "mail", "nobody", nobody_group())
     (base / "oauth2.conf.ext").write_text(
         f"introspection_mode = post\nintrospection_url = {provider.introspect_url}\n"
         "username_attribute = username\nactive_attribute = active\nactive_value = true\n", encoding="utf-8")

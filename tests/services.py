@@ -192,6 +192,19 @@ class Dovecot:
         shutil.rmtree(self.maildir(login).parent, ignore_errors=True)
 
 
+def nobody_group() -> str:
+    """The group of the unprivileged user the test Dovecots run mail as ("nogroup" on Debian)."""
+    import grp
+
+    for name in ("nogroup", "nobody"):
+        try:
+            grp.getgrnam(name)
+            return name
+        except KeyError:
+            continue
+    return "nogroup"
+
+
 def _replace_file(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, making sure Dovecot sees it as changed."""
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 from app.services.scans import pid_alive
 from tests.faults.redis_server import free_port
 from tests.scan_helpers import imap_alive
-from tests.services import STATE, Dovecot
+from tests.services import STATE, Dovecot, nobody_group
 
 SHARED_DIR = STATE / "dovecot"
 SHARED_CONF = SHARED_DIR / "dovecot.conf"
@@ -43,7 +43,7 @@ class PrivateDovecot:
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o755)
         if os.geteuid() == 0:
-            shutil.chown(self.mail, "nobody", _nobody_group())
+            shutil.chown(self.mail, "nobody", nobody_group())
         text = SHARED_CONF.read_text()
         text = text.replace(str(SHARED_DIR), str(self.dir)).replace(str(MAIL_ROOT), str(self.mail))
         self.instance_name = f"cm-fault-{self.dir.name}"
@@ -136,13 +136,3 @@ class PrivateDovecot:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _nobody_group() -> str:
-    import grp
-
-    for name in ("nogroup", "nobody"):
-        try:
-            grp.getgrnam(name)
-            return name
-        except KeyError:
-            continue
-    return "nogroup"
