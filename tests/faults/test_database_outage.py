@@ -40,8 +40,14 @@ BUSY_MS = 1500
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def outage_app(request, tmp_path):
-    """(app, backend, database URL) on a SQLite file or a throwaway PostgreSQL database."""
+    """(app, backend, database URL) on a SQLite file (with a short busy timeout, so a lock is an
+    outage of seconds) or a throwaway PostgreSQL database."""
     with database_app(tmp_path, "redis://127.0.0.1:1/0", request.param) as (app, _, url):
+        if request.param == "sqlite":
+            with app.app_context():
+                @event.listens_for(db.engine, "checkout")
+                def short_busy_timeout(dbapi_connection, record, proxy):
+                    dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         yield app, request.param, url
 
 
@@ -78,11 +84,6 @@ def test_database_outage_mid_scan_fails_readably_then_next_run_completes(outage_
     account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, login=(login, password))
     outage = {}
     with app.app_context():
-        if backend == "sqlite":
-            @event.listens_for(db.engine, "checkout")
-            def short_busy_timeout(dbapi_connection, record, proxy):
-                dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_MS}")
-
         def break_database_after_first_batch(info):
             if info["downloaded"] >= BATCH and not outage:
                 if backend == "postgresql":
@@ -136,11 +137,6 @@ def test_database_outage_outlasting_the_run_frees_the_mailbox_for_the_next_run(o
     account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, login=(login, password))
     outage = {}
     with app.app_context():
-        if backend == "sqlite":
-            @event.listens_for(db.engine, "checkout")
-            def short_busy_timeout(dbapi_connection, record, proxy):
-                dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_MS}")
-
         def break_database_after_first_batch(info):
             if info["downloaded"] >= BATCH and not outage:
                 if backend == "postgresql":
