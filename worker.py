@@ -20,7 +20,9 @@ from rq import Worker
 from rq.exceptions import StopRequested
 
 from app import create_app
-from app.tasks import queues, scan_job, schedule
+from app.jobqueue import jobs
+from app.jobqueue.connection import redis_connection
+from app.tasks import scan_job, schedule
 
 logger = logging.getLogger("worker")
 
@@ -50,15 +52,15 @@ def main(argv=None) -> int:
 
     app = create_app()
     scan_job.use_app(app)
-    conn = queues.redis_connection(app)
-    names = args.queue or list(queues.QUEUE_NAMES)
+    conn = redis_connection(app, blocking=True)
+    names = args.queue or list(jobs.QUEUE_NAMES)
 
     stop = threading.Event()
     if not args.burst and not args.no_schedule:
         threading.Thread(target=scheduler_loop, args=(app, stop), name="scheduler", daemon=True).start()
     try:
         while True:
-            worker = Worker([queues.get_queue(app, name) for name in names], connection=conn)
+            worker = Worker([jobs.get_queue(app, name, blocking=True) for name in names], connection=conn)
             try:
                 # with_scheduler: RQ's own scheduler moves retries (Retry intervals) back to the queue when due.
                 worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken
+from flask import current_app
 
 from app.logging_setup import register_secret
 
 
 class SecretError(Exception):
     """A stored secret cannot be read with the configured key."""
+
+
+def app_key() -> str:
+    """The running app's MAIL_ENCRYPTION_KEY."""
+    return current_app.config["MAIL_ENCRYPTION_KEY"]
 
 
 def _fernet(key: str) -> Fernet:

@@ -185,7 +185,8 @@ def measure_rescan(args) -> dict:
     commands are split at the LOGIN: "one round trip" is the STATUS per folder
     sent after it (plus the LOGOUT, which the scanner does not wait on for data).
     """
-    from app.services import mail_connect, scans
+    from app.connect import imap
+    from app.services import scans
 
     app = _app(args.db)
     with app.app_context():
@@ -193,7 +194,7 @@ def measure_rescan(args) -> dict:
         scans.run_scan(account_id, trigger="bench")
         log = CommandLog()
         login_time = [0.0]
-        original = mail_connect.open_imap
+        original = imap.open_imap
 
         def timed_open(*a, **kw):
             t0 = time.perf_counter()
@@ -202,7 +203,7 @@ def measure_rescan(args) -> dict:
             finally:
                 login_time[0] += time.perf_counter() - t0
 
-        mail_connect.open_imap = timed_open
+        imap.open_imap = timed_open
         samples = []
         for _ in range(max(1, args.repeat)):
             log.names.clear()

@@ -16,9 +16,10 @@ from rq import Worker
 from sqlalchemy import case, func, select
 
 from app.extensions import db
+from app.jobqueue.connection import redis_connection
 from app.models import Alert, AutologinEvent, MailAccount, ScanRun
 from app.models.runs import RUN_STATUSES
-from app.services.queues import queue_names, redis_connection, registry_counts
+from app.services.queues import queue_names, registry_counts
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
+from app.jobqueue.connection import redis_connection
 from app.ops import bp
 from app.ops.metrics import render_metrics
-from app.services.queues import redis_connection
 
 logger = logging.getLogger(__name__)
 

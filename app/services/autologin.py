@@ -18,7 +18,10 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 
-from app.crypto import decrypt_secret
+from app.connect import credentials
+from app.connect.errors import CredentialError
+from app.connect.imap import open_imap
+from app.connect.oauth_tokens import OAuthError, OAuthReconnectNeeded
 from app.extensions import db
 from app.models import (
     AutologinEvent,
@@ -46,7 +49,7 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "throttled": (429, "Too many invalid mailbox links from your address. Wait a few minutes."),
     "no_secret": (409, "This mailbox has no password stored. Ask an administrator to set it."),
     "bad_server": (409, "This mailbox's server settings are not usable. Ask an administrator to check them."),
-    # OAuth 2.0 mailboxes (app.services.oauth): the provider refused the grant, or cannot be reached.
+    # OAuth 2.0 mailboxes: the provider refused the grant, or cannot be reached.
     "reconnect": (409, "This mailbox's OAuth authorization was revoked or expired. Ask an administrator to "
                        "reconnect the account (Mail tools → Mail scanner)."),
     "oauth_unavailable": (503, "The mailbox's sign-in provider cannot be reached right now. Try again in a few "
@@ -296,12 +299,11 @@ def _handoff_for(account: MailAccount) -> Handoff:
             or server.imap_security not in _SECURITIES or server.smtp_security not in _SECURITIES
             or not (0 < int(server.imap_port) < 65536) or not (0 < int(server.smtp_port) < 65536)):
         raise AutologinRefused("bad_server")
-    key = current_app.config["MAIL_ENCRYPTION_KEY"]
+    secret = _login_secret(account)
     if server.auth_method == "oauth2":
-        access_token = _oauth_access_token(account)
-        auth_type, password = "xoauth2", f"Bearer {access_token}" if access_token else None
+        auth_type, password = "xoauth2", f"Bearer {secret}" if secret else None
     else:
-        auth_type, password = "password", decrypt_secret(key, account.password_enc)
+        auth_type, password = "password", secret
     if not password:
         raise AutologinRefused("no_secret")
     return Handoff(
@@ -311,35 +313,18 @@ def _handoff_for(account: MailAccount) -> Handoff:
         smtp_auth=bool(server.smtp_auth), validate_cert=bool(server.validate_cert))
 
 
-def _oauth_access_token(account: MailAccount) -> str | None:
-    """A fresh OAuth 2.0 access token for an XOAUTH2 mailbox (Roundcube's password is "Bearer <token>").
-
-    The OAuth service (issue 5) provides ``access_token(account)``; until it
-    exists an OAuth mailbox cannot be handed off and is refused as having no secret.
-    """
+def _login_secret(account: MailAccount) -> str | None:
+    """The mailbox's password or OAuth access token; OAuth failures become refusals in words."""
     try:
-        from app.services import oauth  # optional: written by the OAuth work
-    except ImportError:
-        return None
-    getter = getattr(oauth, "access_token", None)
-    if getter is None:
-        return None
-    try:
-        return getter(account)
-    except oauth.OAuthNotConnected:
-        return None  # refused as "no_secret": nobody connected the account yet
-    except oauth.OAuthReconnectNeeded:
+        return credentials.login_secret(account)
+    except OAuthReconnectNeeded:
         raise AutologinRefused("reconnect") from None
-    except oauth.OAuthError:
+    except OAuthError:
         # The provider is unreachable or refused the app: nothing the user can fix; say so plainly.
         raise AutologinRefused("oauth_unavailable") from None
-
-
-def _imap_secret(account: MailAccount) -> str | None:
-    """What open_imap needs as the secret: the password, or for OAuth the access token."""
-    if account.server.auth_method == "oauth2":
-        return _oauth_access_token(account)
-    return decrypt_secret(current_app.config["MAIL_ENCRYPTION_KEY"], account.password_enc)
+    except CredentialError:
+        # The stored password cannot be decrypted (the encryption key changed): it must be entered again.
+        raise AutologinRefused("no_secret") from None
 
 
 # ---------------------------------------------------------------- unread counts
@@ -350,15 +335,12 @@ def refresh_unread(account_id: int) -> int | None:
     Returns the new count, or None when the server could not be asked (the old
     cached count is kept and the failure is logged without any secret).
     """
-    # Imported here: the mail-connection helper pulls in imap_tools, which page views never need.
-    from app.services.mail_connect import open_imap
-
     account = db.session.get(MailAccount, account_id)
     if account is None:
         return None
     timeout = float(current_app.config.get("UNREAD_TIMEOUT", 5))
     try:
-        secret = _imap_secret(account)
+        secret = _login_secret(account)
         mailbox = open_imap(account.server, account.login, secret, timeout=timeout)
         try:
             status = mailbox.folder.status("INBOX", ["UNSEEN"])

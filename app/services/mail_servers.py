@@ -18,13 +18,15 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from app.connect import credentials
+from app.connect.checks import CheckResult, smtp_check, test_connection
+from app.connect.errors import CredentialError
 from app.crypto import SecretError, decrypt_secret, encrypt_secret
 from app.extensions import db
 from app.models import MailAccount, MailServer
 from app.models.base import utcnow
 from app.models.mail import AUTH_METHODS, SECURITY_CHOICES
 from app.services import audit
-from app.services.mail_connect import CheckResult, smtp_check, test_connection
 
 SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "none": "No encryption"}
 AUTH_LABELS = {"password": "Password", "oauth2": "OAuth 2.0 (XOAUTH2)"}
@@ -414,15 +416,10 @@ def client_secret(server: MailServer) -> str | None:
 
 
 def _account_secret(account: MailAccount) -> str | None:
-    """The scanner's stored secret: its password, or on an OAuth 2.0 server a fresh access token."""
-    # One place decides how a scanner logs in (and refreshes OAuth tokens): the scanner service.
-    from app.services.scanners import ScannerError, stored_secret
-
+    """The scanner's login secret: its password, or on an OAuth 2.0 server a fresh access token."""
     try:
-        return stored_secret(account)
-    except ScannerError as exc:
-        raise ServerError(str(exc), "account_id") from exc
-    except Exception as exc:  # a token refresh can fail in many ways; the administrator gets words, not a 500
+        return credentials.login_secret(account)
+    except CredentialError as exc:
         raise ServerError(f"The stored credentials of the scanner \"{account.name}\" cannot be used: {exc}",
                           "account_id") from exc
 

@@ -11,10 +11,9 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import redis
-from flask import Flask, current_app
+from flask import current_app
 from rq import Queue, Worker
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -30,17 +29,15 @@ from rq.results import Result
 from sqlalchemy import select
 
 from app.extensions import db
+from app.jobqueue import jobs
+from app.jobqueue.connection import redis_connection, unreachable_message
 from app.models import MailAccount, ScanRun
-from app.services import audit
+from app.services import audit, scans
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_QUEUES = ("scan",)
 JOBS_PER_SECTION = 50
 ERROR_LINES = 6
-REDIS_TIMEOUT = 2.0
-# The job ids the scan engine uses: "scan-<account id>".
-_SCAN_JOB_ID = re.compile(r"^scan-(\d+)$")
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 SECTIONS = ("queued", "scheduled", "running", "finished", "failed")
 # Sections the page leaves out when they are empty (most of the time).
@@ -107,48 +104,14 @@ class Overview:
     workers: list[WorkerView] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------- connection
-
-def redis_connection(app: Flask | None = None) -> redis.Redis:
-    """A Redis client for ``REDIS_URL`` with short timeouts; the pool is kept per app and URL."""
-    app = app or current_app._get_current_object()
-    url = app.config["REDIS_URL"]
-    pools = app.extensions.setdefault("ops_redis", {})
-    conn = pools.get(url)
-    if conn is None:
-        conn = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
-        pools[url] = conn
-    return conn
-
-
-def redis_location(url: str) -> str:
-    """host:port/db of a Redis URL, without any password, for messages."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "localhost"
-        port = parts.port or 6379
-        return f"{host}:{port}{parts.path or ''}"
-    except ValueError:
-        return "the configured address"
-
-
-def unreachable_message(url: str) -> str:
-    """The plain-words sentence shown when Redis does not answer."""
-    return (f"Redis at {redis_location(url)} is not reachable, so the queues cannot be shown and scans "
-            "cannot be queued. Start Redis (scripts/services.sh starts a local one) or correct REDIS_URL, "
-            "then reload this page.")
-
-
 INLINE_MESSAGE = ("The queue runs in-process (QUEUE_MODE=inline): each scan runs inside the web or CLI process "
                   "that starts it, so there are no queued jobs or workers to show. Set QUEUE_MODE=redis and start "
                   "workers with `python worker.py` to use RQ.")
 
 
 def queue_names() -> list[str]:
-    """The queue names the scan engine declares once (app.tasks.queues.QUEUE_NAMES)."""
-    from app.tasks.queues import QUEUE_NAMES
-
-    return list(QUEUE_NAMES) or list(DEFAULT_QUEUES)
+    """The queue names, as the job queue declares them."""
+    return list(jobs.QUEUE_NAMES)
 
 
 # ---------------------------------------------------------------- reading
@@ -215,9 +178,7 @@ def _job_view(job: Job) -> JobView:
     status = status.value if isinstance(status, JobStatus) else str(status or "unknown")
     view = JobView(id=job.id, status=status, enqueued_at=job.enqueued_at, started_at=job.started_at,
                    ended_at=job.ended_at, worker=job.worker_name)
-    match = _SCAN_JOB_ID.match(job.id)
-    if match:
-        view.account_id = int(match.group(1))
+    view.account_id = jobs.scanner_of_job(job.id)
     try:
         view.func = job.func_name
         if view.account_id is None and job.args and isinstance(job.args[0], int):
@@ -319,11 +280,9 @@ def retry_job(job_id: str) -> Job:
     registry = FailedJobRegistry(job.origin, connection=conn)
     if job.id not in registry and _finished_outcome(job).get("status") == "failed":
         # The job ended normally but its scan failed: run the scan again as a new job.
-        from app.services import scans
-
-        match = _SCAN_JOB_ID.match(job.id)
-        if match:
-            new_id = scans.enqueue_scan(int(match.group(1)), trigger="manual")
+        account_id = jobs.scanner_of_job(job.id)
+        if account_id is not None:
+            new_id = scans.enqueue_scan(account_id, trigger="manual")
             audit.record("queue.retry", job_id, f"queue={job.origin}; scan enqueued again")
             db.session.commit()
             return _fetch(conn, new_id)
@@ -365,23 +324,18 @@ def cancel_job(job_id: str, user_id: int | None) -> str:
 def _stop_running(conn: redis.Redis, job: Job, user_id: int | None) -> str:
     """Prefer the scan's own stop (it commits its progress); else tell the worker to stop the job."""
     run = None
-    match = _SCAN_JOB_ID.match(job.id)
-    if match:
+    account_id = jobs.scanner_of_job(job.id)
+    if account_id is not None:
         run = db.session.scalar(
-            select(ScanRun).where(ScanRun.account_id == int(match.group(1)), ScanRun.status == "running")
+            select(ScanRun).where(ScanRun.account_id == account_id, ScanRun.status == "running")
             .order_by(ScanRun.started_at.desc()).limit(1))
     if run is not None and user_id is not None:
         try:
-            from app.services import scans
-        except ImportError:  # a broken scan engine must not keep the operator from stopping the job
-            logger.exception("scan engine not importable; stopping job %s on its worker instead", job.id)
+            scans.request_stop(run.id, user_id)
+        except scans.ScanError:
+            pass  # the run ended meanwhile: stopping the job itself is all that is left
         else:
-            try:
-                scans.request_stop(run.id, user_id)
-            except scans.ScanError:
-                pass  # the run ended meanwhile: stopping the job itself is all that is left
-            else:
-                return f"Job {job.id} was asked to stop; it stops after the batch it is storing."
+            return f"Job {job.id} was asked to stop; it stops after the batch it is storing."
     try:
         send_stop_job_command(conn, job.id)
     except InvalidJobOperation as exc:

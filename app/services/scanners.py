@@ -7,7 +7,6 @@ something record an audit entry and commit.
 
 from __future__ import annotations
 
-import importlib.util
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,11 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import selectinload
 
-from app.crypto import SecretError, decrypt_secret, encrypt_secret
+from app.connect import credentials
+from app.connect.errors import CredentialError, MailConnectError
+from app.connect.imap import open_imap
+from app.connect.oauth_tokens import is_oauth
+from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import (
     AutologinEvent,
@@ -33,7 +36,7 @@ from app.models import (
     User,
 )
 from app.models.mail import ACTIONS, SEARCH_FIELDS
-from app.services import audit, mail_connect
+from app.services import audit
 
 DIRECTIONS = ("incoming", "outgoing")
 DEFAULT_FOLDERS: list[tuple[str, str]] = [("INBOX", "incoming"), ("Sent", "outgoing")]
@@ -414,29 +417,20 @@ def set_enabled(account_id, enabled: bool) -> MailAccount:
 
 
 def stored_secret(account: MailAccount) -> str | None:
-    """What the scanner logs in with: its password, or on an OAuth 2.0 server its access token.
+    """What the scanner logs in with (``credentials.login_secret``), its failures as ``ScannerError``.
 
     For logging in only; never for display.
     """
     try:
-        if (account.server.auth_method or "password") == "oauth2":
-            # The OAuth module (when present) refreshes the token; otherwise use the stored one.
-            if importlib.util.find_spec("app.services.oauth") is not None:
-                from app.services import oauth
-
-                if hasattr(oauth, "access_token_for"):
-                    return oauth.access_token_for(account)
-            return decrypt_secret(_key(), account.oauth_access_token_enc)
-        return decrypt_secret(_key(), account.password_enc)
-    except SecretError as exc:
-        raise ScannerError(str(exc), "password") from exc
+        return credentials.login_secret(account)
+    except CredentialError as exc:
+        raise ScannerError(str(exc), "oauth" if is_oauth(account) else "password") from exc
 
 
 def _open(server: MailServer, login: str, secret: str | None):
     try:
-        return mail_connect.open_imap(server, login, secret,
-                                      timeout=current_app.config.get("MAIL_CONNECT_TIMEOUT"))
-    except mail_connect.MailConnectError as exc:
+        return open_imap(server, login, secret, timeout=current_app.config.get("MAIL_CONNECT_TIMEOUT"))
+    except MailConnectError as exc:
         raise ScannerError(str(exc), "login") from exc
 
 

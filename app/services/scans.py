@@ -40,7 +40,11 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from app.connect import credentials, imap
+from app.connect.errors import CredentialError, MailConnectError
 from app.extensions import db
+from app.jobqueue import jobs
+from app.jobqueue.connection import redis_location
 from app.models import IgnoreFilter, MailAccount, MailSettings, ScanFolder, ScanRun
 from app.models.base import utcnow
 from app.scanner import filters, parse, plan
@@ -145,9 +149,7 @@ def _rq_job_gone(job_id: str) -> bool:
     if current_app.config.get("QUEUE_MODE") != "redis":
         return False
     try:
-        from app.tasks import queues
-
-        return not queues.job_running(job_id)
+        return not jobs.job_running(job_id)
     except Exception:  # Redis unreachable: we cannot tell, the heartbeat timeout decides
         logger.debug("could not ask RQ about job %s", job_id, exc_info=True)
         return False
@@ -225,22 +227,6 @@ def _acquire(account: MailAccount, trigger: str, job_id: str | None) -> ScanRun:
         raise ScanAlreadyRunning(account.id, holder)
     db.session.commit()
     return run
-
-
-def _secret(account: MailAccount) -> str | None:
-    """The password (or, for an OAuth 2.0 server, a fresh access token) to log in with."""
-    from app.crypto import decrypt_secret
-
-    key = current_app.config["MAIL_ENCRYPTION_KEY"]
-    if (account.server.auth_method or "password") == "oauth2":
-        try:
-            from app.services import oauth  # the OAuth helper's module, when present
-        except ImportError:
-            oauth = None
-        if oauth is not None and hasattr(oauth, "access_token_for"):
-            return oauth.access_token_for(account)
-        return decrypt_secret(key, account.oauth_access_token_enc)
-    return decrypt_secret(key, account.password_enc)
 
 
 def _compiled_rules(account_id: int) -> tuple[list, list[str]]:
@@ -419,12 +405,10 @@ def _merge(totals: RunCounters, delta: RunCounters) -> None:
 
 def _login(account: MailAccount, settings: MailSettings):
     """Log in, keeping the scanner's health: failures counted and blocked, success unblocks."""
-    from app.services import mail_connect
-
     try:
-        secret = _secret(account)
-        box = mail_connect.open_imap(account.server, account.login, secret)
-    except mail_connect.MailConnectError as exc:
+        secret = credentials.login_secret(account)
+        box = imap.open_imap(account.server, account.login, secret)
+    except MailConnectError as exc:
         if exc.kind == "auth":
             account.login_failures = (account.login_failures or 0) + 1
             limit = settings.block_after_failures or 0
@@ -438,10 +422,10 @@ def _login(account: MailAccount, settings: MailSettings):
                 account.oauth_access_token_enc, account.oauth_expires_at = None, None
         db.session.commit()
         raise _Fail(f"Could not log in to the mailbox: {exc}", exc.kind) from None
-    except Exception as exc:  # an undecryptable secret, or an OAuth token that cannot be refreshed
-        # app.services.oauth errors carry a kind: an unreachable provider is retried like an
-        # unreachable server; a revoked grant ("auth") is not (health is then "reconnect").
-        raise _Fail(f"Could not log in to the mailbox: {exc}", getattr(exc, "kind", None) or "auth") from None
+    except CredentialError as exc:  # an undecryptable secret, or an OAuth token that cannot be refreshed
+        # An unreachable OAuth provider is retried like an unreachable server; a revoked grant ("auth")
+        # is not (the scanner's health is then "reconnect").
+        raise _Fail(f"Could not log in to the mailbox: {exc}", exc.kind) from None
     if account.login_failures or account.health == "blocked":
         account.login_failures = 0
         if account.health == "blocked":
@@ -745,9 +729,7 @@ def enqueue_scan(account_id: int, *, trigger: str = "manual") -> str:
 
     With ``QUEUE_MODE == "inline"`` the scan runs here and now, in this process.
     """
-    from app.tasks import queues
-
-    job_id = queues.scan_job_id(account_id)
+    job_id = jobs.scan_job_id(account_id)
     if db.session.get(MailAccount, account_id) is None:
         raise ScanError(f"There is no scanner with id {account_id}.")
     if current_app.config.get("QUEUE_MODE") == "inline":
@@ -757,22 +739,12 @@ def enqueue_scan(account_id: int, *, trigger: str = "manual") -> str:
             pass  # the running scan is the one asked for
         return job_id
     try:
-        return queues.enqueue_scan_job(current_app._get_current_object(), account_id, trigger)
+        return jobs.enqueue_scan_job(current_app._get_current_object(), account_id, trigger)
     except RedisError as exc:
-        raise ScanError(f"The scan queue (Redis at {_redis_place()}) is not reachable ({exc}), so the scan was not "
+        where = redis_location(current_app.config.get("REDIS_URL"))
+        raise ScanError(f"The scan queue (Redis at {where}) is not reachable ({exc}), so the scan was not "
                         "queued. Start Redis and a worker (`python worker.py`), or run the scan from the "
                         "command line with `flask --app wsgi scanners run ID`.") from exc
-
-
-def _redis_place() -> str:
-    """host:port/db of REDIS_URL without any password."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(current_app.config.get("REDIS_URL") or "")
-        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
-    except ValueError:
-        return "the configured address"
 
 
 def scan_progress(account_id: int) -> dict:
@@ -783,9 +755,7 @@ def scan_progress(account_id: int) -> dict:
     queued = False
     if current_app.config.get("QUEUE_MODE") == "redis":
         try:
-            from app.tasks import queues
-
-            meta, queued = queues.job_progress(current_app._get_current_object(), account_id)
+            meta, queued = jobs.job_progress(current_app._get_current_object(), account_id)
         except Exception:  # Redis down: the database still knows about running scans
             logger.debug("no job progress for account %s", account_id, exc_info=True)
     with _local_lock:

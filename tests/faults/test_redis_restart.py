@@ -24,10 +24,12 @@ from rq import Queue
 from sqlalchemy import select
 
 from app.extensions import db
+from app.jobqueue import jobs
+from app.jobqueue.connection import redis_connection
 from app.models import MailAccount, MailServer, ScanFolder, ScanRun
 from app.models.base import utcnow
 from app.services import scans
-from app.tasks import queues, schedule
+from app.tasks import schedule
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import (
     add_scanner,
@@ -72,8 +74,8 @@ def test_redis_restarted_with_jobs_queued_and_running(tmp_path, dovecot, private
         # --no-schedule: the test plays the schedule's tick itself instead of waiting 30 s for it.
         worker = start_worker(worker_env, "--no-schedule")
         assert proxy.triggered.wait(60), "A's scan did not reach its second batch"
-        conn = queues.redis_connection(app)
-        assert Queue(queues.SCAN_QUEUE, connection=conn).count == 2  # B and C wait
+        conn = redis_connection(app)
+        assert Queue(jobs.SCAN_QUEUE, connection=conn).count == 2  # B and C wait
 
         if outage == "restart":
             private_redis.restart(down_for=0.5)
@@ -86,13 +88,13 @@ def test_redis_restarted_with_jobs_queued_and_running(tmp_path, dovecot, private
             wait_until(lambda: _statuses(app, [big])[big] == ["done"], timeout=60, what="A's run to end")
             time.sleep(1.0)
             private_redis.start()
-        assert Queue(queues.SCAN_QUEUE, connection=conn).count == 0  # the queued jobs are lost
+        assert Queue(jobs.SCAN_QUEUE, connection=conn).count == 0  # the queued jobs are lost
         assert worker.poll() is None, "the worker died with the Redis outage"
 
         # The schedule's tick: B and C never ran, so they are due and enqueued again (A just ran: not due).
         with app.app_context():
             enqueued = schedule.enqueue_due(app)
-        assert sorted(enqueued) == sorted(queues.scan_job_id(a) for a in small)
+        assert sorted(enqueued) == sorted(jobs.scan_job_id(a) for a in small)
         wait_until(lambda: all(s == ["done"] for s in _statuses(app, boxes).values()), timeout=60,
                    what="B's and C's runs")
         took = time.monotonic() - started
@@ -125,7 +127,7 @@ def test_a_run_on_another_host_is_not_taken_for_dead_when_redis_forgot_its_job(t
         db.session.add_all([server, account])
         db.session.flush()
         run = ScanRun(account_id=account.id, status="running", runner="another-worker-host:4242",
-                      job_id=queues.scan_job_id(account.id), started_at=utcnow(), heartbeat_at=utcnow())
+                      job_id=jobs.scan_job_id(account.id), started_at=utcnow(), heartbeat_at=utcnow())
         db.session.add(run)
         db.session.flush()
         account.running_run_id = run.id

@@ -26,9 +26,10 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from app.extensions import db
+from app.jobqueue import jobs
+from app.jobqueue.connection import redis_connection
 from app.models import ScanRun
 from app.services import scans
-from app.tasks import queues
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import (
     ROOT,
@@ -55,11 +56,11 @@ def test_two_workers_on_one_scanner_only_one_runs(tmp_path, dovecot, private_red
         login, password = dovecot.new_user("twice")
         account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, port=proxy.port, login=(login, password))
         proxy.arm("stall", nth=2, nbytes=8192)
-        conn = queues.redis_connection(app)
-        queue = Queue(queues.SCAN_QUEUE, connection=conn)
+        conn = redis_connection(app)
+        queue = Queue(jobs.SCAN_QUEUE, connection=conn)
         job_ids = [f"scan-{account_id}-a", f"scan-{account_id}-b"]
         for job_id in job_ids:
-            queue.enqueue_call(queues.SCAN_JOB, args=(account_id, "schedule"), job_id=job_id, result_ttl=600)
+            queue.enqueue_call(jobs.SCAN_JOB, args=(account_id, "schedule"), job_id=job_id, result_ttl=600)
         started = time.monotonic()
         workers = [start_worker(worker_env, "--burst"), start_worker(worker_env, "--burst")]
 

@@ -1,4 +1,4 @@
-"""mail_connect against real servers: the private Dovecot, and aiosmtpd servers started here.
+"""app.connect against real servers: the private Dovecot, and aiosmtpd servers started here.
 
 Each failure kind is produced for real (a refused port, a .invalid name, TLS
 spoken to a plain port, a server that never greets, a wrong password) and
@@ -17,11 +17,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 
+from app.connect.checks import test_connection
+from app.connect.errors import MailConnectError
+from app.connect.imap import open_imap
+from app.connect.smtp import check_smtp
 from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import AuditEntry, MailAccount, MailServer
 from app.services import mail_servers
-from app.services.mail_connect import MailConnectError, check_smtp, open_imap, test_connection
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -37,7 +40,7 @@ def _free_port() -> int:
 
 
 def _server(**overrides) -> MailServer:
-    """A MailServer row (not saved): mail_connect needs only its fields."""
+    """A MailServer row (not saved): app.connect needs only its fields."""
     fields = dict(name="Test", imap_host="127.0.0.1", imap_port=10143, imap_security="none",
                   smtp_host="127.0.0.1", smtp_port=9, smtp_security="none", smtp_auth=True,
                   validate_cert=True, auth_method="password")

@@ -16,11 +16,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from app.connect import oauth_tokens
 from app.crypto import decrypt_secret, encrypt_secret
 from app.extensions import db
 from app.models import MailAccount, MailServer, ScanFolder, ScanRun, User
 from app.models.base import utcnow
-from app.services import autologin, oauth, scans
+from app.services import autologin, scans
 from app.tasks import schedule
 from roundcube_bridge import tokens as tokens_mod
 from tests import factories
@@ -225,12 +226,12 @@ def test_access_token_refreshes_shortly_before_expiry_and_is_reused_while_fresh(
     account.oauth_expires_at = utcnow() + timedelta(hours=1)
     db.session.commit()
     calls = provider.count("/token")
-    assert oauth.access_token(account) == issued["access_token"]
+    assert oauth_tokens.access_token(account) == issued["access_token"]
     assert provider.count("/token") == calls  # fresh: no provider call
     # Less than the margin left: refreshed before a login could race the expiry.
-    account.oauth_expires_at = utcnow() + timedelta(seconds=oauth.REFRESH_MARGIN // 2)
+    account.oauth_expires_at = utcnow() + timedelta(seconds=oauth_tokens.REFRESH_MARGIN // 2)
     db.session.commit()
-    renewed = oauth.access_token(account)
+    renewed = oauth_tokens.access_token(account)
     assert renewed != issued["access_token"] and provider.access_active(renewed)
     assert provider.refresh_state(issued["refresh_token"]) == "used"
 

@@ -19,9 +19,9 @@ from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.jobqueue import jobs
 from app.models import Email, MailAccount, ScanRun
 from app.services import scans
-from app.tasks import queues
 from tests.scan_helpers import add_scanner as _scanner
 from tests.scan_helpers import kill_worker, shared_app
 from tests.scan_helpers import run_burst as _burst
@@ -79,13 +79,13 @@ def test_same_scanner_is_enqueued_once(env, dovecot):
     with app.app_context():
         ids = {scans.enqueue_scan(account_id) for _ in range(3)}
         assert ids == {f"scan-{account_id}"}
-        assert Queue(queues.SCAN_QUEUE, connection=conn).count == 1
+        assert Queue(jobs.SCAN_QUEUE, connection=conn).count == 1
     _burst(worker_env)
     with app.app_context():
         assert db.session.scalar(select(func.count(ScanRun.id))) == 1
         # Once finished, the same scanner can be enqueued again.
         scans.enqueue_scan(account_id)
-        assert Queue(queues.SCAN_QUEUE, connection=conn).count == 1
+        assert Queue(jobs.SCAN_QUEUE, connection=conn).count == 1
 
 
 def test_connection_errors_are_retried_with_back_off(env, dovecot):
@@ -135,7 +135,7 @@ def test_worker_killed_mid_run_then_restarted_stores_every_message_once(env, dov
         # The same job id is enqueued again: the dead worker's job does not block it.
         before = Job.fetch(f"scan-{account_id}", connection=conn).get_status()
         scans.enqueue_scan(account_id)
-        assert Queue(queues.SCAN_QUEUE, connection=conn).count == 1, before
+        assert Queue(jobs.SCAN_QUEUE, connection=conn).count == 1, before
     log = _burst(worker_env)
     with app.app_context():
         runs = db.session.scalars(select(ScanRun).order_by(ScanRun.id)).all()

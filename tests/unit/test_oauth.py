@@ -13,11 +13,11 @@ from datetime import timedelta
 import pytest
 
 from app import create_app
+from app.connect import oauth_tokens as oauth
 from app.crypto import decrypt_secret, encrypt_secret
 from app.extensions import db
 from app.models import MailAccount, MailServer
 from app.models.base import utcnow
-from app.services import oauth
 from tests.oauth_provider import OAuthProvider, free_port
 
 

@@ -1,16 +1,17 @@
-"""Queue names, the Redis connection and the scan job's enqueueing rules, declared once.
+"""Queue names, scan job ids and the scan job's enqueueing rules, declared once.
 
 rq 2+ has no implicit connection: every Queue, Job and Worker here gets the
 connection made from ``REDIS_URL`` explicitly. The scan job id is
-``scan-<account id>`` and a scan is enqueued only when no job with that id is
-queued, scheduled or running on a live worker, so the same scanner never runs
-twice at once (the database's compare-and-set in ``scans.run_scan`` is the
-last guard).
+``scan-<account id>``, built and parsed only here. A scan is enqueued only when
+no job with that id is queued, scheduled or running on a live worker, so the
+same scanner never runs twice at once (the database's compare-and-set when a
+run starts is the last guard).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 
 import redis
@@ -19,40 +20,38 @@ from rq import Queue, Retry, Worker
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from app.jobqueue.connection import redis_connection
+
 SCAN_QUEUE = "scan"
 QUEUE_NAMES = (SCAN_QUEUE,)
+# The job function, by dotted path: the queue never imports the RQ glue that runs it.
 SCAN_JOB = "app.tasks.scan_job.scan_mailbox"
 # Connection problems are retried with back-off; a wrong password is not (it fails the job's run once).
 SCAN_RETRY = {"max": 3, "interval": [10, 30, 60]}
 # Finished job records are kept briefly (the run itself lives in the database); failures a day.
 RESULT_TTL = 600
 FAILURE_TTL = 24 * 3600
-REDIS_TIMEOUT = 5.0
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED)
 
-
-def redis_connection(app: Flask | None = None) -> redis.Redis:
-    """A Redis client for the app's ``REDIS_URL`` (kept per app and URL)."""
-    app = app or current_app._get_current_object()
-    url = app.config["REDIS_URL"]
-    pools = app.extensions.setdefault("task_redis", {})
-    conn = pools.get(url)
-    if conn is None:
-        # No socket_timeout: a worker blocks on the queue for long periods by design.
-        conn = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT)
-        pools[url] = conn
-    return conn
-
-
-def get_queue(app: Flask | None = None, name: str = SCAN_QUEUE) -> Queue:
-    """The named queue on an explicit connection; with QUEUE_MODE "inline", jobs run synchronously."""
-    app = app or current_app._get_current_object()
-    return Queue(name, connection=redis_connection(app), is_async=app.config.get("QUEUE_MODE") != "inline")
+_SCAN_JOB_ID = re.compile(r"^scan-(\d+)$")
 
 
 def scan_job_id(account_id: int) -> str:
     """The stable job id of a scanner's scan."""
     return f"scan-{int(account_id)}"
+
+
+def scanner_of_job(job_id: str | None) -> int | None:
+    """The scanner id in a scan job id, or None for any other job id."""
+    match = _SCAN_JOB_ID.match(job_id or "")
+    return int(match.group(1)) if match else None
+
+
+def get_queue(app: Flask | None = None, name: str = SCAN_QUEUE, *, blocking: bool = False) -> Queue:
+    """The named queue on an explicit connection; with QUEUE_MODE "inline", jobs run synchronously."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    return Queue(name, connection=redis_connection(app, blocking=blocking),
+                 is_async=app.config.get("QUEUE_MODE") != "inline")
 
 
 def job_timeout(app: Flask) -> int:
@@ -64,7 +63,7 @@ def job_timeout(app: Flask) -> int:
     return int(minutes * 60 + 120)
 
 
-def _worker_alive(conn: redis.Redis, name: str | None) -> bool:
+def worker_alive(conn: redis.Redis, name: str | None) -> bool:
     """True when the worker is registered and, if it runs on this host, its process exists.
 
     A worker killed with SIGKILL stays registered until its key expires (a
@@ -90,7 +89,7 @@ def _active(conn: redis.Redis, job: Job) -> bool:
     status = job.get_status(refresh=False)
     if status in WAITING:
         return True
-    return status == JobStatus.STARTED and _worker_alive(conn, job.worker_name)
+    return status == JobStatus.STARTED and worker_alive(conn, job.worker_name)
 
 
 def job_running(job_id: str, app: Flask | None = None) -> bool:
@@ -100,11 +99,11 @@ def job_running(job_id: str, app: Flask | None = None) -> bool:
         job = Job.fetch(job_id, connection=conn)
     except NoSuchJobError:
         return False
-    return job.get_status(refresh=False) == JobStatus.STARTED and _worker_alive(conn, job.worker_name)
+    return job.get_status(refresh=False) == JobStatus.STARTED and worker_alive(conn, job.worker_name)
 
 
 def enqueue_scan_job(app: Flask, account_id: int, trigger: str = "manual") -> str:
-    """Enqueue ``scan_mailbox(account_id, trigger)`` unless the same scan is already queued or running."""
+    """Enqueue the scan job of ``account_id`` unless the same scan is already queued or running."""
     conn = redis_connection(app)
     queue = get_queue(app)
     job_id = scan_job_id(account_id)
