@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 RC="${RC_STATE_DIR:-$ROOT/.state/roundcube}"
 PORT="${RC_PORT:-18090}"
 IMAP_HOST="${RC_IMAP_HOST:-127.0.0.1:10143}"
@@ -30,15 +32,10 @@ PKG_ETC=/etc/roundcube
 PLUGIN_SRC="$ROOT/roundcube_bridge/plugin/corporate_autologin"
 PID_FILE="$RC/php.pid"
 
-say() { printf 'roundcube: %s\n' "$*"; }
-die() { printf 'roundcube: %s\n' "$*" >&2; exit 1; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pid_alive() { [[ -s "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; }
-
-php_bin() {
-    command -v php || command -v php8.2 || ls /usr/bin/php[0-9]* 2>/dev/null | head -n1
+php_bin() { # the PHP command-line binary (empty when PHP is not installed)
+    if command -v php || command -v php8.2; then return 0; fi
+    local found=(/usr/bin/php[0-9]*)
+    if [[ -x "${found[0]}" ]]; then printf '%s\n' "${found[0]}"; fi
 }
 
 check_packages() {
@@ -128,6 +125,7 @@ setup() {
         link "$PKG_SHARE/plugins/$p" "$RC/plugins/$p"
     done
     if [[ ! -s "$RC/db/roundcube.sqlite" ]]; then
+        # shellcheck disable=SC2016  # PHP code: its $db and $argv are PHP's, not the shell's
         "$(php_bin)" -r '
             $db = new PDO("sqlite:" . $argv[1]);
             $db->setAttribute(PDO::ATTR_ERRMODE, PDO::ERRMODE_EXCEPTION);
@@ -135,7 +133,7 @@ setup() {
             "$RC/db/roundcube.sqlite" "$PKG_SHARE/SQL/sqlite.initial.sql" \
             || { rm -f "$RC/db/roundcube.sqlite"; die "could not create Roundcube's SQLite database"; }
         chmod 600 "$RC/db/roundcube.sqlite"
-        say "database created from $PKG_SHARE/SQL/sqlite.initial.sql"
+        say "roundcube: database created from $PKG_SHARE/SQL/sqlite.initial.sql"
     fi
     if [[ "${RC_SKIP_INSTALL:-}" != 1 ]]; then
         local flask="$ROOT/.venv/bin/flask"
@@ -143,12 +141,12 @@ setup() {
         (cd "$ROOT" && "$flask" --app wsgi roundcube install --config-dir "$RC/config") \
             || die "flask --app wsgi roundcube install failed"
     fi
-    say "set up in $RC"
+    say "roundcube: set up in $RC"
 }
 
 start() {
-    if pid_alive && port_open "$PORT"; then
-        say "already running on http://127.0.0.1:$PORT/ (pid $(cat "$PID_FILE"))"
+    if pid_alive "$PID_FILE" && port_open "$PORT"; then
+        say "roundcube: already running on http://127.0.0.1:$PORT/ (pid $(cat "$PID_FILE"))"
         return 0
     fi
     if port_open "$PORT"; then
@@ -160,36 +158,19 @@ start() {
     PHP_CLI_SERVER_WORKERS=1 setsid "$(php_bin)" -S "127.0.0.1:$PORT" -t "$RC/www" \
         >>"$RC/logs/php-server.log" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
-    local tries=100
-    while (( tries-- > 0 )); do
-        port_open "$PORT" && { say "running on http://127.0.0.1:$PORT/ (pid $(cat "$PID_FILE"))"; return 0; }
-        pid_alive || break
-        sleep 0.1
-    done
-    tail -n 20 "$RC/logs/php-server.log" >&2 || true
-    die "php -S did not start on port $PORT"
+    wait_port "$PORT" 10 "$PID_FILE" || die_log "$RC/logs/php-server.log" "php -S did not start on port $PORT"
+    say "roundcube: running on http://127.0.0.1:$PORT/ (pid $(cat "$PID_FILE"))"
 }
 
 stop() {
-    if ! pid_alive; then
-        rm -f "$PID_FILE"
-        say "not running"
-        return 0
-    fi
-    local pid tries=50
-    pid="$(cat "$PID_FILE")"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    while (( tries-- > 0 )) && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; }
-    rm -f "$PID_FILE"
-    say "stopped (pid $pid)"
+    stop_pid "$PID_FILE" roundcube group
 }
 
 status() {
-    if pid_alive && port_open "$PORT"; then
-        say "running on http://127.0.0.1:$PORT/ (pid $(cat "$PID_FILE"))"
+    if pid_alive "$PID_FILE" && port_open "$PORT"; then
+        say "roundcube: running on http://127.0.0.1:$PORT/ (pid $(cat "$PID_FILE"))"
     else
-        say "not running"
+        say "roundcube: not running"
     fi
 }
 

@@ -11,6 +11,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 HOST=127.0.0.1
 PORT="${CM_WEB_PORT:-5000}"
@@ -20,30 +22,19 @@ WEB_PID_FILE="$RUN_DIR/web.pid"
 WORKER_PID_FILE="$RUN_DIR/worker.pid"
 FLASK=("$ROOT/.venv/bin/flask" --app wsgi)
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-stop_pidfile() { # a web app or worker left behind by an earlier run that was killed hard
-    local file=$1 pid tries=100
-    [[ -s "$file" ]] || return 0
-    pid="$(cat "$file")"
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "Stopping the $(basename "$file" .pid) of an earlier run (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        while (( tries-- > 0 )) && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$file"
-}
-
 scripts/install.sh
 scripts/services.sh start all
 
 mkdir -p "$RUN_DIR" "$LOGS"
-stop_pidfile "$WEB_PID_FILE"
-stop_pidfile "$WORKER_PID_FILE"
+# A web app or worker left behind by an earlier run that was killed hard.
+for file in "$WEB_PID_FILE" "$WORKER_PID_FILE"; do
+    if pid_alive "$file"; then
+        stop_pid "$file" "the $(basename "$file" .pid) of an earlier run"
+    fi
+    rm -f "$file"
+done
 if port_open "$PORT"; then
-    echo "run.sh: port $PORT is already in use by another program; stop it or set CM_WEB_PORT." >&2
-    exit 1
+    die "port $PORT is already in use by another program; stop it or set CM_WEB_PORT."
 fi
 
 REDIS_URL="${REDIS_URL:-$(cat .state/redis.url)}"
@@ -51,29 +42,20 @@ export REDIS_URL
 # Roundcube's plugin redeems tokens at this app's address: point it at the port we serve on, every time.
 export CM_BASE_URL="${CM_BASE_URL:-http://127.0.0.1:$PORT}"
 "${FLASK[@]}" roundcube install >/dev/null || echo "run.sh: could not write the Roundcube plugin's settings" >&2
-if [[ ! -f worker.py ]]; then
-    # No worker yet: let "Scan now" run scans inside the web process.
-    export QUEUE_MODE=inline
-fi
 
 echo "== database: flask db upgrade"
-if ! "${FLASK[@]}" db upgrade >"$LOGS/db-upgrade.log" 2>&1; then
-    echo "run.sh: flask db upgrade failed:" >&2
-    tail -n 30 "$LOGS/db-upgrade.log" >&2
-    exit 1
-fi
+"${FLASK[@]}" db upgrade >"$LOGS/db-upgrade.log" 2>&1 || die_log "$LOGS/db-upgrade.log" "flask db upgrade failed"
 
 echo "== demo data: flask demo seed"
 "${FLASK[@]}" demo seed
 
 ACCOUNT_ID="$("${FLASK[@]}" demo account-id)"
-if [[ -n "$ACCOUNT_ID" ]] && "${FLASK[@]}" scanners run --help >/dev/null 2>&1; then
-    echo "== scanning the demo mailbox once: flask scanners run $ACCOUNT_ID"
-    if ! "${FLASK[@]}" scanners run "$ACCOUNT_ID" --json >"$LOGS/first-scan.json" 2>>"$LOGS/first-scan.log"; then
-        echo "   (the scan failed; see $LOGS/first-scan.log — the worker retries on schedule)"
-    else
-        echo "   $(cat "$LOGS/first-scan.json")"
-    fi
+[[ -n "$ACCOUNT_ID" ]] || die "flask demo seed left no demo mailbox to scan"
+echo "== scanning the demo mailbox once: flask scanners run $ACCOUNT_ID"
+if ! "${FLASK[@]}" scanners run "$ACCOUNT_ID" --json >"$LOGS/first-scan.json" 2>>"$LOGS/first-scan.log"; then
+    echo "   (the scan failed; see $LOGS/first-scan.log — the worker retries on schedule)"
+else
+    echo "   $(cat "$LOGS/first-scan.json")"
 fi
 
 WORKER_PID=""
@@ -93,26 +75,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [[ -f worker.py ]]; then
-    .venv/bin/python worker.py >>"$LOGS/worker.log" 2>&1 &
-    WORKER_PID=$!
-    echo "$WORKER_PID" >"$WORKER_PID_FILE"
-fi
+.venv/bin/python worker.py >>"$LOGS/worker.log" 2>&1 &
+WORKER_PID=$!
+echo "$WORKER_PID" >"$WORKER_PID_FILE"
 
 .venv/bin/gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --timeout 60 \
     --access-logfile "$LOGS/web-access.log" --error-logfile "$LOGS/web.log" wsgi:app &
 WEB_PID=$!
 echo "$WEB_PID" >"$WEB_PID_FILE"
 
-tries=150
-until port_open "$PORT"; do
-    if ! kill -0 "$WEB_PID" 2>/dev/null || (( tries-- <= 0 )); then
-        echo "run.sh: the web app did not start; last lines of $LOGS/web.log:" >&2
-        tail -n 30 "$LOGS/web.log" >&2 || true
-        exit 1
-    fi
-    sleep 0.1
-done
+wait_port "$PORT" 15 "$WEB_PID_FILE" || die_log "$LOGS/web.log" "the web app did not start"
 
 RC_URL="${ROUNDCUBE_URL:-http://127.0.0.1:18090/}"
 cat <<EOF

@@ -12,10 +12,12 @@
 #              loopback only) when PostgreSQL is installed; the URL goes to .state/postgres.url.
 #              Without PostgreSQL nothing fails: those tests are skipped with the reason.
 #   smtp       SMTP sink on 127.0.0.1:10025 saving every message to .state/smtp/messages/
-#   roundcube  delegated to scripts/roundcube.sh when it exists
+#   roundcube  delegated to scripts/roundcube.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 STATE="$ROOT/.state"
 LOGS="$STATE/logs"
 
@@ -41,46 +43,6 @@ SMTP_DIR="$STATE/smtp"
 SMTP_PID="$SMTP_DIR/smtp.pid"
 
 DEMO_USERS=("demo@corp.test:demopw" "sales@corp.test:salespw" "support@corp.test:supportpw")
-
-say() { printf '%s\n' "$*"; }
-die() { printf 'services.sh: %s\n' "$*" >&2; exit 1; }
-
-port_open() { # port -> 0 when something accepts TCP connections on 127.0.0.1:port
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-wait_port() { # port seconds -> waits until the port accepts connections
-    local port=$1 tries=$(( $2 * 10 ))
-    while (( tries-- > 0 )); do
-        port_open "$port" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-pid_alive() { # pidfile -> 0 when the process in it is alive
-    [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
-}
-
-stop_pid() { # pidfile name [group] -> TERM the process (or its process group), wait, then KILL
-    local file=$1 name=$2 group=${3:-} pid target tries=100
-    if ! pid_alive "$file"; then
-        rm -f "$file"
-        say "$name: not running"
-        return 0
-    fi
-    pid="$(cat "$file")"
-    target="$pid"
-    [[ -n "$group" ]] && target="-$pid"
-    kill -TERM -- "$target" 2>/dev/null || true
-    while (( tries-- > 0 )) && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL -- "$target" 2>/dev/null || true
-        sleep 0.2
-    fi
-    rm -f "$file"
-    say "$name: stopped (pid $pid)"
-}
 
 redis_ping() { # port -> 0 when a Redis answers PING there
     local port=$1 reply=""
@@ -116,10 +78,11 @@ dovecot_users_file() {
 }
 
 dovecot_config() {
-    local user_fields="uid=nobody gid=$(id -gn nobody 2>/dev/null || echo nogroup) "
-    local extra="" login_chroot="" anvil_chroot=""
+    local user_fields extra="" login_chroot="" anvil_chroot=""
+    user_fields="uid=nobody gid=$(id -gn nobody 2>/dev/null || echo nogroup) "
     if (( EUID != 0 )); then
-        # Without root Dovecot cannot switch users: run everything as ourselves (LAB.md §2).
+        # Without root Dovecot cannot switch users: it runs as ourselves, which needs its internal
+        # and login users set to us, no chroot for imap-login and anvil, and no uid/gid in the userdb.
         user_fields=""
         extra="default_internal_user = $(id -un)
 default_login_user = $(id -un)
@@ -210,10 +173,7 @@ dovecot_start() {
     local tries=150
     # Wait for the greeting, not just the port: auth may not be ready for a moment.
     until imap_greets "$DOVECOT_PORT"; do
-        if (( tries-- <= 0 )); then
-            tail -n 20 "$DV/dovecot.log" >&2 || true
-            die "dovecot did not greet on 127.0.0.1:$DOVECOT_PORT"
-        fi
+        (( tries-- > 0 )) || die_log "$DV/dovecot.log" "dovecot did not greet on 127.0.0.1:$DOVECOT_PORT"
         sleep 0.1
     done
     say "dovecot: started (pid $(cat "$DV_PID" 2>/dev/null || echo '?')) on 127.0.0.1:$DOVECOT_PORT"
@@ -288,8 +248,10 @@ redis_status() {
 
 # --------------------------------------------------------------------------- postgres
 
-pg_bin() { # the newest installed server's bin folder
-    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+pg_bin() { # the newest installed server's bin folder (empty when none is installed)
+    local bins=(/usr/lib/postgresql/*/bin)
+    [[ -d "${bins[0]}" ]] || return 0
+    printf '%s\n' "${bins[@]}" | sort -V | tail -n 1
 }
 
 pg_answers() { # port -> 0 when user postgres gets in on 127.0.0.1:port without a password
@@ -341,12 +303,12 @@ postgres_start() {
     (( EUID == 0 )) && chown -R postgres: "$PG_DIR"
     if [[ ! -s "$PG_DATA/PG_VERSION" ]]; then
         as_pg_owner "$bin/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --no-sync \
-            >"$PG_DIR/initdb.log" 2>&1 || { tail -n 20 "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+            >"$PG_DIR/initdb.log" 2>&1 || die_log "$PG_DIR/initdb.log" "initdb failed"
     fi
     # A throwaway test cluster: durability off for speed, loopback only.
     as_pg_owner "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/postgres.log" -w -t 60 \
         -o "-p $PG_PORT -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null || { tail -n 20 "$PG_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
+        start >/dev/null || die_log "$PG_DIR/postgres.log" "PostgreSQL did not start"
     echo "$url_private" >"$PG_URL_FILE"
     say "postgres: started (private, pid $(head -n1 "$(pg_pid_file)")) on 127.0.0.1:$PG_PORT"
 }
@@ -394,10 +356,7 @@ smtp_start() {
         --dir "$SMTP_DIR/messages" --users "$DV_USERS" \
         </dev/null >>"$SMTP_DIR/smtp.log" 2>&1 &
     echo $! >"$SMTP_PID"
-    if ! wait_port "$SMTP_PORT" 15; then
-        tail -n 20 "$SMTP_DIR/smtp.log" >&2 || true
-        die "SMTP sink did not open 127.0.0.1:$SMTP_PORT"
-    fi
+    wait_port "$SMTP_PORT" 15 "$SMTP_PID" || die_log "$SMTP_DIR/smtp.log" "SMTP sink did not open 127.0.0.1:$SMTP_PORT"
     say "smtp: started (pid $(cat "$SMTP_PID")) on 127.0.0.1:$SMTP_PORT, messages in $SMTP_DIR/messages"
 }
 
@@ -415,12 +374,7 @@ smtp_status() {
 # --------------------------------------------------------------------------- roundcube
 
 roundcube() {
-    local action=$1
-    if [[ -f "$ROOT/scripts/roundcube.sh" ]]; then
-        bash "$ROOT/scripts/roundcube.sh" "$action"
-    else
-        say "roundcube: scripts/roundcube.sh not present yet, skipped"
-    fi
+    bash "$ROOT/scripts/roundcube.sh" "$1"
 }
 
 # --------------------------------------------------------------------------- main
