@@ -1,32 +1,35 @@
 #!/usr/bin/env bash
 # Install what the product and its tests need, once; running it again does nothing.
+#   scripts/install.sh         # what the product needs (scripts/run.sh)
+#   scripts/install.sh --dev   # that, plus the test and development tools (scripts/test.sh)
 #   - Debian packages: Dovecot, Redis, Roundcube (SQLite, php-cgi, no Apache), Chromium, sqlite3,
 #     and PostgreSQL for the PostgreSQL half of the test suite
 #     (as root with apt; otherwise it prints the command to run and exits 1)
-#   - .venv with requirements.txt (re-installed only when requirements.txt changes)
+#   - .venv with requirements.txt, and with --dev requirements-dev.txt (which includes
+#     requirements.txt); pip runs again only when a file it installed from has changed
 # Quiet unless something fails; the full log is .state/logs/install.log.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 LOG_DIR="$ROOT/.state/logs"
 LOG="$LOG_DIR/install.log"
 VENV="$ROOT/.venv"
-STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
+
+case "${1:-}" in
+    "") DEV=0 ;;
+    --dev) DEV=1 ;;
+    *) echo "usage: scripts/install.sh [--dev]" >&2; exit 2 ;;
+esac
 
 mkdir -p "$LOG_DIR" 2>/dev/null || true
 if ! { : >"$LOG"; } 2>/dev/null; then
     LOG="$(mktemp -t cm-install.XXXXXX.log)"
 fi
 
-fail() {
-    printf 'install.sh: %s\n' "$1" >&2
-    if [[ -s "$LOG" ]]; then
-        printf -- '--- last lines of %s ---\n' "$LOG" >&2
-        tail -n 40 "$LOG" >&2
-    fi
-    exit 1
-}
+fail() { die_log "$LOG" "$1"; }
 
 quiet() { # run a command with its output in the log only
     printf '+ %s\n' "$*" >>"$LOG"
@@ -103,12 +106,14 @@ install_packages() {
         fi
     done
     # PostgreSQL goes in after Roundcube: present during Roundcube's configuration, it makes
-    # dbconfig-common try (and fail) to set Roundcube up on it (LAB.md §1).
+    # dbconfig-common try (and fail) to set Roundcube up on it, while apt still exits 0.
     local first=() later=()
     for i in "${missing[@]}"; do
         if [[ "$i" == postgresql ]]; then later+=("$i"); else first+=("$i"); fi
     done
-    # php-cgi in the same command keeps apt from pulling Apache in for Roundcube (LAB.md §1).
+    # php-cgi in the same command keeps apt from pulling Apache in for Roundcube: Roundcube's php
+    # depends on "libapache2-mod-php | php-fpm | php-cgi", and --no-install-recommends alone
+    # still takes the first.
     if (( ${#first[@]} )); then
         quiet "${apt[@]}" install -y --no-install-recommends "${first[@]}" \
             || fail "apt-get install ${first[*]} failed"
@@ -124,6 +129,19 @@ install_packages() {
 
 # ------------------------------------------------------------------ Python virtualenv
 
+files_hash() { # file... -> sha256 of their contents, in that order
+    cat "$@" | sha256sum | cut -d' ' -f1
+}
+
+pip_install() { # stamp requirements-file hash -> pip install -r the file unless the stamp holds the hash
+    local stamp=$1 file=$2 want=$3
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return 0; fi
+    echo "Installing Python packages from $file (log: $LOG)"
+    quiet "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$ROOT/$file" \
+        || fail "pip install -r $file failed"
+    echo "$want" >"$stamp"
+}
+
 install_venv() {
     if [[ ! -x "$VENV/bin/python" ]]; then
         command -v "$PYTHON" >/dev/null || fail "$PYTHON not found"
@@ -131,15 +149,19 @@ install_venv() {
             || fail "Python 3.11 or newer is needed ($PYTHON is $("$PYTHON" -V 2>&1))"
         echo "Creating .venv (log: $LOG)"
         quiet "$PYTHON" -m venv "$VENV" || fail "python -m venv failed"
-        rm -f "$STAMP"
+        rm -f "$VENV/.requirements.sha256" "$VENV/.requirements-dev.sha256"
     fi
-    local want
-    want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
-    if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
-        echo "Installing Python packages from requirements.txt (log: $LOG)"
-        quiet "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$ROOT/requirements.txt" \
-            || fail "pip install -r requirements.txt failed"
-        echo "$want" >"$STAMP"
+    # Each stamp holds the hash of the files last installed: requirements-dev.txt includes
+    # requirements.txt, so its stamp covers both files and a change in either installs again.
+    local runtime dev
+    runtime="$(files_hash "$ROOT/requirements.txt")"
+    if (( DEV )); then
+        dev="$(files_hash "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt")"
+        pip_install "$VENV/.requirements-dev.sha256" requirements-dev.txt "$dev"
+        # That installed every runtime package too.
+        echo "$runtime" >"$VENV/.requirements.sha256"
+    else
+        pip_install "$VENV/.requirements.sha256" requirements.txt "$runtime"
     fi
 }
 
