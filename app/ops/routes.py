@@ -8,6 +8,7 @@ import logging
 import redis
 from flask import abort, current_app, jsonify, request
 from flask_login import current_user
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -55,8 +56,7 @@ def metrics():
     if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(), str(expected).encode()):
         return ("Missing or wrong bearer token for /metrics.\n", 401,
                 {"WWW-Authenticate": 'Bearer realm="metrics"', "Content-Type": "text/plain; charset=utf-8"})
-    body = render_metrics()
-    return body, 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"}
+    return render_metrics(), 200, {"Content-Type": CONTENT_TYPE_PLAIN_0_0_4, "Cache-Control": "no-store"}
 
 
 @bp.app_context_processor

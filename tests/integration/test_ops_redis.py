@@ -26,11 +26,11 @@ def test_metrics_show_queue_lengths_and_failed_jobs(queue_redis, app, client, mo
     q.enqueue(boom, job_id="scan-2")
     body = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"}).get_data(as_text=True)
     lines = set(body.splitlines())
-    assert "cm_redis_up 1" in lines
-    assert 'cm_queue_jobs{queue="scan",registry="queued"} 1' in lines
-    assert 'cm_queue_jobs{queue="scan",registry="failed"} 1' in lines
-    assert 'cm_queue_failed_jobs{queue="scan"} 1' in lines
-    assert "cm_workers 0" in lines
+    assert "cm_redis_up 1.0" in lines
+    assert 'cm_queue_jobs{queue="scan",registry="queued"} 1.0' in lines
+    assert 'cm_queue_jobs{queue="scan",registry="failed"} 1.0' in lines
+    assert 'cm_queue_failed_jobs{queue="scan"} 1.0' in lines
+    assert "cm_workers 0.0" in lines
 
 
 def log_inside_job() -> str:

@@ -101,27 +101,27 @@ def test_metrics_counts_come_from_scan_runs(app, client, monkeypatch):
     assert response.mimetype == "text/plain"
     lines = set(response.get_data(as_text=True).splitlines())
     for expected in (
-        'cm_scan_runs{status="done"} 2',
-        'cm_scan_runs{status="failed"} 1',
-        'cm_scan_runs{status="running"} 1',
-        'cm_scan_runs{status="stopped"} 0',
-        "cm_messages_downloaded_total 22",
-        "cm_emails_created_total 14",
-        "cm_emails_bound_total 5",
-        "cm_tickets_created_total 2",
-        "cm_tickets_reopened_total 1",
-        "cm_messages_ignored_total 1",
-        "cm_message_errors_total 3",
-        'cm_scan_run_duration_seconds_bucket{le="5.0"} 2',
-        'cm_scan_run_duration_seconds_bucket{le="60.0"} 3',
-        'cm_scan_run_duration_seconds_bucket{le="+Inf"} 3',
-        "cm_scan_run_duration_seconds_count 3",
+        'cm_scan_runs{status="done"} 2.0',
+        'cm_scan_runs{status="failed"} 1.0',
+        'cm_scan_runs{status="running"} 1.0',
+        'cm_scan_runs{status="stopped"} 0.0',
+        "cm_messages_downloaded_total 22.0",
+        "cm_emails_created_total 14.0",
+        "cm_emails_bound_total 5.0",
+        "cm_tickets_created_total 2.0",
+        "cm_tickets_reopened_total 1.0",
+        "cm_messages_ignored_total 1.0",
+        "cm_message_errors_total 3.0",
+        'cm_scan_run_duration_seconds_bucket{le="5.0"} 2.0',
+        'cm_scan_run_duration_seconds_bucket{le="60.0"} 3.0',
+        'cm_scan_run_duration_seconds_bucket{le="+Inf"} 3.0',
+        "cm_scan_run_duration_seconds_count 3.0",
         "cm_scan_run_duration_seconds_sum 45.0",
-        'cm_scanners{state="active"} 1',
-        "cm_scanners_blocked 0",
-        "cm_queue_inline 1",
-        'cm_handoffs_total{outcome="refused"} 2',
-        'cm_handoffs_total{outcome="redeemed"} 1',
+        'cm_scanners{state="active"} 1.0',
+        "cm_scanners_blocked 0.0",
+        "cm_queue_inline 1.0",
+        'cm_handoffs_total{outcome="refused"} 2.0',
+        'cm_handoffs_total{outcome="redeemed"} 1.0',
         f'cm_scanner_last_success_timestamp_seconds{{account_id="{account.id}",scanner="Sales box"}} 0.0',
         "# TYPE cm_scan_run_duration_seconds histogram",
     ):
@@ -136,8 +136,8 @@ def test_metrics_with_dead_redis_reports_it(redis_mode, client, monkeypatch):
     response = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"})
     assert response.status_code == 200
     body = response.get_data(as_text=True)
-    assert "cm_redis_up 0" in body.splitlines()
-    assert "cm_scanners_blocked 1" in body.splitlines()
+    assert "cm_redis_up 0.0" in body.splitlines()
+    assert "cm_scanners_blocked 1.0" in body.splitlines()
 
 
 # ---------------------------------------------------------------- Queues page without Redis
@@ -377,3 +377,24 @@ def test_hand_offs_and_run_starts_are_logged_with_their_ids(app, json_logs, caps
     assert handoff["request_id"] == "req-handoff-1"
     run = next(e for e in lines if e["logger"] == "app.scan_run")
     assert run["job_id"] == "scan-5" and run["account_id"] == account.id
+
+
+def test_metrics_parse_as_prometheus_text_with_their_types(app, client, monkeypatch):
+    from prometheus_client import REGISTRY
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.setitem(app.config, "METRICS_TOKEN", "scrape-token-123")
+    _run(_account(), "done", seconds=3, downloaded=2)
+    response = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"})
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    types = {f.name: f.type for f in text_string_to_metric_families(response.get_data(as_text=True))}
+    assert types == {
+        "cm_scan_runs": "gauge", "cm_messages_downloaded": "counter", "cm_emails_created": "counter",
+        "cm_emails_bound": "counter", "cm_tickets_created": "counter", "cm_tickets_reopened": "counter",
+        "cm_messages_ignored": "counter", "cm_message_errors": "counter",
+        "cm_scan_run_duration_seconds": "histogram", "cm_scanners": "gauge", "cm_scanners_blocked": "gauge",
+        "cm_alerts_open": "gauge", "cm_scanner_last_success_timestamp_seconds": "gauge",
+        "cm_handoffs": "counter", "cm_queue_inline": "gauge",
+    }
+    # Each scrape has a registry of its own: prometheus_client's global one stays free of ours.
+    assert REGISTRY.get_sample_value("cm_scanners_blocked") is None
