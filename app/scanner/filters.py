@@ -13,19 +13,14 @@ of time counts as no match: the message is stored as usual.
 from __future__ import annotations
 
 import re
+import re._constants as _sre_c  # the stdlib's own regex parser: a pattern's structure is checked before use
+import re._parser as _sre_parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import regex
 
 from app.scanner.types import FilterRule, FilterVerdict, ParsedMessage
-
-try:  # Python 3.11+
-    import re._constants as _sre_c
-    import re._parser as _sre_parse
-except ImportError:  # pragma: no cover - older Pythons
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
 
 FIELDS = ("from", "from_domain", "to", "subject", "header")
 MATCHES = ("equals", "contains", "regex")
@@ -49,9 +44,7 @@ class CompiledRule:
     test: Callable[[str], bool]
 
 
-_REPEATS = {_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT}
-if hasattr(_sre_c, "POSSESSIVE_REPEAT"):
-    _REPEATS.add(_sre_c.POSSESSIVE_REPEAT)
+_REPEATS = {_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT, _sre_c.POSSESSIVE_REPEAT}
 _UNBOUNDED = _sre_c.MAXREPEAT
 
 
@@ -96,7 +89,7 @@ def _danger(items, inside_repeat: bool) -> str | None:
             why = _danger(av[1], inside_repeat)
             if why:
                 return why
-        elif hasattr(_sre_c, "ATOMIC_GROUP") and op is _sre_c.ATOMIC_GROUP:
+        elif op is _sre_c.ATOMIC_GROUP:
             continue  # atomic groups never backtrack into themselves
         elif op is _sre_c.GROUPREF_EXISTS:
             for sub in av[1:]:
