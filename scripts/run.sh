@@ -41,6 +41,8 @@ REDIS_URL="${REDIS_URL:-$(cat .state/redis.url)}"
 export REDIS_URL
 # Roundcube's plugin redeems tokens at this app's address: point it at the port we serve on, every time.
 export CM_BASE_URL="${CM_BASE_URL:-http://127.0.0.1:$PORT}"
+# And the app sends browsers to the Roundcube that services.sh started, on whatever port it has.
+export ROUNDCUBE_URL="${ROUNDCUBE_URL:-http://127.0.0.1:${RC_PORT:-18090}/}"
 "${FLASK[@]}" roundcube install >/dev/null || echo "run.sh: could not write the Roundcube plugin's settings" >&2
 
 echo "== database: flask db upgrade"
@@ -86,16 +88,15 @@ echo "$WEB_PID" >"$WEB_PID_FILE"
 
 wait_port "$PORT" 15 "$WEB_PID_FILE" || die_log "$LOGS/web.log" "the web app did not start"
 
-RC_URL="${ROUNDCUBE_URL:-http://127.0.0.1:18090/}"
 cat <<EOF
 
   Corporate Mailboxes is running:   http://$HOST:$PORT/
 
   Log in as administrator:          admin / admin-demo-pw
   or as an ordinary user:           alice / alice-demo-pw
-  Roundcube (via the top-bar button "Demo mailbox", or directly): $RC_URL
-  Demo mailbox:                     demo@corp.test / demopw  (IMAP 127.0.0.1:10143, no TLS)
-  Mail sent from Roundcube lands in .state/smtp/messages/ (SMTP sink on 127.0.0.1:10025)
+  Roundcube (via the top-bar button "Demo mailbox", or directly): $ROUNDCUBE_URL
+  Demo mailbox:                     demo@corp.test / demopw  (IMAP 127.0.0.1:${CM_DOVECOT_PORT:-10143}, no TLS)
+  Mail sent from Roundcube lands in .state/smtp/messages/ (SMTP sink on 127.0.0.1:${CM_SMTP_PORT:-10025})
   Logs:                             .state/logs/ (web.log, worker.log)
 
   Press Ctrl-C to stop the web app and the worker.
