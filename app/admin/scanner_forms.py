@@ -14,7 +14,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.models.mail import ACTIONS, SEARCH_FIELDS
 from app.models.runs import RUN_STATUSES
-from app.services.scanners import ACTION_LABELS, SEARCH_FIELD_LABELS
+from app.services.scanner_fields import ACTION_LABELS, SEARCH_FIELD_LABELS
 
 DIRECTION_CHOICES = [("", "Don't scan"), ("incoming", "Incoming"), ("outgoing", "Outgoing")]
 

@@ -9,7 +9,7 @@ from app.admin import bp
 from app.admin.scanner_forms import ScannerForm
 from app.extensions import db
 from app.models import MailServer, User
-from app.services import scanners
+from app.services import scanner_fields, scanner_login, scanners
 from app.services.scanners import ScannerError, ScannerNotFound
 
 
@@ -61,8 +61,8 @@ def scanner_list():
     assignees = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(assignee_ids)))} \
         if assignee_ids else {}
     return render_template("admin/scanners.html", accounts=accounts, assignees=assignees,
-                           health_of=scanners.health_of, action_labels=scanners.ACTION_LABELS,
-                           search_labels=scanners.SEARCH_FIELD_LABELS)
+                           health_of=scanners.health_of, action_labels=scanner_fields.ACTION_LABELS,
+                           search_labels=scanner_fields.SEARCH_FIELD_LABELS)
 
 
 @bp.route("/scanners/new", methods=["GET", "POST"])
@@ -73,9 +73,9 @@ def scanner_new():
         flash("Add a mail server first: a scanner reads a mailbox on one of them.", "info")
         return redirect(url_for("admin.scanners"))
     if request.method == "GET":
-        form.actions.data = list(scanners.DEFAULT_ACTIONS)
-        form.search_fields.data = list(scanners.DEFAULT_SEARCH_FIELDS)
-        _add_rows(form, scanners.DEFAULT_FOLDERS + [("", "")])
+        form.actions.data = list(scanner_fields.DEFAULT_ACTIONS)
+        form.search_fields.data = list(scanner_fields.DEFAULT_SEARCH_FIELDS)
+        _add_rows(form, scanner_fields.DEFAULT_FOLDERS + [("", "")])
     if form.validate_on_submit():
         try:
             account = scanners.create_scanner(
@@ -148,7 +148,7 @@ def scanner_disable(account_id: int):
 def scanner_test_login(account_id: int):
     """Log in with the stored credentials; success unblocks a blocked scanner."""
     _scanner_or_404(account_id)
-    result = scanners.test_login(account_id)
+    result = scanner_login.test_login(account_id)
     flash(result.message, "success" if result.ok else "error")
     return redirect(url_for("admin.scanners"))
 
@@ -199,7 +199,7 @@ def scan_progress(account_id: int):
 def scanner_folders():
     """JSON list of the server's real folders, read by logging in with the typed (or stored) password."""
     try:
-        folders = scanners.list_server_folders(
+        folders = scanner_login.list_server_folders(
             request.form.get("server_id"), request.form.get("login", ""),
             request.form.get("password") or None, request.form.get("account_id") or None)
     except ScannerError as exc:

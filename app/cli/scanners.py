@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.cli.scans import add_scan_commands
 from app.extensions import db
 from app.models import MailServer, User
-from app.services import scanners
+from app.services import scanner_fields, scanner_login, scanners
 from app.services.scanners import ScannerError
 
 scanners_cli = AppGroup("scanners", help="Add, list, enable, disable and run mail scanners.")
@@ -53,8 +53,8 @@ def add(server, label, login, password, folders, actions, search_fields, usernam
     """Add a mail scanner and print its id (alone, for scripts)."""
     try:
         account = scanners.create_scanner(
-            label or login, _server_id(server), login, password, scanners.parse_folders(folders),
-            scanners.parse_names(actions), scanners.parse_names(search_fields), _user_id(username),
+            label or login, _server_id(server), login, password, scanner_fields.parse_folders(folders),
+            scanner_fields.parse_names(actions), scanner_fields.parse_names(search_fields), _user_id(username),
             enabled=not disabled)
     except ScannerError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -67,7 +67,7 @@ def list_scanners():
     for a in scanners.list_scanners():
         _, health = scanners.health_of(a)
         last = f"{a.last_run_at:%Y-%m-%d %H:%M} {a.last_run_status}" if a.last_run_at else "never run"
-        click.echo("\t".join([str(a.id), a.name, a.server.name, a.login, scanners.folders_text(a),
+        click.echo("\t".join([str(a.id), a.name, a.server.name, a.login, scanner_fields.folders_text(a),
                               a.actions, health, last]))
 
 
@@ -98,7 +98,7 @@ def disable(account_id):
 def test_login(account_id):
     """Log in with the stored credentials; success unblocks a blocked scanner."""
     try:
-        result = scanners.test_login(account_id)
+        result = scanner_login.test_login(account_id)
     except ScannerError as exc:
         raise click.ClickException(str(exc)) from exc
     if not result.ok:

@@ -1,4 +1,4 @@
-"""Mail servers (SPEC §1): validation, create / update / delete, and Test connection.
+"""Mail servers: validation, create / update / delete, and Test connection.
 
 Shared by the admin pages and the ``flask servers`` commands. Every message is
 meant to be shown as is: it says what is wrong and what to do. The OAuth client
@@ -7,26 +7,35 @@ secret is encrypted at rest and never handed back.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import unicodedata
-from collections.abc import Mapping
-from urllib.parse import urlsplit
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
 
-import idna
-from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from app.connect import credentials
 from app.connect.checks import CheckResult, smtp_check, test_connection
 from app.connect.errors import CredentialError
-from app.crypto import SecretError, decrypt_secret, encrypt_secret
+from app.crypto import app_key, encrypt_secret
 from app.extensions import db
 from app.models import MailAccount, MailServer
 from app.models.base import utcnow
 from app.models.mail import AUTH_METHODS, SECURITY_CHOICES
 from app.services import audit
+from app.services.validation import (
+    FieldErrors,
+    RowId,
+    clean_bool,
+    clean_choice,
+    clean_host,
+    clean_port,
+    clean_url,
+    collect,
+    db_id,
+    has_control_chars,
+    text,
+)
 
 SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "none": "No encryption"}
 AUTH_LABELS = {"password": "Password", "oauth2": "OAuth 2.0 (XOAUTH2)"}
@@ -59,20 +68,13 @@ _AUDITED = ("name", "imap_host", "imap_port", "imap_security", "smtp_host", "smt
             "smtp_auth", "validate_cert", "auth_method", "oauth_provider", "oauth_client_id",
             "oauth_authorize_url", "oauth_token_url", "oauth_scopes", "oauth_redirect_uri", "visible")
 
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# The OAuth 2.0 URLs of a server and their names in messages; the first two are required.
+_OAUTH_URLS = (("oauth_authorize_url", "authorize URL"), ("oauth_token_url", "token URL"),
+               ("oauth_redirect_uri", "redirect URI"))
 
 
-class ServerError(ValueError):
-    """A mail server cannot be saved, deleted or tested as asked.
-
-    ``errors`` maps a field name to its message; ``str()`` joins them for the CLI and flashes.
-    """
-
-    def __init__(self, errors: dict[str, str] | str, field: str = "__all__"):
-        if isinstance(errors, str):
-            errors = {field: errors}
-        self.errors = errors
-        super().__init__(" ".join(errors.values()))
+class ServerError(FieldErrors):
+    """A mail server cannot be saved, deleted or tested as asked; a message per field."""
 
 
 class ServerNotFound(ServerError):
@@ -86,95 +88,105 @@ class ServerInUse(ServerError):
 # --------------------------------------------------------------------------- validation
 
 
-def _control_chars(value: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
+def _given(data: Mapping, server: MailServer | None, key: str) -> Any:
+    """The submitted value of ``key``, else the server's current one (update), else the default (create)."""
+    if key in data:
+        return data[key]
+    if server is not None:
+        return getattr(server, key)
+    return DEFAULTS.get(key)
 
 
-def _text(value) -> str:
-    return "" if value is None else str(value).strip()
+def _name_problem(name: str, server: MailServer | None) -> str | None:
+    """What is wrong with a server's name (it must be unique, ignoring case), or None."""
+    if not name:
+        return "A name is required, e.g. \"Corporate mail\"."
+    if len(name) > 100:
+        return "The name is too long (at most 100 characters)."
+    if has_control_chars(name):
+        return "The name cannot contain control characters."
+    query = select(MailServer.id).where(func.lower(MailServer.name) == name.lower())
+    if server is not None and server.id is not None:
+        query = query.where(MailServer.id != server.id)
+    if db.session.scalar(query) is not None:
+        return f"A mail server named {name!r} already exists: choose another name."
+    return None
 
 
-def clean_host(value, what: str) -> str:
-    """A host name or IP address, or raise ``ValueError`` with words for ``what`` (e.g. "IMAP host")."""
-    host = _text(value)
-    if not host:
-        raise ValueError(f"The {what} is required, e.g. imap.example.com.")
-    if len(host) > 253:
-        raise ValueError(f"The {what} is too long (at most 253 characters).")
-    if "://" in host or host.lower().startswith(("imap:", "imaps:", "smtp:", "smtps:", "http:", "https:")):
-        raise ValueError(f"Write the {what} without a scheme: imap.example.com, not imaps://imap.example.com.")
-    if "/" in host or "\\" in host:
-        raise ValueError(f"Write only the {what}, without a path: imap.example.com.")
-    if any(ch.isspace() for ch in host) or _control_chars(host):
-        raise ValueError(f"The {what} cannot contain spaces or control characters.")
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        return str(ipaddress.ip_address(bare))
-    except ValueError:
-        pass
-    if ":" in host:
-        raise ValueError(f"Write the {what} without a port (there is a separate port field).")
-    if "@" in host:
-        raise ValueError(f"The {what} is a server name such as imap.example.com, not an e-mail address.")
-    name = host.rstrip(".")
-    if not name.isascii():
-        # An internationalised name (mail.bücher.example) is stored in its DNS form (xn--...).
-        try:
-            name = idna.encode(name, uts46=True).decode("ascii")
-        except (idna.IDNAError, UnicodeError):
-            raise ValueError(f"The {what} is not a valid international domain name.") from None
-    labels = name.split(".")
-    if not name or not all(_LABEL.match(label) for label in labels):
-        raise ValueError(f"The {what} may contain only letters, digits, dots and hyphens "
-                         f"(no label may start or end with a hyphen), e.g. imap.example.com.")
-    if all(label.isdigit() for label in labels):
-        raise ValueError(f"The {what} {host} is not a valid IP address.")
-    return name.lower()
+def _clean_endpoints(given: Callable[[str], Any], errors: dict[str, str]) -> dict:
+    """Host, port and security of the IMAP and SMTP sides."""
+    clean: dict = {}
+    for side, label in (("imap", "IMAP"), ("smtp", "SMTP")):
+        clean[f"{side}_host"] = collect(errors, f"{side}_host", clean_host, given(f"{side}_host"), f"{label} host")
+        clean[f"{side}_port"] = collect(errors, f"{side}_port", clean_port, given(f"{side}_port"), f"{label} port")
+        clean[f"{side}_security"] = collect(errors, f"{side}_security", clean_choice, given(f"{side}_security"),
+                                           SECURITY_CHOICES, f"{label} security")
+    for side, ssl_port, starttls_port in (("imap", 993, 143), ("smtp", 465, 587)):
+        if clean[f"{side}_security"] == "starttls" and clean[f"{side}_port"] == ssl_port:
+            errors[f"{side}_security"] = (f"Port {ssl_port} expects SSL/TLS from the first byte: choose SSL/TLS, "
+                                          f"or use port {starttls_port} with STARTTLS.")
+    return clean
 
 
-def clean_port(value, what: str) -> int:
-    """A TCP port 1–65535, or raise ``ValueError``."""
-    text = _text(value)
-    if not text:
-        raise ValueError(f"The {what} is required (a number from 1 to 65535).")
-    if isinstance(value, bool) or not text.isdigit() or len(text) > 5:
-        raise ValueError(f"The {what} must be a whole number from 1 to 65535, not {text[:20]!r}.")
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"The {what} must be from 1 to 65535.")
-    return port
+def _with_preset(value: str, preset_key: str, provider: str | None, method: str | None) -> str:
+    """An OAuth setting with the provider's preset applied.
+
+    Another provider's preset, left over after switching providers, is
+    dropped; on an OAuth 2.0 server an empty URL or scope list takes this
+    provider's preset (the redirect URI has none: it defaults to our callback).
+    """
+    if value and provider in OAUTH_PROVIDERS and any(
+            value == preset.get(preset_key) for name, preset in OAUTH_PROVIDERS.items() if name != provider):
+        value = ""
+    if not value and method == "oauth2" and preset_key != "redirect_uri":
+        value = OAUTH_PROVIDERS.get(provider or "", {}).get(preset_key, "")
+    return value
 
 
-def clean_url(value, what: str) -> str:
-    """An http(s) URL with a host, or raise ``ValueError``."""
-    url = _text(value)
-    if len(url) > 500:
-        raise ValueError(f"The {what} is too long (at most 500 characters).")
-    if any(ch.isspace() for ch in url) or _control_chars(url):
-        raise ValueError(f"The {what} cannot contain spaces or control characters.")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
-    except ValueError:
-        raise ValueError(f"The {what} is not a valid address.") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"The {what} must be a full http:// or https:// address, e.g. "
-                         f"https://login.example.com/oauth2/token.")
-    return url
+def _clean_oauth(given: Callable[[str], Any], typed_secret: object, method: str | None,
+                 errors: dict[str, str]) -> dict:
+    """The OAuth 2.0 settings, each on its own; whether OAuth 2.0 has all it needs is ``_require_oauth``."""
+    provider = text(given("oauth_provider")).lower() or None
+    client_id = text(given("oauth_client_id")) or None
+    if client_id and (len(client_id) > 255 or has_control_chars(client_id)):
+        errors["oauth_client_id"] = "The client id is too long or contains control characters."
+    clean: dict = {"oauth_provider": provider, "oauth_client_id": client_id}
+    for key, what in _OAUTH_URLS:
+        value = _with_preset(text(given(key)), key.removeprefix("oauth_"), provider, method)
+        clean[key] = (collect(errors, key, clean_url, value, what) if value else None) or None
+    scopes = _with_preset(" ".join(text(given("oauth_scopes")).split()), "scopes", provider, method)
+    if len(scopes) > 500 or has_control_chars(scopes):
+        errors["oauth_scopes"] = "The scopes are too long (at most 500 characters) or contain control characters."
+    clean["oauth_scopes"] = scopes or None
+    # Only what was typed: an empty client secret on update keeps the stored one.
+    secret = typed_secret.strip() if isinstance(typed_secret, str) else None
+    if secret and (len(secret) > 1000 or has_control_chars(secret)):
+        errors["oauth_client_secret"] = "The client secret is too long or contains control characters."
+    clean["oauth_client_secret"] = secret or None
+    return clean
 
 
-def _bool(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on", "y"}
-    return bool(value)
-
-
-def _choice(value, allowed, errors, field, what) -> str | None:
-    text = _text(value).lower()
-    if text not in allowed:
-        errors[field] = f"Choose the {what}: {', '.join(allowed)}."
-        return None
-    return text
+def _require_oauth(clean: dict, server: MailServer | None, errors: dict[str, str]) -> None:
+    """An OAuth 2.0 server needs a known provider, the client id and secret, both URLs and the scopes."""
+    provider = clean["oauth_provider"]
+    if clean["auth_method"] != "oauth2":
+        if provider and provider not in OAUTH_PROVIDERS:
+            errors["oauth_provider"] = "Unknown OAuth provider."
+        return
+    if provider not in OAUTH_PROVIDERS:
+        errors["oauth_provider"] = ("Choose the OAuth provider: "
+                                    + ", ".join(p["label"] for p in OAUTH_PROVIDERS.values()) + ".")
+    if not clean["oauth_client_id"]:
+        errors.setdefault("oauth_client_id", "OAuth 2.0 needs the client id of the app registered with the provider.")
+    has_stored = server is not None and bool(server.oauth_client_secret_enc)
+    if not clean["oauth_client_secret"] and not has_stored:
+        errors.setdefault("oauth_client_secret", "OAuth 2.0 needs the client secret of the app registered with "
+                                                 "the provider.")
+    for key, what in _OAUTH_URLS[:2]:
+        if not clean[key]:
+            errors.setdefault(key, f"OAuth 2.0 needs the provider's {what}.")
+    if not clean["oauth_scopes"]:
+        errors.setdefault("oauth_scopes", "OAuth 2.0 needs the scopes to ask for (space separated).")
 
 
 def validate(data: Mapping, *, server: MailServer | None = None) -> dict:
@@ -184,114 +196,19 @@ def validate(data: Mapping, *, server: MailServer | None = None) -> dict:
     defaults (on create) or the server's current values (on update). An empty
     ``oauth_client_secret`` on update keeps the stored one.
     """
-    def given(key):
-        if key in data:
-            return data[key]
-        if server is not None:
-            return getattr(server, key)
-        return DEFAULTS.get(key)
-
+    given = partial(_given, data, server)
     errors: dict[str, str] = {}
-    clean: dict = {}
-
-    name = _text(given("name"))
-    if not name:
-        errors["name"] = "A name is required, e.g. \"Corporate mail\"."
-    elif len(name) > 100:
-        errors["name"] = "The name is too long (at most 100 characters)."
-    elif _control_chars(name):
-        errors["name"] = "The name cannot contain control characters."
-    else:
-        query = select(MailServer.id).where(func.lower(MailServer.name) == name.lower())
-        if server is not None and server.id is not None:
-            query = query.where(MailServer.id != server.id)
-        if db.session.scalar(query) is not None:
-            errors["name"] = f"A mail server named {name!r} already exists: choose another name."
-    clean["name"] = name
-
-    for side, label in (("imap", "IMAP"), ("smtp", "SMTP")):
-        try:
-            clean[f"{side}_host"] = clean_host(given(f"{side}_host"), f"{label} host")
-        except ValueError as exc:
-            errors[f"{side}_host"] = str(exc)
-        try:
-            clean[f"{side}_port"] = clean_port(given(f"{side}_port"), f"{label} port")
-        except ValueError as exc:
-            errors[f"{side}_port"] = str(exc)
-        clean[f"{side}_security"] = _choice(given(f"{side}_security"), SECURITY_CHOICES, errors,
-                                            f"{side}_security", f"{label} security")
-    if clean.get("imap_security") == "starttls" and clean.get("imap_port") == 993:
-        errors["imap_security"] = ("Port 993 expects SSL/TLS from the first byte: choose SSL/TLS, or use "
-                                   "port 143 with STARTTLS.")
-    if clean.get("smtp_security") == "starttls" and clean.get("smtp_port") == 465:
-        errors["smtp_security"] = ("Port 465 expects SSL/TLS from the first byte: choose SSL/TLS, or use "
-                                   "port 587 with STARTTLS.")
-
+    name = text(given("name"))
+    problem = _name_problem(name, server)
+    if problem:
+        errors["name"] = problem
+    clean: dict = {"name": name, **_clean_endpoints(given, errors)}
     for key in ("smtp_auth", "validate_cert", "visible"):
-        clean[key] = _bool(given(key))
-
-    method = _choice(given("auth_method") or "password", AUTH_METHODS, errors, "auth_method",
-                     "authentication method")
-    clean["auth_method"] = method
-
-    provider = _text(given("oauth_provider")).lower() or None
-    clean["oauth_provider"] = provider
-    client_id = _text(given("oauth_client_id")) or None
-    if client_id and (len(client_id) > 255 or _control_chars(client_id)):
-        errors["oauth_client_id"] = "The client id is too long or contains control characters."
-    clean["oauth_client_id"] = client_id
-    preset = OAUTH_PROVIDERS.get(provider or "", {})
-    for key, what in (("oauth_authorize_url", "authorize URL"), ("oauth_token_url", "token URL"),
-                      ("oauth_redirect_uri", "redirect URI")):
-        value = _text(given(key))
-        preset_key = key.removeprefix("oauth_")
-        if value and provider in OAUTH_PROVIDERS and any(
-                value == p.get(preset_key) for name, p in OAUTH_PROVIDERS.items() if name != provider):
-            # Another provider's preset left over after switching providers: take this provider's.
-            value = ""
-        if not value and method == "oauth2" and key != "oauth_redirect_uri":
-            value = preset.get(preset_key, "")
-        if value:
-            try:
-                value = clean_url(value, what)
-            except ValueError as exc:
-                errors[key] = str(exc)
-        clean[key] = value or None
-    scopes = " ".join(_text(given("oauth_scopes")).split())
-    if scopes and provider in OAUTH_PROVIDERS and any(
-            scopes == p["scopes"] for name, p in OAUTH_PROVIDERS.items() if name != provider):
-        scopes = ""
-    if not scopes and method == "oauth2":
-        scopes = preset.get("scopes", "")
-    if len(scopes) > 500 or _control_chars(scopes):
-        errors["oauth_scopes"] = "The scopes are too long (at most 500 characters) or contain control characters."
-    clean["oauth_scopes"] = scopes or None
-
-    secret = data.get("oauth_client_secret")
-    secret = secret.strip() if isinstance(secret, str) else None
-    if secret and (len(secret) > 1000 or _control_chars(secret)):
-        errors["oauth_client_secret"] = "The client secret is too long or contains control characters."
-    clean["oauth_client_secret"] = secret or None
-
-    if method == "oauth2":
-        if provider not in OAUTH_PROVIDERS:
-            errors["oauth_provider"] = ("Choose the OAuth provider: " + ", ".join(
-                p["label"] for p in OAUTH_PROVIDERS.values()) + ".")
-        if not client_id:
-            errors.setdefault("oauth_client_id", "OAuth 2.0 needs the client id of the app registered "
-                                                 "with the provider.")
-        has_stored = server is not None and bool(server.oauth_client_secret_enc)
-        if not secret and not has_stored:
-            errors.setdefault("oauth_client_secret", "OAuth 2.0 needs the client secret of the app "
-                                                     "registered with the provider.")
-        for key, what in (("oauth_authorize_url", "authorize URL"), ("oauth_token_url", "token URL")):
-            if not clean.get(key):
-                errors.setdefault(key, f"OAuth 2.0 needs the provider's {what}.")
-        if not clean["oauth_scopes"]:
-            errors.setdefault("oauth_scopes", "OAuth 2.0 needs the scopes to ask for (space separated).")
-    elif provider and provider not in OAUTH_PROVIDERS:
-        errors["oauth_provider"] = "Unknown OAuth provider."
-
+        clean[key] = clean_bool(given(key))
+    clean["auth_method"] = collect(errors, "auth_method", clean_choice, given("auth_method") or "password",
+                                   AUTH_METHODS, "authentication method")
+    clean.update(_clean_oauth(given, data.get("oauth_client_secret"), clean["auth_method"], errors))
+    _require_oauth(clean, server, errors)
     if errors:
         raise ServerError(errors)
     return clean
@@ -300,16 +217,7 @@ def validate(data: Mapping, *, server: MailServer | None = None) -> dict:
 # --------------------------------------------------------------------------- queries
 
 
-def db_id(value) -> int | None:
-    """A row id from a form or URL, or ``None`` when it cannot be one (keeps PostgreSQL from overflowing)."""
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return number if 0 < number < 2**31 else None
-
-
-def get_server(server_id) -> MailServer:
+def get_server(server_id: RowId | None) -> MailServer:
     """The server with that id, or ``ServerNotFound``."""
     number = db_id(server_id)
     server = db.session.get(MailServer, number) if number else None
@@ -342,10 +250,6 @@ def scanners_using(server: MailServer) -> list[MailAccount]:
 # --------------------------------------------------------------------------- changes
 
 
-def _key() -> str:
-    return current_app.config["MAIL_ENCRYPTION_KEY"]
-
-
 def _apply(server: MailServer, clean: dict) -> list[str]:
     """Copy clean values onto the server; returns the audit lines of what changed."""
     changes = []
@@ -356,7 +260,7 @@ def _apply(server: MailServer, clean: dict) -> list[str]:
             changes.append(f"{key}: {old!r} → {new!r}" if server.id else f"{key}={new!r}")
             setattr(server, key, new)
     if clean.get("oauth_client_secret"):
-        server.oauth_client_secret_enc = encrypt_secret(_key(), clean["oauth_client_secret"])
+        server.oauth_client_secret_enc = encrypt_secret(app_key(), clean["oauth_client_secret"])
         changes.append("oauth client secret changed" if server.id else "oauth client secret set")
     return changes
 
@@ -373,7 +277,7 @@ def create_server(data: Mapping) -> MailServer:
     return server
 
 
-def update_server(server_id, data: Mapping) -> MailServer:
+def update_server(server_id: RowId, data: Mapping) -> MailServer:
     """Validate and change a server; an empty client secret keeps the stored one."""
     server = get_server(server_id)
     clean = validate(data, server=server)
@@ -385,7 +289,7 @@ def update_server(server_id, data: Mapping) -> MailServer:
     return server
 
 
-def delete_server(server_id) -> str:
+def delete_server(server_id: RowId) -> str:
     """Delete a server no scanner uses; returns its name. ``ServerInUse`` names the scanners."""
     server = get_server(server_id)
     users = scanners_using(server)
@@ -404,28 +308,55 @@ def delete_server(server_id) -> str:
     return name
 
 
-def client_secret(server: MailServer) -> str | None:
-    """The decrypted OAuth client secret (for the token exchange only, never for display)."""
-    try:
-        return decrypt_secret(_key(), server.oauth_client_secret_enc)
-    except SecretError as exc:
-        raise ServerError(str(exc), "oauth_client_secret") from exc
-
-
 # --------------------------------------------------------------------------- Test connection
 
 
-def _account_secret(account: MailAccount) -> str | None:
-    """The scanner's login secret: its password, or on an OAuth 2.0 server a fresh access token."""
+def _stored_credentials(server: MailServer, account_id: RowId) -> tuple[MailAccount, str, str | None]:
+    """The scanner on ``server`` with its login and login secret (a password, or a fresh access token)."""
+    number = db_id(account_id)
+    account = db.session.get(MailAccount, number) if number else None
+    if account is None or account.server_id != server.id:
+        raise ServerError("That scanner does not use this server: choose one from the list.", "account_id")
     try:
-        return credentials.login_secret(account)
+        secret = credentials.login_secret(account)
     except CredentialError as exc:
         raise ServerError(f"The stored credentials of the scanner \"{account.name}\" cannot be used: {exc}",
                           "account_id") from exc
+    return account, account.login, secret
 
 
-def test_server(server_id, *, login: str | None = None, password: str | None = None,
-                account_id=None, timeout: float | None = None) -> list[CheckResult]:
+def _typed_credentials(login: str | None, password: str | None) -> tuple[str, str | None]:
+    """A typed login and password, checked; the password is for this test only."""
+    login = text(login)
+    if not login:
+        raise ServerError("Type the login of a mailbox on this server (usually its e-mail address).", "login")
+    if len(login) > 255 or has_control_chars(login):
+        raise ServerError("The login is too long or contains control characters.", "login")
+    if password is not None and (len(password) > 1000 or any(ch in password for ch in "\r\n\0")):
+        raise ServerError("The password is too long or contains line breaks.", "password")
+    return login, password or None
+
+
+def _untestable_login(server: MailServer, login: str, secret: str | None, from_scanner: bool,
+                      timeout: float | None) -> list[CheckResult] | None:
+    """The report when the IMAP login cannot be tried with what was given (SMTP is greeted if it can be)."""
+    if server.auth_method == "oauth2" and not from_scanner:
+        # A typed password means nothing to an OAuth 2.0 server; its logins use a connected scanner's token.
+        imap = CheckResult("IMAP login", False, "This server uses OAuth 2.0: choose a connected scanner's "
+                                                "stored credentials to test the login.")
+        if server.smtp_auth:
+            return [imap, CheckResult("SMTP", False, "Not tested: the SMTP login also needs a connected "
+                                                     "scanner's OAuth token.")]
+        return [imap, smtp_check(server, login, None, timeout=timeout)]
+    if server.auth_method == "password" and not secret:
+        imap = CheckResult("IMAP login", False, "No password given: type the mailbox's password to test "
+                                                "the IMAP login (it is used for this test only).")
+        return [imap, smtp_check(server, login, None, timeout=timeout)]
+    return None
+
+
+def test_server(server_id: RowId, *, login: str | None = None, password: str | None = None,
+                account_id: RowId | None = None, timeout: float | None = None) -> list[CheckResult]:
     """Run *Test connection* with typed credentials, or with a scanner's stored ones.
 
     The password is used for this test only, never stored. A scanner blocked
@@ -434,33 +365,12 @@ def test_server(server_id, *, login: str | None = None, password: str | None = N
     server = get_server(server_id)
     account = None
     if account_id not in (None, "", 0, "0"):
-        number = db_id(account_id)
-        account = db.session.get(MailAccount, number) if number else None
-        if account is None or account.server_id != server.id:
-            raise ServerError("That scanner does not use this server: choose one from the list.", "account_id")
-        login, secret = account.login, _account_secret(account)
+        account, login, secret = _stored_credentials(server, account_id)
     else:
-        login = _text(login)
-        secret = password or None
-        if not login:
-            raise ServerError("Type the login of a mailbox on this server (usually its e-mail address).",
-                              "login")
-        if len(login) > 255 or _control_chars(login):
-            raise ServerError("The login is too long or contains control characters.", "login")
-        if password is not None and (len(password) > 1000 or any(ch in password for ch in "\r\n\0")):
-            raise ServerError("The password is too long or contains line breaks.", "password")
-    if server.auth_method == "oauth2" and account is None:
-        # A typed password means nothing to an OAuth 2.0 server; its logins use a connected scanner's token.
-        results = [CheckResult("IMAP login", False, "This server uses OAuth 2.0: choose a connected scanner's "
-                                                    "stored credentials to test the login.")]
-        return results + [smtp_check(server, login, None, timeout=timeout) if not server.smtp_auth else
-                          CheckResult("SMTP", False, "Not tested: the SMTP login also needs a connected "
-                                                     "scanner's OAuth token.")]
-    if server.auth_method == "password" and not secret:
-        # Without a password the IMAP login cannot be tried; SMTP can still be greeted.
-        results = [CheckResult("IMAP login", False, "No password given: type the mailbox's password to test "
-                                                    "the IMAP login (it is used for this test only).")]
-        return results + [smtp_check(server, login, None, timeout=timeout)]
+        login, secret = _typed_credentials(login, password)
+    untestable = _untestable_login(server, login, secret, account is not None, timeout)
+    if untestable is not None:
+        return untestable
     results = test_connection(server, login, secret, timeout=timeout)
     if account is not None and results[0].ok and account.health == "blocked":
         account.health, account.blocked_reason, account.login_failures = "active", None, 0

@@ -1,4 +1,4 @@
-"""The mail configuration (SPEC §4) and the ignore filters: validation and changes.
+"""The mail configuration and the ignore filters: validation and changes.
 
 The settings row and the filters are read by the scanner; this module is how
 administrators change them. Every message says what is wrong and what to do.
@@ -7,7 +7,6 @@ administrators change them. Every message says what is wrong and what to do.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 
 from sqlalchemy import or_, select
@@ -16,7 +15,16 @@ from app.extensions import db
 from app.models import IgnoreFilter, MailAccount, MailSettings
 from app.models.runs import CLOSED_TICKET_POLICIES, FILTER_FIELDS, FILTER_MATCHES, FILTER_STOPS
 from app.services import audit
-from app.services.mail_servers import clean_host, db_id
+from app.services.validation import (
+    FieldErrors,
+    RowId,
+    clean_bool,
+    clean_host,
+    clean_int,
+    collect,
+    db_id,
+    has_control_chars,
+)
 
 # (field, label, lowest, highest): the numbers of the configuration and their bounds.
 NUMBER_FIELDS = (
@@ -49,25 +57,12 @@ STOP_LABELS = {"store": "Do not store the message", "tickets": "Store it, but ne
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,100}$")  # RFC 5322 field name: printable ASCII except ":"
 
 
-class SettingsError(ValueError):
-    """The configuration or a filter cannot be saved as asked.
-
-    ``errors`` maps a field name to its message; ``str()`` joins them.
-    """
-
-    def __init__(self, errors: dict[str, str] | str, field: str = "__all__"):
-        if isinstance(errors, str):
-            errors = {field: errors}
-        self.errors = errors
-        super().__init__(" ".join(errors.values()))
+class SettingsError(FieldErrors):
+    """The configuration or a filter cannot be saved as asked; a message per field."""
 
 
 class FilterNotFound(SettingsError):
     """No filter with that id."""
-
-
-def _control_chars(value: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
 
 
 def get_settings() -> MailSettings:
@@ -78,7 +73,7 @@ def get_settings() -> MailSettings:
 # --------------------------------------------------------------------------- settings
 
 
-def clean_domains(text) -> str:
+def clean_domains(text: object) -> str:
     """Our own domains, written with commas, spaces or one per line → "a.test,b.test"."""
     parts = [p for p in re.split(r"[\s,;]+", str(text or "")) if p]
     domains: list[str] = []
@@ -99,43 +94,30 @@ def clean_domains(text) -> str:
     return joined
 
 
-def _int(value, label: str, low: int, high: int) -> int:
-    text = "" if value is None else str(value).strip()
-    if isinstance(value, bool) or not re.fullmatch(r"-?\d{1,9}", text):
-        raise ValueError(f"{label} must be a whole number from {low} to {high}.")
-    number = int(text)
-    if not low <= number <= high:
-        raise ValueError(f"{label} must be from {low} to {high}, not {number}.")
-    return number
-
-
-def update_settings(data: Mapping) -> MailSettings:
-    """Validate and save the configuration; raises ``SettingsError`` with a message per field."""
-    settings = get_settings()
-    errors: dict[str, str] = {}
+def _clean_settings(data: Mapping, errors: dict[str, str]) -> dict:
+    """The clean value of every configuration field present in ``data``; messages go to ``errors``."""
     clean: dict = {}
     for key, label, low, high in NUMBER_FIELDS:
-        if key not in data:
-            continue
-        try:
-            clean[key] = _int(data[key], label, low, high)
-        except ValueError as exc:
-            errors[key] = str(exc)
+        if key in data:
+            clean[key] = collect(errors, key, clean_int, data[key], label, low, high)
     for key in BOOL_FIELDS:
         if key in data:
-            value = data[key]
-            clean[key] = value.strip().lower() in {"1", "true", "yes", "on", "y"} if isinstance(value, str) \
-                else bool(value)
+            clean[key] = clean_bool(data[key])
     if "closed_ticket_policy" in data:
         policy = str(data["closed_ticket_policy"] or "").strip()
         if policy not in CLOSED_TICKET_POLICIES:
             errors["closed_ticket_policy"] = "Choose what happens to a closed ticket that receives mail."
         clean["closed_ticket_policy"] = policy
     if "internal_domains" in data:
-        try:
-            clean["internal_domains"] = clean_domains(data["internal_domains"])
-        except ValueError as exc:
-            errors["internal_domains"] = str(exc)
+        clean["internal_domains"] = collect(errors, "internal_domains", clean_domains, data["internal_domains"])
+    return clean
+
+
+def update_settings(data: Mapping) -> MailSettings:
+    """Validate and save the configuration; raises ``SettingsError`` with a message per field."""
+    settings = get_settings()
+    errors: dict[str, str] = {}
+    clean = _clean_settings(data, errors)
     if errors:
         raise SettingsError(errors)
     changes = []
@@ -165,6 +147,38 @@ def _validate_rule(field: str, match: str, value: str, stops: str, header_name: 
         raise SettingsError(str(exc), "value") from None
 
 
+def _value_problem(value: str) -> str | None:
+    """What is wrong with the value a filter compares with, or None."""
+    if not value.strip():
+        return "Type the value to compare with."
+    if len(value) > 500:
+        return "The value is too long (at most 500 characters)."
+    if has_control_chars(value):
+        return "The value cannot contain control characters or line breaks."
+    return None
+
+
+def _header_name_problem(header_name: str | None) -> str | None:
+    """What is wrong with the header name of a filter on a header, or None."""
+    if not header_name:
+        return "Type the name of the header to look at, e.g. X-Spam-Flag."
+    if not _HEADER_NAME.match(header_name):
+        return "A header name has only printable characters without spaces or a colon, e.g. X-Spam-Flag."
+    return None
+
+
+def _filter_scope(account_id: object, errors: dict[str, str]) -> int | None:
+    """The id of the mailbox a filter is for; None for every mailbox."""
+    if account_id in (None, "", 0, "0"):
+        return None
+    number = db_id(account_id)
+    account = db.session.get(MailAccount, number) if number else None
+    if account is None:
+        errors["account_id"] = "That mailbox does not exist (any more): choose one from the list."
+        return None
+    return account.id
+
+
 def validate_filter(data: Mapping) -> dict:
     """Check one ignore filter; returns clean values or raises ``SettingsError``."""
     errors: dict[str, str] = {}
@@ -172,6 +186,8 @@ def validate_filter(data: Mapping) -> dict:
     match = str(data.get("match") or "").strip()
     stops = str(data.get("stops") or "").strip()
     value = str(data.get("value") or "")
+    if match != "regex":
+        value = value.strip()  # spaces around a regular expression are part of it
     header_name = str(data.get("header_name") or "").strip() or None
     if field not in FILTER_FIELDS:
         errors["field"] = "Choose what the filter looks at: " + ", ".join(FIELD_LABELS.values()).lower() + "."
@@ -179,42 +195,18 @@ def validate_filter(data: Mapping) -> dict:
         errors["match"] = "Choose how it compares: equals, contains or regular expression."
     if stops not in FILTER_STOPS:
         errors["stops"] = "Choose what the filter stops: storing the message, or only tickets."
-    if match != "regex":
-        value = value.strip()
-    if not value.strip():
-        errors["value"] = "Type the value to compare with."
-    elif len(value) > 500:
-        errors["value"] = "The value is too long (at most 500 characters)."
-    elif _control_chars(value):
-        errors["value"] = "The value cannot contain control characters or line breaks."
-    if field == "header":
-        if not header_name:
-            errors["header_name"] = "Type the name of the header to look at, e.g. X-Spam-Flag."
-        elif not _HEADER_NAME.match(header_name):
-            errors["header_name"] = ("A header name has only printable characters without spaces or a colon, "
-                                     "e.g. X-Spam-Flag.")
-    else:
+    problems = {"value": _value_problem(value),
+                "header_name": _header_name_problem(header_name) if field == "header" else None}
+    errors.update({key: problem for key, problem in problems.items() if problem})
+    if field != "header":
         header_name = None
-    account_id = data.get("account_id")
-    if account_id in (None, "", 0, "0"):
-        account_id = None
-    else:
-        number = db_id(account_id)
-        account = db.session.get(MailAccount, number) if number else None
-        if account is None:
-            errors["account_id"] = "That mailbox does not exist (any more): choose one from the list."
-            account_id = None
-        else:
-            account_id = account.id
+    account_id = _filter_scope(data.get("account_id"), errors)
     if not errors:
         _validate_rule(field, match, value, stops, header_name)
     if errors:
         raise SettingsError(errors)
-    enabled = data.get("enabled", True)
-    if isinstance(enabled, str):
-        enabled = enabled.strip().lower() in {"1", "true", "yes", "on", "y"}
     return {"field": field, "match": match, "value": value, "stops": stops, "header_name": header_name,
-            "account_id": account_id, "enabled": bool(enabled)}
+            "account_id": account_id, "enabled": clean_bool(data.get("enabled", True))}
 
 
 def describe_filter(f: IgnoreFilter) -> str:
@@ -240,7 +232,7 @@ def filters_for(account_id: int | None) -> list[IgnoreFilter]:
     return list(db.session.scalars(query.order_by(IgnoreFilter.id)))
 
 
-def get_filter(filter_id) -> IgnoreFilter:
+def get_filter(filter_id: RowId) -> IgnoreFilter:
     """The filter with that id, or ``FilterNotFound``."""
     number = db_id(filter_id)
     row = db.session.get(IgnoreFilter, number) if number else None
@@ -268,7 +260,7 @@ def create_filter(data: Mapping) -> IgnoreFilter:
     return row
 
 
-def update_filter(filter_id, data: Mapping) -> IgnoreFilter:
+def update_filter(filter_id: RowId, data: Mapping) -> IgnoreFilter:
     """Validate and change an ignore filter."""
     row = get_filter(filter_id)
     clean = validate_filter(data)
@@ -283,7 +275,7 @@ def update_filter(filter_id, data: Mapping) -> IgnoreFilter:
     return row
 
 
-def set_filter_enabled(filter_id, enabled: bool) -> IgnoreFilter:
+def set_filter_enabled(filter_id: RowId, enabled: bool) -> IgnoreFilter:
     """Switch an ignore filter on or off."""
     row = get_filter(filter_id)
     if row.enabled != bool(enabled):
@@ -294,7 +286,7 @@ def set_filter_enabled(filter_id, enabled: bool) -> IgnoreFilter:
     return row
 
 
-def delete_filter(filter_id) -> None:
+def delete_filter(filter_id: RowId) -> None:
     """Delete an ignore filter."""
     row = get_filter(filter_id)
     audit.record("ignore_filter.delete", f"ignore filter {row.id}",

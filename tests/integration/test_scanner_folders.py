@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, MailAccount, MailServer, ScanRun
-from app.services import scanners
+from app.services import scanner_login, scanners
 from app.services.scanners import ScannerError
 from tests import factories
 
@@ -38,7 +38,7 @@ def mailbox(dovecot):
 
 def test_list_server_folders_returns_the_real_folders(server, mailbox):
     login, password = mailbox
-    names = scanners.list_server_folders(server.id, login, password)
+    names = scanner_login.list_server_folders(server.id, login, password)
     assert names[0] == "INBOX"
     assert "Projects" in names
 
@@ -46,13 +46,13 @@ def test_list_server_folders_returns_the_real_folders(server, mailbox):
 def test_folder_list_on_edit_uses_the_stored_password(server, mailbox):
     login, password = mailbox
     account = scanners.create_scanner("Folders", server.id, login, password, None)
-    assert "Projects" in scanners.list_server_folders(server.id, login, None, account.id)
+    assert "Projects" in scanner_login.list_server_folders(server.id, login, None, account.id)
 
 
 def test_wrong_password_gives_a_readable_error_without_the_password(server, mailbox):
     login, _ = mailbox
     with pytest.raises(ScannerError) as err:
-        scanners.list_server_folders(server.id, login, "Wrong-Secret-123")
+        scanner_login.list_server_folders(server.id, login, "Wrong-Secret-123")
     message = str(err.value)
     assert "refused the login" in message and login in message
     assert "Wrong-Secret-123" not in message
@@ -98,7 +98,7 @@ def test_failed_test_login_leaves_the_block(server, mailbox):
     account = scanners.create_scanner("Wrong pw", server.id, login, "not-the-password", None)
     account.health, account.login_failures = "blocked", 3
     db.session.commit()
-    result = scanners.test_login(account.id)
+    result = scanner_login.test_login(account.id)
     assert result.ok is False and "refused the login" in result.message
     assert "not-the-password" not in result.message
     db.session.expire_all()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.crypto import decrypt_secret
 from app.extensions import db
 from app.models import AuditEntry, MailAccount, MailServer
-from app.services import mail_servers
+from app.services import mail_servers, validation
 from app.services.mail_servers import ServerError, ServerInUse
 from tests import factories
 
@@ -55,7 +55,7 @@ def _scanner_on(server: MailServer, name="Support", login="support@corp.test") -
 @pytest.mark.parametrize("host", ["imap.example.com", "mail-1.corp.test", "127.0.0.1", "::1", "[::1]",
                                   "localhost", "IMAP.Example.COM."])
 def test_good_hosts_are_accepted(app, host):
-    assert mail_servers.clean_host(host, "IMAP host")
+    assert validation.clean_host(host, "IMAP host")
 
 
 @pytest.mark.parametrize("host, words", [
@@ -74,7 +74,7 @@ def test_good_hosts_are_accepted(app, host):
 ])
 def test_bad_hosts_get_a_message(app, host, words):
     with pytest.raises(ValueError) as info:
-        mail_servers.clean_host(host, "IMAP host")
+        validation.clean_host(host, "IMAP host")
     assert words in str(info.value)
     assert "IMAP host" in str(info.value)
 
@@ -82,12 +82,12 @@ def test_bad_hosts_get_a_message(app, host, words):
 @pytest.mark.parametrize("port", ["0", "65536", "-1", "abc", "99999999999999999999", "1.5", "", True])
 def test_bad_ports_get_a_message(app, port):
     with pytest.raises(ValueError) as info:
-        mail_servers.clean_port(port, "IMAP port")
+        validation.clean_port(port, "IMAP port")
     assert "IMAP port" in str(info.value)
 
 
 def test_international_host_is_stored_in_dns_form(app):
-    assert mail_servers.clean_host("mail.bücher.example", "IMAP host") == "mail.xn--bcher-kva.example"
+    assert validation.clean_host("mail.bücher.example", "IMAP host") == "mail.xn--bcher-kva.example"
 
 
 def test_valid_server_is_cleaned(app):

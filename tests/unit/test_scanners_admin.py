@@ -12,7 +12,7 @@ from sqlalchemy import event, func, select
 from app.crypto import decrypt_secret
 from app.extensions import db
 from app.models import AuditEntry, Email, MailAccount, MailServer, ScanFolder, ScanRun
-from app.services import scanners
+from app.services import scanner_fields, scanner_login, scanners
 from app.services.scanners import ScannerError
 from tests import factories
 
@@ -185,9 +185,9 @@ def test_service_validation_collects_every_problem(app, server):
 
 
 def test_parse_folders_reads_the_cli_notation():
-    assert scanners.parse_folders("INBOX, Sent:outgoing,Projects:2024,Team:Incoming") == [
+    assert scanner_fields.parse_folders("INBOX, Sent:outgoing,Projects:2024,Team:Incoming") == [
         ("INBOX", "incoming"), ("Sent", "outgoing"), ("Projects:2024", "incoming"), ("Team", "incoming")]
-    assert scanners.parse_folders("INBOX\nSent:outgoing\n") == [("INBOX", "incoming"), ("Sent", "outgoing")]
+    assert scanner_fields.parse_folders("INBOX\nSent:outgoing\n") == [("INBOX", "incoming"), ("Sent", "outgoing")]
 
 
 def test_changing_login_starts_the_folders_over_and_clears_a_block(app, server):
@@ -304,9 +304,9 @@ def test_stored_password_is_used_only_for_its_own_mailbox(app, server):
     other = make_server("Elsewhere")
     # Another login or server: the stored password is never sent there, so one must be typed.
     with pytest.raises(ScannerError, match="Type the password"):
-        scanners.list_server_folders(server.id, "someone@else.test", None, account.id)
+        scanner_login.list_server_folders(server.id, "someone@else.test", None, account.id)
     with pytest.raises(ScannerError, match="Type the password"):
-        scanners.list_server_folders(other.id, account.login, None, account.id)
+        scanner_login.list_server_folders(other.id, account.login, None, account.id)
 
 
 # ------------------------------------------------------------------ download history

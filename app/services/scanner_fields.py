@@ -1,0 +1,194 @@
+"""What a mail scanner is made of, as administrators type it: folders, actions, search fields, and their checks.
+
+The admin form and the ``flask scanners`` commands give the same fields; each
+check puts a message for people under the field's name, and
+``app.services.scanners`` raises them together as one ``ScannerError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from app.extensions import db
+from app.models import MailAccount, MailServer, User
+from app.models.mail import ACTIONS, SEARCH_FIELDS
+from app.services.validation import RowId, db_id, has_control_chars
+
+DIRECTIONS = ("incoming", "outgoing")
+DEFAULT_FOLDERS: list[tuple[str, str]] = [("INBOX", "incoming"), ("Sent", "outgoing")]
+DEFAULT_ACTIONS: list[str] = ["create_email", "bind_email"]
+DEFAULT_SEARCH_FIELDS: list[str] = list(SEARCH_FIELDS)
+
+ACTION_LABELS = {
+    "create_email": "Create email",
+    "bind_email": "Bind email",
+    "open_ticket": "Open a ticket",
+    "create_ticket": "Create a ticket",
+}
+SEARCH_FIELD_LABELS = {
+    "contacts": "Contacts",
+    "organizations": "Organizations",
+    "leads": "Leads",
+    "users": "Users",
+}
+MAX_PASSWORD_LENGTH = 1000
+
+
+@dataclass
+class ScannerFields:
+    """A scanner's fields, cleaned: the server and assignee looked up, the lists in canonical order."""
+
+    name: str
+    login: str
+    server: MailServer | None
+    assignee: User | None
+    folders: list[tuple[str, str]]
+    actions: list[str]
+    search_fields: list[str]
+
+
+# ---------------------------------------------------------------- the CLI's notation
+
+
+def parse_folders(text: str | Iterable[str]) -> list[tuple[str, str]]:
+    """Read folders written as ``INBOX,Sent:outgoing`` (or one per line).
+
+    A trailing ``:incoming`` / ``:outgoing`` gives the direction; anything else
+    after a colon is part of the name, since IMAP names may contain colons.
+    Without a direction, a folder is incoming.
+    """
+    if isinstance(text, str):
+        parts = text.replace("\r", "\n").replace("\n", ",").split(",")
+    else:
+        parts = list(text)
+    folders = []
+    for part in parts:
+        part = part.strip()
+        if not part:
+            continue
+        name, direction = part, "incoming"
+        head, sep, tail = part.rpartition(":")
+        if sep and tail.strip().lower() in DIRECTIONS:
+            name, direction = head.strip(), tail.strip().lower()
+        folders.append((name, direction))
+    return folders
+
+
+def parse_names(text: str | Iterable[str] | None) -> list[str]:
+    """Split ``create_email,bind_email`` (or a list) into clean names."""
+    if text is None:
+        return []
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    return [p.strip().lower() for p in parts if p and p.strip()]
+
+
+def folders_text(account: MailAccount) -> str:
+    """The folders of a scanner in the CLI's notation (``INBOX,Sent:outgoing``)."""
+    return ",".join(f.name if f.direction == "incoming" else f"{f.name}:{f.direction}" for f in account.folders)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _folder_problem(name: str, direction: str, seen: set[str]) -> str | None:
+    """What is wrong with one folder of the list (``name`` already in its stored form), or None."""
+    if has_control_chars(name):
+        return "A folder name may not contain control characters (tabs, line breaks ...)."
+    if len(name) > 255:
+        return "A folder name may be at most 255 characters long."
+    if direction not in DIRECTIONS:
+        return f"Folder {name!r}: the direction must be incoming or outgoing."
+    if name in seen:
+        return f"The folder {name!r} is listed twice."
+    return None
+
+
+def clean_folders(folders: Sequence | None, errors: dict[str, str]) -> list[tuple[str, str]]:
+    """(name, direction) pairs, INBOX spelled one way; empty names are dropped, at least one must remain."""
+    cleaned: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in folders or []:
+        name, direction = (item, "incoming") if isinstance(item, str) else item
+        name = (name or "").strip()
+        direction = (direction or "incoming").strip().lower()
+        if not name:
+            continue
+        if name.upper() == "INBOX":
+            name = "INBOX"  # IMAP treats INBOX case-insensitively; store it one way
+        problem = _folder_problem(name, direction, seen)
+        if problem:
+            errors["folders"] = problem
+            return []
+        seen.add(name)
+        cleaned.append((name, direction))
+    if not cleaned:
+        errors["folders"] = "Choose at least one folder to scan (for example INBOX)."
+    return cleaned
+
+
+def clean_choices(values: str | Iterable[str] | None, allowed: Sequence[str], labels: dict[str, str],
+                  field: str, what: str, errors: dict[str, str]) -> list[str]:
+    """The names among ``allowed``, in its order and without repeats; unknown names are an error."""
+    names = parse_names(values)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        errors[field] = (f"Unknown {what}: {', '.join(unknown)}. Choose from: "
+                         + ", ".join(f"{labels[a]} ({a})" for a in allowed) + ".")
+        return []
+    # Keep the declared order and drop repeats, so the stored value is canonical.
+    return [a for a in allowed if a in names]
+
+
+def _name_problem(name: str) -> str | None:
+    if not name or len(name) > 100:
+        return "A name of 1 to 100 characters is required (it is the label of the users' mailbox button)."
+    if has_control_chars(name):
+        return "The name may not contain control characters."
+    return None
+
+
+def _login_problem(login: str) -> str | None:
+    if not login:
+        return "The login (usually the mailbox's e-mail address) is required."
+    if len(login) > 255 or has_control_chars(login):
+        return "The login must be at most 255 characters, without control characters."
+    return None
+
+
+def _row(model: type, value: RowId | None) -> object | None:
+    number = db_id(value)
+    return db.session.get(model, number) if number else None
+
+
+def clean_scanner_fields(*, name: str | None, server_id: RowId | None, login: str | None,
+                         folders: Sequence | None, actions: str | Iterable[str] | None,
+                         search_fields: str | Iterable[str] | None, assignee_id: RowId | None,
+                         errors: dict[str, str]) -> ScannerFields:
+    """Check every field of a scanner at once; each problem goes to ``errors`` under its field."""
+    name, login = (name or "").strip(), (login or "").strip()
+    problems = {"name": _name_problem(name), "login": _login_problem(login)}
+    errors.update({field: problem for field, problem in problems.items() if problem})
+    server = _row(MailServer, server_id)
+    if server is None:
+        errors["server_id"] = "Choose an existing mail server (add one under Mail tools → Mail servers)."
+    assignee = None
+    if assignee_id not in (None, "", 0, "0"):
+        assignee = _row(User, assignee_id)
+        if assignee is None:
+            errors["assignee_id"] = "The chosen assignee does not exist; pick a user from the list."
+    return ScannerFields(
+        name=name, login=login, server=server, assignee=assignee,
+        folders=clean_folders(folders, errors),
+        actions=clean_choices(actions, ACTIONS, ACTION_LABELS, "actions", "action", errors),
+        search_fields=clean_choices(search_fields, SEARCH_FIELDS, SEARCH_FIELD_LABELS, "search_fields",
+                                    "search field", errors))
+
+
+def password_problem(server: MailServer | None, password: str | None, *, has_stored: bool) -> str | None:
+    """What is wrong with a scanner's typed password, or None (a password server needs one, typed or stored)."""
+    if password and len(password) > MAX_PASSWORD_LENGTH:
+        return f"The password may be at most {MAX_PASSWORD_LENGTH} characters long."
+    if server is not None and server.auth_method == "password" and not password and not has_stored:
+        return f"The password is required: the server {server.name} logs in with a password."
+    return None
