@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, insert, select
 
@@ -101,19 +102,18 @@ def _decode(data: bytes) -> str:
                            "Save it as “CSV UTF-8” and import it again.") from exc
 
 
-def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = CHUNK_SIZE) -> ImportReport:
-    """Import a CSV file (a path, its bytes, or its text) of ``kind`` (contacts, organizations or leads)."""
-    if kind not in KINDS:
-        raise ImportFailed(f"Unknown record type {kind!r}: use contacts, organizations or leads.")
-    spec = KINDS[kind]
+def _source_text(source: bytes | str | Path) -> str:
+    """The file's text, whether given as a path, its bytes or its text (a byte-order mark dropped)."""
     if isinstance(source, Path):
         try:
             source = source.read_bytes()
         except OSError as exc:
             raise ImportFailed(f"Cannot read {source}: {exc.strerror or exc}.") from exc
-    text = _decode(source) if isinstance(source, bytes) else source.removeprefix("\ufeff")
+    return _decode(source) if isinstance(source, bytes) else source.removeprefix("\ufeff")
 
-    reader = csv.reader(io.StringIO(text, newline=""))
+
+def _columns(reader: Iterator[list[str]], spec: _Kind, report: ImportReport) -> dict[str, int]:
+    """Read the header line: each known column's position; unknown columns are noted in the report."""
     try:
         header = next(reader)
     except StopIteration:
@@ -126,28 +126,41 @@ def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = C
     if not any(col in positions for col in spec.name_columns):
         raise ImportFailed(f"The first line must name the columns; {' or '.join(spec.name_columns)} is missing. "
                            f"Expected columns: {','.join(spec.columns)} (in any order).")
-    report = ImportReport(kind)
     unknown = [h.strip() for h, n in zip(header, names, strict=True) if n not in spec.columns and h.strip()]
     if unknown:
         report.notes.append(f"Ignored unknown column(s): {', '.join(unknown)}.")
+    return positions
 
+
+def _rows(reader: Any, positions: dict[str, int], report: ImportReport) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line where the row starts, {column: cell}) for every non-blank row; unreadable rows are skipped."""
+    previous_end = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.skipped.append(SkippedRow(reader.line_num, f"not valid CSV: {exc}"))
+            previous_end = reader.line_num
+            continue
+        line = previous_end + 1  # a quoted cell may span lines: report where the row starts
+        previous_end = reader.line_num
+        if any(c.strip() for c in cells):
+            yield line, {col: (cells[i] if i < len(cells) else "") for col, i in positions.items()}
+
+
+def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = CHUNK_SIZE) -> ImportReport:
+    """Import a CSV file (a path, its bytes, or its text) of ``kind`` (contacts, organizations or leads)."""
+    if kind not in KINDS:
+        raise ImportFailed(f"Unknown record type {kind!r}: use contacts, organizations or leads.")
+    spec = KINDS[kind]
+    reader = csv.reader(io.StringIO(_source_text(source), newline=""))
+    report = ImportReport(kind)
+    positions = _columns(reader, spec, report)
     importer = _Importer(kind, spec, report, chunk_size)
     try:
-        previous_end = reader.line_num
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                report.skipped.append(SkippedRow(reader.line_num, f"not valid CSV: {exc}"))
-                previous_end = reader.line_num
-                continue
-            line = previous_end + 1  # a quoted cell may span lines: report where the row starts
-            previous_end = reader.line_num
-            if not any(c.strip() for c in cells):
-                continue  # blank line
-            row = {col: (cells[i] if i < len(cells) else "") for col, i in positions.items()}
+        for line, row in _rows(reader, positions, report):
             importer.add(line, row)
         importer.flush()
         db.session.commit()
