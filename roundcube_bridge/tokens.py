@@ -1,6 +1,6 @@
 """One-time hand-off tokens: minting, hashing, expiry and the shared-secret check.
 
-Pure functions, no Flask: the service layer (app.services.autologin) stores
+Pure functions, no Flask: the service layer (app.services.autologin.handoff) stores
 the hashes and does the compare-and-set redeem; this module only knows how a
 token looks, how it is hashed and how long it lives.
 """

@@ -20,7 +20,8 @@ from app.cli.roundcube import write_plugin_config
 from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import MailAccount, MailServer, User
-from app.services import autologin
+from app.services.autologin import grants as mailbox_grants
+from app.services.autologin import handoff as mailbox_handoff
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDCUBE_SH = ROOT / "scripts" / "roundcube.sh"
@@ -66,11 +67,11 @@ class Stack:
 
     def grant(self, account_id: int, *user_ids: int) -> None:
         with self.app.app_context(), self.app.test_request_context():
-            autologin.set_grants(account_id, list(user_ids))
+            mailbox_grants.set_grants(account_id, list(user_ids))
 
     def mint(self, user_id: int, account_id: int) -> str:
         with self.app.app_context():
-            return autologin.open_mailbox(db.session.get(User, user_id), account_id, "127.0.0.1")
+            return mailbox_handoff.open_mailbox(db.session.get(User, user_id), account_id, "127.0.0.1")
 
     def stop(self) -> None:
         for stop in reversed(self._stops):

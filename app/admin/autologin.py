@@ -11,7 +11,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from app.admin import bp
 from app.extensions import db
 from app.models import MailAccount, User
-from app.services import autologin
+from app.services.autologin import grants
 
 
 class GrantForm(FlaskForm):
@@ -32,10 +32,10 @@ def autologin_list():
     """Every mailbox with a checkbox per user; each mailbox is saved on its own."""
     accounts = db.session.scalars(select(MailAccount).order_by(MailAccount.name, MailAccount.id)).all()
     choices = _user_choices()
-    grants = autologin.grants_by_account()
+    granted = grants.grants_by_account()
     forms = []
     for account in accounts:
-        form = GrantForm(formdata=None, prefix=f"m{account.id}", data={"user_ids": sorted(grants.get(account.id, ()))})
+        form = GrantForm(formdata=None, prefix=f"m{account.id}", data={"user_ids": sorted(granted.get(account.id, ()))})
         form.user_ids.choices = choices
         forms.append((account, form))
     return render_template("admin/autologin.html", forms=forms, has_users=bool(choices))
@@ -55,7 +55,7 @@ def autologin_save(account_id: int):
               "error")
         return redirect(url_for("admin.autologin"))
     try:
-        added, removed = autologin.set_grants(account_id, form.user_ids.data or [])
+        added, removed = grants.set_grants(account_id, form.user_ids.data or [])
     except (LookupError, ValueError) as exc:
         flash(f"The grants of {account.name} were not saved: {exc}", "error")
         return redirect(url_for("admin.autologin"))

@@ -8,9 +8,9 @@ bp = Blueprint("bridge", __name__)
 @bp.record_once
 def _provide_mailbox_buttons(state):
     """Let the top bar (app.navigation) ask the bridge for the current user's mailbox buttons."""
-    from app.services import autologin
+    from app.services.autologin import grants
 
-    state.app.extensions["mailbox_buttons"] = autologin.mailbox_buttons
+    state.app.extensions["mailbox_buttons"] = grants.mailbox_buttons
 
 
 from app.bridge import routes  # noqa: E402,F401

@@ -9,7 +9,8 @@ from flask_login import current_user, login_required
 
 from app.bridge import bp
 from app.extensions import csrf
-from app.services import autologin
+from app.services.autologin import handoff as mailbox_handoff
+from app.services.autologin import unread as unread_counts
 from roundcube_bridge import tokens
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,8 @@ def _roundcube_url(token: str) -> str:
 def open_mailbox(account_id: int):
     """Check the grant, mint a one-time token and send the browser to Roundcube with it."""
     try:
-        token = autologin.open_mailbox(current_user, account_id, request.remote_addr)
-    except autologin.AutologinRefused as exc:
+        token = mailbox_handoff.open_mailbox(current_user, account_id, request.remote_addr)
+    except mailbox_handoff.AutologinRefused as exc:
         return render_template("error.html", code=403, message=exc.message), 403
     # The token travels in the URL because Roundcube is another site and a GET is what
     # a new tab can open. That is acceptable for this value only: it is not the mailbox
@@ -47,7 +48,7 @@ def redeem():
     client = request.remote_addr
     if not tokens.secret_matches(request.headers.get(tokens.SECRET_HEADER),
                                  current_app.config.get("BRIDGE_SECRET")):
-        autologin.record_refusal("bad secret", address=client)
+        mailbox_handoff.record_refusal("bad secret", address=client)
         return _no_store(jsonify(ok=False, reason="bad_secret",
                                  message="The bridge secret is missing or wrong."), 401)
     body = request.get_json(silent=True)
@@ -57,8 +58,8 @@ def redeem():
     # The browser's address as Roundcube saw it: where the hand-off came from, for the log.
     address = body.get("client") if isinstance(body.get("client"), str) else client
     try:
-        handoff = autologin.redeem(token, address)
-    except autologin.AutologinRefused as exc:
+        handoff = mailbox_handoff.redeem(token, address)
+    except mailbox_handoff.AutologinRefused as exc:
         return _no_store(jsonify(ok=False, reason=exc.reason, message=exc.message), exc.status)
     return _no_store(jsonify(handoff.as_json()), 200)
 
@@ -66,8 +67,8 @@ def redeem():
 @bp.route("/unread")
 @login_required
 def unread():
-    """Unread counts of the user's mailboxes, for the top bar's poll (app/static/unread.js)."""
-    return _no_store(jsonify(autologin.unread_for(current_user)), 200)
+    """The cached unread counts of the user's mailboxes, for the top bar's poll (app/static/unread.js)."""
+    return _no_store(jsonify(unread_counts.unread_for(current_user)), 200)
 
 
 def _no_store(response, status: int):

@@ -1,7 +1,8 @@
 // Keeps the unread counts on the top bar's mailbox buttons fresh.
-// The page itself renders cached counts only (it never waits on a mail server);
-// this polls /bridge/unread, which refreshes stale counts over IMAP STATUS, at the
-// interval set in the mail configuration. A static file because the CSP forbids inline scripts.
+// The page renders the cached counts, and so does /bridge/unread, which this polls at the
+// interval set in the mail configuration: neither ever waits on a mail server, since the
+// worker's schedule refreshes the counts (IMAP STATUS). A static file because the CSP forbids
+// inline scripts.
 (function () {
   "use strict";
   var script = document.currentScript;

@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 PERIODIC = {
     "enqueue-due-scans": (30, "app.tasks.schedule.enqueue_due"),
     "check-alerts": (60, "app.services.alerts.scheduled_check"),
+    # Asks only the mailboxes whose count is older than the mail configuration's refresh interval.
+    "refresh-unread-counts": (30, "app.services.autologin.unread.scheduled_refresh"),
 }
 
 

@@ -21,7 +21,9 @@ from app.crypto import decrypt_secret, encrypt_secret
 from app.extensions import db
 from app.models import MailAccount, MailServer, ScanFolder, ScanRun, User
 from app.models.base import utcnow
-from app.services import autologin, scans
+from app.services import scans
+from app.services.autologin import grants as mailbox_grants
+from app.services.autologin import handoff as mailbox_handoff
 from app.tasks import schedule
 from roundcube_bridge import tokens as tokens_mod
 from tests import factories
@@ -307,8 +309,8 @@ def test_handoff_of_an_oauth_mailbox_answers_with_a_fresh_access_token(app, prov
     account.oauth_expires_at = utcnow() - timedelta(minutes=1)  # expired: the hand-off must refresh
     alice = factories.user(username="alice")
     with app.test_request_context():
-        autologin.set_grants(account.id, [alice.id])
-    token = autologin.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
+        mailbox_grants.set_grants(account.id, [alice.id])
+    token = mailbox_handoff.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
 
     response = app.test_client().post("/bridge/redeem", json={"token": token, "client": "127.0.0.1"},
                                       headers={tokens_mod.SECRET_HEADER: app.config["BRIDGE_SECRET"]})
@@ -325,15 +327,15 @@ def test_handoff_of_an_oauth_mailbox_answers_with_a_fresh_access_token(app, prov
     # A revoked grant: the hand-off is refused in words, the token spent, the scanner marked.
     provider.revoke_user(login)
     expire_stored_token(account.id)
-    token = autologin.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
+    token = mailbox_handoff.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
     refused = app.test_client().post("/bridge/redeem", json={"token": token, "client": "127.0.0.1"},
                                      headers={tokens_mod.SECRET_HEADER: app.config["BRIDGE_SECRET"]})
     assert refused.status_code == 409 and refused.get_json()["reason"] == "reconnect"
     db.session.expire_all()
     assert db.session.get(MailAccount, account.id).health == "reconnect"
     # From then on the product itself says so when the user clicks, without minting a token.
-    with pytest.raises(autologin.AutologinRefused) as later:
-        autologin.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
+    with pytest.raises(mailbox_handoff.AutologinRefused) as later:
+        mailbox_handoff.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
     assert later.value.reason == "reconnect" and "reconnect the account" in later.value.message
 
 

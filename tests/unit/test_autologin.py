@@ -1,4 +1,4 @@
-"""Autologin: grants, the one-time token hand-off, the redeem endpoint, the top bar (SPEC §3)."""
+"""Autologin: grants, the one-time token hand-off, the redeem endpoint, the top bar and its unread counts."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import AutologinEvent, AutologinGrant, AutologinToken, MailAccount, MailServer, MailSettings
 from app.models.base import utcnow
-from app.services import autologin
+from app.services.autologin import grants as mailbox_grants
+from app.services.autologin import handoff as mailbox_handoff
+from app.services.autologin import unread as unread_counts
 from roundcube_bridge import tokens
 from tests import factories
 
@@ -45,7 +47,7 @@ def make_mailbox(app, server, name="Sales", login="sales@corp.test", password=MA
 
 
 def grant(account, *users):
-    autologin.set_grants(account.id, [u.id for u in users])
+    mailbox_grants.set_grants(account.id, [u.id for u in users])
 
 
 @pytest.fixture
@@ -112,29 +114,29 @@ def test_secret_check_is_constant_time(monkeypatch):
 
 def test_token_is_one_time_and_only_its_hash_is_stored(app, user, mailbox):
     grant(mailbox, user)
-    token = autologin.open_mailbox(user, mailbox.id, "198.51.100.1")
+    token = mailbox_handoff.open_mailbox(user, mailbox.id, "198.51.100.1")
     row = db.session.scalar(select(AutologinToken))
     assert row.token_hash == tokens.hash_token(token)
     assert token not in {row.token_hash}
-    handoff = autologin.redeem(token, "198.51.100.1")
+    handoff = mailbox_handoff.redeem(token, "198.51.100.1")
     assert handoff.login == "sales@corp.test" and handoff.password == MAILBOX_PASSWORD
     assert (handoff.imap_host, handoff.imap_port, handoff.imap_security) == ("imap.corp.test", 993, "ssl")
     assert (handoff.smtp_host, handoff.smtp_port, handoff.smtp_security, handoff.smtp_auth) == \
         ("smtp.corp.test", 465, "ssl", True)
-    with pytest.raises(autologin.AutologinRefused) as second:
-        autologin.redeem(token, "198.51.100.1")
+    with pytest.raises(mailbox_handoff.AutologinRefused) as second:
+        mailbox_handoff.redeem(token, "198.51.100.1")
     assert second.value.reason == "used" and second.value.status == 410
     assert outcomes() == ["issued", "redeemed", "refused: used"]
 
 
 def test_expired_token_is_refused(app, user, mailbox):
     grant(mailbox, user)
-    token = autologin.open_mailbox(user, mailbox.id, None)
+    token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
     row = db.session.scalar(select(AutologinToken))
     row.expires_at = utcnow() - timedelta(seconds=1)
     db.session.commit()
-    with pytest.raises(autologin.AutologinRefused) as refused:
-        autologin.redeem(token, None)
+    with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
+        mailbox_handoff.redeem(token, None)
     assert refused.value.reason == "expired"
     assert db.session.scalar(select(AutologinToken)).used_at is None
 
@@ -142,14 +144,14 @@ def test_expired_token_is_refused(app, user, mailbox):
 def test_ttl_comes_from_configuration(app, user, mailbox, monkeypatch):
     monkeypatch.setitem(app.config, "AUTOLOGIN_TOKEN_TTL", 7)
     grant(mailbox, user)
-    autologin.open_mailbox(user, mailbox.id, None)
+    mailbox_handoff.open_mailbox(user, mailbox.id, None)
     row = db.session.scalar(select(AutologinToken))
     assert row.expires_at - row.created_at == timedelta(seconds=7)
 
 
 def test_forged_token_is_refused(app, user, mailbox):
-    with pytest.raises(autologin.AutologinRefused) as refused:
-        autologin.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.9")
+    with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
+        mailbox_handoff.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.9")
     assert refused.value.reason == "unknown" and refused.value.status == 404
     assert outcomes() == ["refused: unknown"]
 
@@ -159,39 +161,39 @@ def test_token_is_bound_to_its_user_and_mailbox(app, user, mailbox):
                              login="support@corp.test", password="other-pw")
     grant(mailbox, user)
     grant(other_box, user)
-    token = autologin.open_mailbox(user, mailbox.id, None)
+    token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
     row = db.session.scalar(select(AutologinToken))
     assert (row.user_id, row.account_id) == (user.id, mailbox.id)
-    handoff = autologin.redeem(token, None)
+    handoff = mailbox_handoff.redeem(token, None)
     # The token opens the mailbox it was minted for, never another one of the user's.
     assert (handoff.account_id, handoff.login, handoff.imap_host) == (mailbox.id, "sales@corp.test", "imap.corp.test")
 
 
 def test_revoked_grant_after_minting_is_refused(app, user, mailbox):
     grant(mailbox, user)
-    token = autologin.open_mailbox(user, mailbox.id, None)
-    autologin.set_grants(mailbox.id, [])
-    with pytest.raises(autologin.AutologinRefused) as refused:
-        autologin.redeem(token, None)
+    token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
+    mailbox_grants.set_grants(mailbox.id, [])
+    with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
+        mailbox_handoff.redeem(token, None)
     assert refused.value.reason == "revoked" and refused.value.status == 403
     assert outcomes()[-1] == "refused: revoked"
 
 
 def test_revoked_grant_with_token_row_kept_says_revoked(app, user, mailbox):
     grant(mailbox, user)
-    token = autologin.open_mailbox(user, mailbox.id, None)
+    token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
     # Remove only the grant (as a concurrent admin change would), keeping the token row.
     db.session.execute(AutologinGrant.__table__.delete())
     db.session.commit()
-    with pytest.raises(autologin.AutologinRefused) as refused:
-        autologin.redeem(token, None)
+    with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
+        mailbox_handoff.redeem(token, None)
     assert refused.value.reason == "revoked" and refused.value.status == 403
     assert outcomes()[-1] == "refused: revoked"
 
 
 def test_no_grant_means_403_and_no_token(app, user, mailbox):
-    with pytest.raises(autologin.AutologinRefused) as refused:
-        autologin.open_mailbox(user, mailbox.id, "198.51.100.2")
+    with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
+        mailbox_handoff.open_mailbox(user, mailbox.id, "198.51.100.2")
     assert refused.value.status == 403
     assert db.session.scalar(select(func.count(AutologinToken.id))) == 0
     event = db.session.scalar(select(AutologinEvent))
@@ -202,25 +204,25 @@ def test_no_grant_means_403_and_no_token(app, user, mailbox):
 def test_disabled_mailbox_is_not_offered_nor_opened(app, user):
     box = make_mailbox(app, make_server(), enabled=False)
     grant(box, user)
-    assert autologin.mailboxes_for(user) == []
-    with pytest.raises(autologin.AutologinRefused):
-        autologin.open_mailbox(user, box.id, None)
+    assert mailbox_grants.mailboxes_for(user) == []
+    with pytest.raises(mailbox_handoff.AutologinRefused):
+        mailbox_handoff.open_mailbox(user, box.id, None)
 
 
 def test_concurrent_redeems_spend_a_token_once(app, user, mailbox):
     if db.engine.dialect.name == "sqlite" and db.engine.url.database in (None, "", ":memory:"):
         pytest.skip("in-memory SQLite is one connection; the race needs PostgreSQL or a file database")
     grant(mailbox, user)
-    token = autologin.open_mailbox(user, mailbox.id, None)
+    token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
     results, barrier = [], threading.Barrier(4)
 
     def attempt():
         with app.app_context():
             barrier.wait()
             try:
-                autologin.redeem(token, None)
+                mailbox_handoff.redeem(token, None)
                 results.append("ok")
-            except autologin.AutologinRefused as exc:
+            except mailbox_handoff.AutologinRefused as exc:
                 results.append(exc.reason)
             finally:
                 db.session.remove()
@@ -236,23 +238,23 @@ def test_concurrent_redeems_spend_a_token_once(app, user, mailbox):
 def test_guessing_is_throttled(app, user, mailbox, monkeypatch):
     monkeypatch.setitem(app.config, "AUTOLOGIN_GUESS_LIMIT", 3)
     for _ in range(3):
-        with pytest.raises(autologin.AutologinRefused):
-            autologin.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.50")
+        with pytest.raises(mailbox_handoff.AutologinRefused):
+            mailbox_handoff.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.50")
     grant(mailbox, user)
-    good = autologin.open_mailbox(user, mailbox.id, None)
-    with pytest.raises(autologin.AutologinRefused) as refused:
-        autologin.redeem(good, "203.0.113.50")
+    good = mailbox_handoff.open_mailbox(user, mailbox.id, None)
+    with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
+        mailbox_handoff.redeem(good, "203.0.113.50")
     assert refused.value.reason == "throttled" and refused.value.status == 429
     # Another address is not affected.
-    assert autologin.redeem(good, "203.0.113.51").login == "sales@corp.test"
+    assert mailbox_handoff.redeem(good, "203.0.113.51").login == "sales@corp.test"
 
 
 def test_host_that_roundcube_would_expand_is_never_handed_out(app, user):
     box = make_mailbox(app, make_server(imap_host="%h"))
     grant(box, user)
-    token = autologin.open_mailbox(user, box.id, None)
-    with pytest.raises(autologin.AutologinRefused) as refused:
-        autologin.redeem(token, None)
+    token = mailbox_handoff.open_mailbox(user, box.id, None)
+    with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
+        mailbox_handoff.redeem(token, None)
     assert refused.value.reason == "bad_server"
 
 
@@ -376,18 +378,112 @@ def test_unread_count_shown_from_cache_and_switchable(app, client, auth, user, m
     settings.show_unread = False
     db.session.commit()
     assert '<span class="badge">17</span>' not in client.get("/").get_data(as_text=True)
-    assert autologin.mailbox_buttons(user) == [{"id": mailbox.id, "name": "Sales", "unread": None}]
+    assert mailbox_grants.mailbox_buttons(user) == [{"id": mailbox.id, "name": "Sales", "unread": None}]
 
 
-def test_unread_poll_endpoint_answers_cached_counts(app, client, auth, user, mailbox):
+class FakeImap:
+    """Stands in for ``open_imap``: every login is recorded, and STATUS answers ``unseen`` (or fails)."""
+
+    def __init__(self, unseen=4, fail=None):
+        self.unseen, self.fail, self.logins = unseen, fail, []
+
+    def __call__(self, server, login, secret, *, timeout=None):
+        self.logins.append((login, secret, timeout))
+        if self.fail is not None:
+            raise self.fail
+        return self
+
+    @property
+    def folder(self):
+        return self
+
+    def status(self, folder, items):
+        assert (folder, items) == ("INBOX", ["UNSEEN"])
+        return {"UNSEEN": self.unseen}
+
+    def logout(self):
+        pass
+
+
+@pytest.fixture
+def fake_imap(monkeypatch):
+    fake = FakeImap()
+    monkeypatch.setattr(unread_counts, "open_imap", fake)
+    return fake
+
+
+def test_unread_poll_endpoint_answers_cached_counts_without_a_login(app, client, auth, user, mailbox, fake_imap):
     mailbox.unread_count = 3
-    mailbox.unread_checked_at = utcnow()  # fresh: the poll must not talk to the (fake) server
+    mailbox.unread_checked_at = None  # stale: still the poll only reads the cache
     db.session.commit()
     grant(mailbox, user)
     auth.login("alice")
     body = client.get("/bridge/unread").get_json()
     assert body["show"] is True
     assert body["mailboxes"] == [{"id": mailbox.id, "name": "Sales", "unread": 3}]
+    client.get("/")
+    client.get("/mailbox")
+    assert fake_imap.logins == []
+
+
+def test_periodic_refresh_asks_stale_granted_enabled_mailboxes_once_each(app, user, mailbox, fake_imap):
+    server = mailbox.server
+    fresh = make_mailbox(app, server, name="Fresh", login="fresh@corp.test")
+    fresh.unread_count, fresh.unread_checked_at = 9, utcnow()
+    off = make_mailbox(app, server, name="Off", login="off@corp.test", enabled=False)
+    make_mailbox(app, server, name="Nobody's", login="nobody@corp.test")  # no grant: nobody sees its count
+    db.session.commit()
+    for account in (mailbox, fresh, off):
+        grant(account, user)
+    assert unread_counts.refresh_stale_counts() == [mailbox.id]
+    assert fake_imap.logins == [("sales@corp.test", MAILBOX_PASSWORD, 5.0)]
+    db.session.expire_all()
+    assert db.session.get(MailAccount, mailbox.id).unread_count == 4
+    assert db.session.get(MailAccount, fresh.id).unread_count == 9
+    # Counted a moment ago: the next tick asks nobody.
+    assert unread_counts.refresh_stale_counts() == []
+    assert len(fake_imap.logins) == 1
+
+
+def test_periodic_refresh_keeps_the_old_count_when_the_server_fails(app, user, mailbox, fake_imap):
+    from app.connect.errors import MailConnectError
+
+    mailbox.unread_count = 7
+    db.session.commit()
+    grant(mailbox, user)
+    fake_imap.fail = MailConnectError("timeout", "No answer from imap.corp.test:993 within 5 seconds.")
+    assert unread_counts.refresh_stale_counts() == [mailbox.id]
+    db.session.expire_all()
+    account = db.session.get(MailAccount, mailbox.id)
+    assert account.unread_count == 7 and account.unread_checked_at is not None
+    # Not asked again on every tick: the failed mailbox waits for the refresh interval like the others.
+    assert unread_counts.refresh_stale_counts() == []
+    account.unread_checked_at = utcnow() - timedelta(seconds=301)
+    db.session.commit()
+    assert unread_counts.refresh_stale_counts() == [mailbox.id]
+    assert len(fake_imap.logins) == 2
+
+
+def test_periodic_refresh_does_nothing_when_counts_are_off_or_the_tick_is_spent(app, user, mailbox, fake_imap):
+    grant(mailbox, user)
+    assert unread_counts.refresh_stale_counts(tick_seconds=0) == []
+    settings = MailSettings.get()
+    settings.show_unread = False
+    db.session.commit()
+    assert unread_counts.refresh_stale_counts() == []
+    assert fake_imap.logins == []
+
+
+def test_periodic_refresh_is_on_the_worker_schedule(app, user, mailbox, fake_imap):
+    import importlib
+
+    from app.tasks import schedule
+
+    every, target = schedule.PERIODIC["refresh-unread-counts"]
+    module, _, name = target.rpartition(".")
+    grant(mailbox, user)
+    assert every <= 60
+    assert getattr(importlib.import_module(module), name)(app) == [mailbox.id]
 
 
 def test_desk_mailbox_lists_the_users_mailboxes(client, auth, user, mailbox):
@@ -416,15 +512,15 @@ def test_admin_grants_page_saves_per_mailbox(app, client, auth, admin, user, mai
     response = client.post(f"/admin/autologin/{mailbox.id}",
                            data={f"{prefix}-csrf_token": token, f"{prefix}-user_ids": [str(user.id), str(bob.id)]})
     assert response.status_code == 302
-    assert autologin.grants_by_account() == {mailbox.id: {user.id, bob.id}}
+    assert mailbox_grants.grants_by_account() == {mailbox.id: {user.id, bob.id}}
     response = client.post(f"/admin/autologin/{mailbox.id}",
                            data={f"{prefix}-csrf_token": token, f"{prefix}-user_ids": [str(bob.id)]})
-    assert autologin.grants_by_account() == {mailbox.id: {bob.id}}
+    assert mailbox_grants.grants_by_account() == {mailbox.id: {bob.id}}
     html = client.get("/admin/autologin").get_data(as_text=True)
     assert re.search(rf'value="{bob.id}"[^>]*checked|checked[^>]*value="{bob.id}"', html)
     # Empty means nobody.
     client.post(f"/admin/autologin/{mailbox.id}", data={f"{prefix}-csrf_token": token})
-    assert autologin.grants_by_account() == {}
+    assert mailbox_grants.grants_by_account() == {}
     from app.models import AuditEntry
     assert db.session.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == "autologin.grants")) == 3
 
@@ -436,7 +532,7 @@ def test_admin_grants_refuses_unknown_users_and_missing_csrf(client, auth, admin
     client.post(f"/admin/autologin/{mailbox.id}", data={f"{prefix}-csrf_token": token, f"{prefix}-user_ids": "9999"})
     client.post(f"/admin/autologin/{mailbox.id}", data={f"{prefix}-user_ids": str(user.id)})
     client.post(f"/admin/autologin/{mailbox.id}", data={f"{prefix}-csrf_token": token, f"{prefix}-user_ids": "x"})
-    assert autologin.grants_by_account() == {}
+    assert mailbox_grants.grants_by_account() == {}
     assert client.post("/admin/autologin/9999", data={"m9999-csrf_token": token}).status_code == 404
 
 
@@ -449,7 +545,7 @@ def test_admin_pages_are_for_administrators_only(client, auth, user):
 def test_handoff_log_newest_first_and_paginated(app, client, auth, admin, user, mailbox, monkeypatch):
     grant(mailbox, user)
     for _ in range(3):
-        autologin.redeem(autologin.open_mailbox(user, mailbox.id, "192.0.2.1"), "192.0.2.1")
+        mailbox_handoff.redeem(mailbox_handoff.open_mailbox(user, mailbox.id, "192.0.2.1"), "192.0.2.1")
     monkeypatch.setitem(app.config, "PER_PAGE", 4)
     auth.login("admin")
     html = client.get("/admin/handoffs").get_data(as_text=True)
@@ -507,9 +603,9 @@ def test_roundcube_install_escapes_php_and_refuses_bad_urls(app, runner, tmp_pat
 def test_mailbox_without_a_secret_is_refused_with_reason(app, user):
     box = make_mailbox(app, make_server(), password=None)
     grant(box, user)
-    token = autologin.open_mailbox(user, box.id, None)
-    with pytest.raises(autologin.AutologinRefused) as refused:
-        autologin.redeem(token, None)
+    token = mailbox_handoff.open_mailbox(user, box.id, None)
+    with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
+        mailbox_handoff.redeem(token, None)
     assert refused.value.reason == "no_secret" and refused.value.status == 409
     assert outcomes()[-1] == "refused: no_secret"
 

@@ -1,4 +1,4 @@
-"""Mail autologin: who may open which mailbox, and the one-time hand-off to Roundcube (SPEC §3, §5).
+"""The one-time hand-off from a mailbox button to Roundcube, and its log.
 
 The flow: a user clicks a mailbox button → ``open_mailbox`` checks the grant and
 mints a one-time token (only its hash is stored) → the browser goes to
@@ -14,26 +14,19 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Any, NoReturn
 
 from flask import current_app
-from sqlalchemy import delete, func, or_, select, update
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import func, select, update
 
 from app.connect import credentials
 from app.connect.errors import CredentialError
-from app.connect.imap import open_imap
 from app.connect.oauth_tokens import OAuthError, OAuthReconnectNeeded
 from app.extensions import db
-from app.models import (
-    AutologinEvent,
-    AutologinGrant,
-    AutologinToken,
-    MailAccount,
-    MailServer,
-    MailSettings,
-    User,
-)
+from app.models import AutologinEvent, AutologinToken, MailAccount, MailServer, User
 from app.models.base import utcnow
-from app.services import audit
+from app.services.autologin.grants import has_grant
 from roundcube_bridge import tokens
 
 log = logging.getLogger(__name__)
@@ -94,86 +87,8 @@ class Handoff:
         return {"ok": True, **asdict(self)}
 
 
-# ---------------------------------------------------------------- grants
-
-def grants_by_account() -> dict[int, set[int]]:
-    """For each mailbox id, the ids of the users allowed to open it."""
-    result: dict[int, set[int]] = {}
-    for account_id, user_id in db.session.execute(select(AutologinGrant.account_id, AutologinGrant.user_id)):
-        result.setdefault(account_id, set()).add(user_id)
-    return result
-
-
-def set_grants(account_id: int, user_ids: list[int] | set[int]) -> tuple[set[int], set[int]]:
-    """Make exactly ``user_ids`` the users who may open mailbox ``account_id`` (empty = nobody).
-
-    Returns (added, removed) user ids. Tokens minted before a removal stay in
-    the table on purpose: redeem checks the grant again and refuses them as
-    "revoked", so the user and the hand-off log get the precise reason.
-    """
-    account = db.session.get(MailAccount, account_id)
-    if account is None:
-        raise LookupError(f"No mailbox with id {account_id}.")
-    wanted = set(user_ids)
-    if wanted:
-        known = set(db.session.scalars(select(User.id).where(User.id.in_(wanted))))
-        unknown = wanted - known
-        if unknown:
-            raise ValueError("Unknown users: " + ", ".join(str(u) for u in sorted(unknown)))
-    current = set(db.session.scalars(select(AutologinGrant.user_id).where(AutologinGrant.account_id == account_id)))
-    added, removed = wanted - current, current - wanted
-    if removed:
-        db.session.execute(delete(AutologinGrant).where(AutologinGrant.account_id == account_id,
-                                                         AutologinGrant.user_id.in_(removed)))
-    for user_id in sorted(added):
-        db.session.add(AutologinGrant(account_id=account_id, user_id=user_id))
-    if added or removed:
-        names = dict(db.session.execute(select(User.id, User.username).where(User.id.in_(added | removed))).all())
-        details = "; ".join(part for part in (
-            "granted: " + ", ".join(sorted(names[u] for u in added)) if added else "",
-            "removed: " + ", ".join(sorted(names[u] for u in removed)) if removed else "") if part)
-        audit.record("autologin.grants", f"mailbox {account.name} (#{account.id})", details)
-    db.session.commit()
-    return added, removed
-
-
-def _has_grant(user_id: int, account_id: int) -> bool:
-    return db.session.scalar(select(AutologinGrant.id).where(
-        AutologinGrant.user_id == user_id, AutologinGrant.account_id == account_id)) is not None
-
-
-def mailboxes_for(user) -> list[MailAccount]:
-    """The enabled mailboxes ``user`` may open, by name."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return []
-    return list(db.session.scalars(
-        select(MailAccount)
-        .join(AutologinGrant, AutologinGrant.account_id == MailAccount.id)
-        .where(AutologinGrant.user_id == user.id, MailAccount.enabled.is_(True))
-        .order_by(MailAccount.name, MailAccount.id)))
-
-
-def _settings() -> tuple[bool, int]:
-    """(show unread counts, refresh seconds) without creating the settings row on a page view."""
-    row = db.session.get(MailSettings, 1)
-    if row is None:
-        return True, 300
-    return bool(row.show_unread), max(10, int(row.unread_refresh_seconds or 300))
-
-
-def mailbox_buttons(user) -> list[dict]:
-    """The top bar's mailbox buttons: [{id, name, unread}] from the cached counts.
-
-    Never talks to IMAP, so rendering a page never waits on a mail server;
-    ``unread`` is None when the mail configuration switches counts off.
-    """
-    accounts = mailboxes_for(user)
-    show_unread, _ = _settings()
-    return [{"id": a.id, "name": a.name, "unread": a.unread_count if show_unread else None}
-            for a in accounts]
-
-
 # ---------------------------------------------------------------- events
+
 
 def _event(outcome: str, *, user_id: int | None = None, account_id: int | None = None,
            address: str | None = None) -> None:
@@ -189,7 +104,8 @@ def record_refusal(reason: str, *, address: str | None = None) -> None:
 
 # ---------------------------------------------------------------- hand-off
 
-def open_mailbox(user, account_id: int, address: str | None) -> str:
+
+def open_mailbox(user: Any, account_id: int, address: str | None) -> str:
     """Mint a one-time token for ``user`` to open mailbox ``account_id``; returns the plain token.
 
     Raises AutologinRefused("no_grant") without making a token when the user
@@ -197,7 +113,7 @@ def open_mailbox(user, account_id: int, address: str | None) -> str:
     AutologinRefused("reconnect") when it is an OAuth mailbox needing a reconnect.
     """
     account = db.session.get(MailAccount, account_id)
-    if account is None or not account.enabled or not _has_grant(user.id, account_id):
+    if account is None or not account.enabled or not has_grant(user.id, account_id):
         _event("refused: no grant", user_id=user.id,
                account_id=account.id if account is not None else None, address=address)
         db.session.commit()
@@ -214,7 +130,7 @@ def open_mailbox(user, account_id: int, address: str | None) -> str:
                                   created_at=now, expires_at=minted.expires_at))
     _event("issued", user_id=user.id, account_id=account.id, address=address)
     # The ids are read before the commit: after it, touching the expired user and mailbox would
-    # cost two more SELECTs per hand-off just for this log line (issue 7 profile).
+    # cost two more SELECTs per hand-off just for this log line.
     user_id, mailbox_id = user.id, account.id
     db.session.commit()
     log.info("autologin token issued user=%s mailbox=%s", user_id, mailbox_id)
@@ -265,7 +181,7 @@ def redeem(token: str | None, address: str | None) -> Handoff:
         return _refuse(reason, user_id=row.user_id, account_id=row.account_id, address=address)
     account = db.session.get(MailAccount, row.account_id)
     user = db.session.get(User, row.user_id)
-    if account is None or user is None or not user.is_active or not _has_grant(row.user_id, row.account_id):
+    if account is None or user is None or not user.is_active or not has_grant(row.user_id, row.account_id):
         return _refuse("revoked", user_id=row.user_id, account_id=row.account_id, address=address)
     if not account.enabled:
         return _refuse("disabled", user_id=row.user_id, account_id=row.account_id, address=address)
@@ -280,7 +196,7 @@ def redeem(token: str | None, address: str | None) -> Handoff:
 
 
 def _refuse(reason: str, *, user_id: int | None = None, account_id: int | None = None,
-            address: str | None = None):
+            address: str | None = None) -> NoReturn:
     # The spent token (if any) stays spent: a refused hand-off is not retried with the same link.
     _event(f"refused: {reason}", user_id=user_id, account_id=account_id, address=address)
     db.session.commit()
@@ -327,68 +243,11 @@ def _login_secret(account: MailAccount) -> str | None:
         raise AutologinRefused("no_secret") from None
 
 
-# ---------------------------------------------------------------- unread counts
-
-def refresh_unread(account_id: int) -> int | None:
-    """Ask the mailbox's IMAP server for its unread count (STATUS INBOX (UNSEEN)) and cache it.
-
-    Returns the new count, or None when the server could not be asked (the old
-    cached count is kept and the failure is logged without any secret).
-    """
-    account = db.session.get(MailAccount, account_id)
-    if account is None:
-        return None
-    timeout = float(current_app.config.get("UNREAD_TIMEOUT", 5))
-    try:
-        secret = _login_secret(account)
-        mailbox = open_imap(account.server, account.login, secret, timeout=timeout)
-        try:
-            status = mailbox.folder.status("INBOX", ["UNSEEN"])
-        finally:
-            try:
-                mailbox.logout()
-            except Exception:  # the count is read; a failing LOGOUT changes nothing
-                pass
-        count = int(status.get("UNSEEN", 0))
-    except Exception as exc:  # any failure (DNS, refused, auth, protocol, key): keep the old count
-        log.warning("unread count of mailbox %s not refreshed: %s", account_id, type(exc).__name__)
-        db.session.rollback()
-        return None
-    account.unread_count = count
-    account.unread_checked_at = utcnow()
-    db.session.commit()
-    return count
-
-
-def unread_for(user) -> dict:
-    """The JSON the top bar polls: counts for the user's mailboxes, refreshing the stale ones.
-
-    A stale mailbox is claimed by compare-and-set on ``unread_checked_at`` so
-    that many users polling at once make one IMAP call per interval, not one each.
-    """
-    show_unread, refresh_seconds = _settings()
-    if not show_unread:
-        return {"show": False, "refresh_seconds": refresh_seconds, "mailboxes": []}
-    now = utcnow()
-    stale_before = now - timedelta(seconds=refresh_seconds)
-    for account in mailboxes_for(user):
-        claimed = db.session.execute(
-            update(MailAccount)
-            .where(MailAccount.id == account.id,
-                   or_(MailAccount.unread_checked_at.is_(None), MailAccount.unread_checked_at < stale_before))
-            .values(unread_checked_at=now)
-            .execution_options(synchronize_session=False))
-        db.session.commit()
-        if claimed.rowcount == 1:
-            refresh_unread(account.id)
-    db.session.expire_all()
-    return {"show": True, "refresh_seconds": refresh_seconds,
-            "mailboxes": [{"id": a.id, "name": a.name, "unread": a.unread_count} for a in mailboxes_for(user)]}
-
-
 # ---------------------------------------------------------------- log
 
-def events_page(page: int, per_page: int):
+
+def events_page(page: int, per_page: int) -> Pagination:
     """The hand-off log, newest first, paginated."""
     return db.paginate(select(AutologinEvent).order_by(AutologinEvent.at.desc(), AutologinEvent.id.desc()),
                        page=page, per_page=per_page, error_out=False)
+
