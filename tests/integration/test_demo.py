@@ -7,9 +7,9 @@ import email
 import pytest
 from sqlalchemy import func, select
 
+from app.demo import mailbox, report, samples
 from app.extensions import db
 from app.models import AutologinGrant, Contact, MailAccount, MailServer, User
-from app.services import demo
 from tests.services import DOVECOT_PORT
 
 pytestmark = pytest.mark.integration
@@ -41,19 +41,19 @@ def test_seed_is_idempotent(app, runner):
 
 def test_sample_mail_appended_once(dovecot):
     login, password = dovecot.new_user("demo")
-    samples = demo.sample_messages("TT-000001")
-    report = demo.SeedReport()
-    demo.append_samples(samples, report, host=dovecot.host, port=dovecot.port, login=login, password=password)
-    assert report.appended == len(samples) >= 12
-    again = demo.SeedReport()
-    demo.append_samples(samples, again, host=dovecot.host, port=dovecot.port, login=login, password=password)
-    assert again.appended == 0 and again.already_there == len(samples)
+    messages = samples.sample_messages("TT-000001")
+    first = report.SeedReport()
+    mailbox.append_samples(messages, first, host=dovecot.host, port=dovecot.port, login=login, password=password)
+    assert first.appended == len(messages) >= 12
+    again = report.SeedReport()
+    mailbox.append_samples(messages, again, host=dovecot.host, port=dovecot.port, login=login, password=password)
+    assert again.appended == 0 and again.already_there == len(messages)
 
     conn = dovecot.connect(login, password)
     try:
         typ, data = conn.select("INBOX", readonly=True)
         inbox = int(data[0])
-        assert inbox == sum(1 for s in samples if s.folder == "INBOX")
+        assert inbox == sum(1 for s in messages if s.folder == "INBOX")
         typ, data = conn.uid("SEARCH", "SUBJECT", "\"Quote request\"")
         uid = data[0].split()[0]
         typ, data = conn.uid("FETCH", uid, "(BODY.PEEK[])")
@@ -66,12 +66,12 @@ def test_sample_mail_appended_once(dovecot):
 
 
 def test_unreachable_server_says_what_to_do():
-    with pytest.raises(demo.DemoError, match="services.sh start dovecot"):
-        demo.append_samples([], demo.SeedReport(), host="127.0.0.1", port=1)
+    with pytest.raises(report.DemoError, match="services.sh start dovecot"):
+        mailbox.append_samples([], report.SeedReport(), host="127.0.0.1", port=1)
 
 
 def test_wrong_password_says_what_to_do(dovecot):
     login, _ = dovecot.new_user("demo")
-    with pytest.raises(demo.DemoError, match="refused its password"):
-        demo.append_samples([], demo.SeedReport(), host=dovecot.host, port=dovecot.port,
+    with pytest.raises(report.DemoError, match="refused its password"):
+        mailbox.append_samples([], report.SeedReport(), host=dovecot.host, port=dovecot.port,
                             login=login, password="wrong")
