@@ -211,3 +211,34 @@ def test_scan_with_the_provider_down_fails_readably_and_may_be_retried(app, prov
     db.session.expire_all()
     stored = db.session.get(MailAccount, account.id)
     assert stored.health == "active" and stored.login_failures == 0
+
+
+def test_oauth_failures_reach_the_administrator_in_words(app, provider, client, auth, admin):
+    """OAuthError is a CredentialError, not a ScannerError: every admin path still turns it into words."""
+    from app.services import mail_servers, scanner_login
+    from app.services.mail_servers import ServerError
+    from app.services.scanners import ScannerError
+    from tests import factories
+
+    revoked = make_account(app, provider, login="gone@corp.test")
+    provider.revoke_user("gone@corp.test")
+    check = scanner_login.test_login(revoked.id)
+    assert not check.ok and "reconnect the account" in check.message
+
+    down = make_account(app, provider, login="down2@corp.test", token_url=f"http://127.0.0.1:{free_port()}/token")
+    with pytest.raises(ScannerError, match="cannot be reached") as listing:
+        scanner_login.list_server_folders(down.server_id, down.login, None, down.id)
+    assert listing.value.field == "oauth"
+    with pytest.raises(ServerError, match="cannot be reached") as tested:
+        mail_servers.test_server(down.server_id, account_id=down.id)
+    assert tested.value.field == "account_id"
+
+    auth.login("admin")
+    page = client.get("/admin/scanners")
+    answer = client.post("/admin/scanners/folders", data={
+        "server_id": down.server_id, "login": down.login, "account_id": down.id,
+        "csrf_token": factories.csrf_from(page)})
+    assert answer.status_code == 400 and "cannot be reached" in answer.get_json()["error"]
+    flashed = client.post(f"/admin/scanners/{down.id}/test-login", data={"csrf_token": factories.csrf_from(page)},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "Login to down2@corp.test failed" in flashed and "cannot be reached" in flashed
