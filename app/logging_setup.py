@@ -5,8 +5,8 @@ on the root logger (stderr, resolved at each write so that process managers
 and test capture see it) with two filters:
 
 - ``ContextFilter`` stamps every record with the current request id (set per
-  request, honouring a sane ``X-Request-ID``) and the RQ job id (bound by the
-  job through ``bind_job_id``, or else the job RQ is running in this context);
+  request, honouring a sane ``X-Request-ID``) and the id of the RQ job running
+  in this context (``rq.get_current_job``);
 - ``RedactionFilter`` masks every configured secret value and anything that
   looks like a password, token or credentials in a URL, in the message, the
   extra fields and the traceback, so no secret reaches a log line.
@@ -14,18 +14,17 @@ and test capture see it) with two filters:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from flask import Flask, g, request
+from rq import get_current_job
 
 MASK = "***"
 # Config keys whose values are secrets; their values are masked wherever they appear.
@@ -34,7 +33,6 @@ SECRET_CONFIG_KEYS = ("SECRET_KEY", "MAIL_ENCRYPTION_KEY", "BRIDGE_SECRET", "MET
 MIN_SECRET_LENGTH = 6
 
 _request_id: ContextVar[str | None] = ContextVar("cm_request_id", default=None)
-_job_id: ContextVar[str | None] = ContextVar("cm_job_id", default=None)
 
 # A client-supplied request id is kept only when it cannot smuggle anything into a log line.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -66,32 +64,9 @@ def current_request_id() -> str | None:
 
 
 def current_job_id() -> str | None:
-    """The RQ job id bound by the running job, or None."""
-    return _job_id.get()
-
-
-def bind_job_id(job_id: str | None) -> Token:
-    """Stamp every log line of this context with ``job_id`` (called at the start of an RQ job).
-
-    Returns the token that ``reset_job_id`` takes; a forked work-horse may
-    simply never reset it.
-    """
-    return _job_id.set(job_id)
-
-
-def reset_job_id(token: Token) -> None:
-    """Undo ``bind_job_id``."""
-    _job_id.reset(token)
-
-
-@contextlib.contextmanager
-def job_context(job_id: str | None) -> Iterator[None]:
-    """``with job_context(job.id): ...`` binds the job id for the block only."""
-    token = bind_job_id(job_id)
-    try:
-        yield
-    finally:
-        reset_job_id(token)
+    """The id of the RQ job running in this context, or None."""
+    job = get_current_job()
+    return job.id if job is not None else None
 
 
 # ---------------------------------------------------------------- redaction
@@ -158,18 +133,8 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = _request_id.get()
         if not hasattr(record, "job_id"):
-            record.job_id = _job_id.get() or _rq_job_id()
+            record.job_id = current_job_id()
         return True
-
-
-def _rq_job_id() -> str | None:
-    """The id of the RQ job running in this context, so job lines carry it even without bind_job_id."""
-    try:
-        from rq.job import get_current_job
-    except ImportError:
-        return None
-    job = get_current_job()
-    return job.id if job is not None else None
 
 
 # ---------------------------------------------------------------- formatting

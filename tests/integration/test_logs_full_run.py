@@ -11,9 +11,10 @@ import pytest
 
 from app.crypto import encrypt_secret
 from app.extensions import db
-from app.logging_setup import configure_logging, job_context
+from app.logging_setup import configure_logging
 from app.models import MailServer
 from app.services import scanners, scans
+from tests.rq_job import run_as_rq_job
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +52,13 @@ def test_no_secret_in_the_logs_of_a_full_run(app, client, admin, auth, dovecot, 
     db.session.commit()
     account = scanners.create_scanner("Log box", server.id, login, wrong, folders=[("INBOX", "incoming")])
     job_id = f"scan-{account.id}"
-    with job_context(job_id):
-        failed = scans.run_scan(account.id, trigger="cli", job_id=job_id)
+    failed = run_as_rq_job(job_id, scans.run_scan, account.id, trigger="cli", job_id=job_id)
     assert failed.status == "failed"
 
     account.password_enc = encrypt_secret(app.config["MAIL_ENCRYPTION_KEY"], password)
     account.health, account.login_failures = "active", 0
     db.session.commit()
-    with job_context(job_id):
-        done = scans.run_scan(account.id, trigger="cli", job_id=job_id)
+    done = run_as_rq_job(job_id, scans.run_scan, account.id, trigger="cli", job_id=job_id)
     assert done.status in ("done", "partial") and done.downloaded == 1
 
     auth.login("admin")

@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 
 from app.extensions import db
-from app.logging_setup import configure_logging, job_context, redact
+from app.logging_setup import configure_logging, redact
 from app.models import AuditEntry, AutologinEvent, MailAccount, MailServer, ScanRun
 from app.models.base import utcnow
 from app.services import audit
 from tests import factories
+from tests.rq_job import run_as_rq_job
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
@@ -200,8 +201,7 @@ def test_insane_request_id_is_replaced(client):
 
 def test_job_id_is_stamped_on_log_lines(app, json_logs, capsys):
     capsys.readouterr()
-    with job_context("scan-42"):
-        logging.getLogger("app.test").info("inside the job")
+    run_as_rq_job("scan-42", logging.getLogger("app.test").info, "inside the job")
     logging.getLogger("app.test").info("after the job")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     by_message = {entry["message"]: entry for entry in lines}
@@ -369,8 +369,7 @@ def test_hand_offs_and_run_starts_are_logged_with_their_ids(app, json_logs, caps
         app.preprocess_request()
         db.session.add(AutologinEvent(outcome="issued", account_id=account.id, address="10.0.0.9"))
         db.session.commit()
-    with job_context("scan-5"):
-        _run(account, "running")
+    run_as_rq_job("scan-5", _run, account, "running")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     handoff = next(e for e in lines if e["logger"] == "app.handoff")
     assert handoff["handoff_outcome"] == "issued" and handoff["account_id"] == account.id
