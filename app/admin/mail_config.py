@@ -1,4 +1,4 @@
-"""Mail tools → Mail configuration: scanning settings and the ignore filters (SPEC §4)."""
+"""Mail tools → Mail configuration: scanning settings and the ignore filters."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ _BOUNDS = {key: (label, low, high) for key, label, low, high in NUMBER_FIELDS}
 
 
 class MailSettingsForm(FlaskForm):
-    """The mail configuration (SPEC §4)."""
+    """The mail configuration: scanning limits, unread counts, closed tickets, loops, internal domains."""
 
     check_frequency_minutes = _number(*_BOUNDS["check_frequency_minutes"],
                                       "How often each enabled scanner checks for new mail")

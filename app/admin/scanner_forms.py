@@ -37,7 +37,7 @@ class FolderRowForm(Form):
 
 
 class ScannerForm(FlaskForm):
-    """Add or edit a scanner (SPEC §2)."""
+    """Add or edit a scanner: its mailbox, folders, actions, search fields and assignee."""
 
     name = StringField("Name", description="The label of the users' mailbox button in the top bar.")
     # Ids stay strings here: the service turns them into records and words its own errors.

@@ -1,4 +1,4 @@
-"""Mail tools → Mail servers: list, add, edit, delete, Test connection (SPEC §1)."""
+"""Mail tools → Mail servers: list, add, edit, delete, Test connection."""
 
 from __future__ import annotations
 

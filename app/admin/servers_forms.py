@@ -16,7 +16,7 @@ SECURITY_OPTIONS = [SelectChoice(s, SECURITY_LABELS[s]) for s in SECURITY_CHOICE
 
 
 class ServerForm(FlaskForm):
-    """Add or edit a mail server (SPEC §1)."""
+    """Add or edit a mail server: its IMAP and SMTP sides and how mailboxes log in (password or OAuth 2.0)."""
 
     name = StringField("Name", description="How administrators recognise the server, e.g. \"Corporate mail\".")
     imap_host = StringField("IMAP host", description="A host name or IP address, e.g. imap.example.com.")

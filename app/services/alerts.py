@@ -1,4 +1,4 @@
-"""Alerts for operators (issue 5 item 2): stale scanners and hung runs, opened and closed.
+"""Alerts for operators: stale scanners and hung runs, opened and closed.
 
 ``check_alerts()`` is called by the worker's scheduler loop. It compares
 every enabled scanner against two conditions:
