@@ -20,6 +20,8 @@ class AccountError(ValueError):
 
 @dataclass
 class AuthResult:
+    """The outcome of a login: the user, or the words that say why not (and whether the login is locked)."""
+
     user: User | None
     error: str = ""
     locked: bool = False

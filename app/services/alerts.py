@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -46,6 +46,7 @@ class AlertChanges:
 
     @property
     def changed(self) -> bool:
+        """True when an alert opened or closed."""
         return bool(self.opened or self.closed)
 
 
@@ -128,7 +129,7 @@ def check_alerts() -> AlertChanges:
     return changes
 
 
-def scheduled_check(app) -> AlertChanges:
+def scheduled_check(app: Flask) -> AlertChanges:
     """The worker's periodic entry point (``schedule.PERIODIC`` calls targets with the app)."""
     with app.app_context():
         try:

@@ -9,18 +9,24 @@ mailboxes' mail cannot be probed.
 from __future__ import annotations
 
 from flask import abort
+from flask_login import AnonymousUserMixin
 from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.sql.base import ExecutableOption
 
 from app.extensions import db
-from app.models import AutologinGrant, Email
+from app.models import AutologinGrant, Email, User
+
+# Whoever a view serves: a logged-in user, or the anonymous one.
+Viewer = User | AnonymousUserMixin | None
 
 
-def is_admin(user) -> bool:
+def is_admin(user: Viewer) -> bool:
     """True for a logged-in administrator."""
     return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_admin", False))
 
 
-def visible_account_ids(user) -> set[int] | None:
+def visible_account_ids(user: Viewer) -> set[int] | None:
     """The mailbox ids whose mail ``user`` may read; None means every mailbox (administrators)."""
     if is_admin(user):
         return None
@@ -30,12 +36,13 @@ def visible_account_ids(user) -> set[int] | None:
         select(AutologinGrant.account_id).where(AutologinGrant.user_id == user.id)))
 
 
-def _granted_accounts(user) -> Select:
+def _granted_accounts(user: User) -> Select:
     # A subquery rather than a list of ids, so that a filtered page stays one statement.
     return select(AutologinGrant.account_id).where(AutologinGrant.user_id == user.id).scalar_subquery()
 
 
-def email_visibility(user, account_column=None) -> ColumnElement[bool]:
+def email_visibility(user: Viewer,
+                     account_column: QueryableAttribute[int] | None = None) -> ColumnElement[bool]:
     """A WHERE clause keeping only e-mails ``user`` may see (``account_column`` defaults to Email's)."""
     column = account_column if account_column is not None else Email.account_id
     if is_admin(user):
@@ -45,12 +52,12 @@ def email_visibility(user, account_column=None) -> ColumnElement[bool]:
     return column.in_(_granted_accounts(user))
 
 
-def restrict_emails(query: Select, user) -> Select:
+def restrict_emails(query: Select, user: Viewer) -> Select:
     """Apply :func:`email_visibility` to a select over ``Email``."""
     return query.where(email_visibility(user))
 
 
-def can_see_email(user, email: Email) -> bool:
+def can_see_email(user: Viewer, email: Email) -> bool:
     """True when ``user`` may read ``email`` (its body, attachments and original)."""
     if is_admin(user):
         return True
@@ -61,7 +68,7 @@ def can_see_email(user, email: Email) -> bool:
                                         AutologinGrant.account_id == email.account_id)) is not None
 
 
-def get_visible_email_or_404(email_id: int, user, *options) -> Email:
+def get_visible_email_or_404(email_id: int, user: Viewer, *options: ExecutableOption) -> Email:
     """The e-mail with that id when ``user`` may see it; 404 otherwise (existence not revealed)."""
     query = select(Email).where(Email.id == email_id, email_visibility(user))
     if options:

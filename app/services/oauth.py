@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 
 import requests
 from authlib.common.security import generate_token
@@ -36,6 +37,7 @@ from app.extensions import db
 from app.models import MailAccount, MailServer
 from app.services import audit
 from app.services.scanners import get_scanner
+from app.services.validation import RowId
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def redirect_uri_for(server: MailServer) -> str:
 # ---------------------------------------------------------------- Connect account
 
 
-def start_connect(account_id, user_id: int) -> str:
+def start_connect(account_id: RowId, user_id: int) -> str:
     """Begin *Connect account* for a scanner; returns the provider's authorization URL.
 
     The state, the PKCE verifier, the scanner and the admin go into the session
@@ -107,7 +109,7 @@ def _take_pending(state: str | None, user_id: int) -> dict:
     return entry
 
 
-def finish_connect(args, user_id: int) -> MailAccount:
+def finish_connect(args: Mapping[str, str], user_id: int) -> MailAccount:
     """Complete *Connect account* with the provider's redirect query ``args``; returns the scanner.
 
     Stores the refresh token and the access token encrypted, and puts the

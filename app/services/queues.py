@@ -31,6 +31,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.jobqueue import jobs
 from app.jobqueue.connection import redis_connection, unreachable_message
+from app.logging_setup import redact
 from app.models import MailAccount, ScanRun
 from app.services import audit, scans
 
@@ -54,6 +55,8 @@ class QueueActionError(Exception):
 
 @dataclass
 class JobView:
+    """One RQ job as the Queues page shows it: status, scanner, times, progress and the error's last lines."""
+
     id: str
     status: str
     account_id: int | None = None
@@ -71,15 +74,19 @@ class JobView:
 
     @property
     def can_retry(self) -> bool:
+        """True when Retry makes sense: the job failed or was stopped, or its scan failed."""
         return self.status in ("failed", "stopped") or self.run_failed
 
     @property
     def can_cancel(self) -> bool:
+        """True when Cancel makes sense: the job has not ended."""
         return self.status in ("queued", "started", "deferred", "scheduled")
 
 
 @dataclass
 class QueueView:
+    """One queue: its counts per registry and its jobs per section."""
+
     name: str
     counts: dict[str, int]
     jobs: dict[str, list[JobView]]
@@ -87,6 +94,8 @@ class QueueView:
 
 @dataclass
 class WorkerView:
+    """One live RQ worker as the Queues page shows it."""
+
     name: str
     state: str
     current_job: str | None
@@ -98,6 +107,8 @@ class WorkerView:
 
 @dataclass
 class Overview:
+    """The Queues page: every queue and worker, or the words saying why they cannot be shown."""
+
     mode: str  # "redis" or "inline"
     error: str | None = None
     queues: list[QueueView] = field(default_factory=list)
@@ -219,8 +230,6 @@ def _last_error_lines(job: Job) -> str | None:
         text = getattr(job, "_exc_info", None)
     if not text:
         return None
-    from app.logging_setup import redact
-
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return redact("\n".join(lines[-ERROR_LINES:]))
 

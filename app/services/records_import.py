@@ -38,12 +38,16 @@ class ImportFailed(ValueError):
 
 @dataclass(frozen=True)
 class SkippedRow:
+    """A row left out of an import: the line it starts on and why."""
+
     line: int
     reason: str
 
 
 @dataclass
 class ImportReport:
+    """What an import did: rows imported, rows skipped with their reasons, notes, organizations created."""
+
     kind: str
     imported: int = 0
     skipped: list[SkippedRow] = field(default_factory=list)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from app.extensions import db
 from app.models import MailAccount, MailServer, User
@@ -33,6 +34,8 @@ SEARCH_FIELD_LABELS = {
     "users": "Users",
 }
 MAX_PASSWORD_LENGTH = 1000
+
+Row = TypeVar("Row", MailServer, User)
 
 
 @dataclass
@@ -156,7 +159,7 @@ def _login_problem(login: str) -> str | None:
     return None
 
 
-def _row(model: type, value: RowId | None) -> object | None:
+def _row(model: type[Row], value: RowId | None) -> Row | None:
     number = db_id(value)
     return db.session.get(model, number) if number else None
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import delete, select
 
 from app.extensions import db
 from app.models import AutologinGrant, MailAccount, MailSettings, User
 from app.services import audit
+from app.services.email_access import Viewer
 
 # The mail configuration's defaults, used until the settings row exists.
 DEFAULT_SHOW_UNREAD = True
@@ -65,7 +65,7 @@ def has_grant(user_id: int, account_id: int) -> bool:
         AutologinGrant.user_id == user_id, AutologinGrant.account_id == account_id)) is not None
 
 
-def mailboxes_for(user: Any) -> list[MailAccount]:
+def mailboxes_for(user: Viewer) -> list[MailAccount]:
     """The enabled mailboxes ``user`` may open, by name."""
     if user is None or not getattr(user, "is_authenticated", False):
         return []
@@ -84,7 +84,7 @@ def unread_display() -> tuple[bool, int]:
     return bool(row.show_unread), max(MIN_REFRESH_SECONDS, int(row.unread_refresh_seconds or DEFAULT_REFRESH_SECONDS))
 
 
-def mailbox_buttons(user: Any) -> list[dict]:
+def mailbox_buttons(user: Viewer) -> list[dict]:
     """The top bar's mailbox buttons: [{id, name, unread}] from the cached counts.
 
     Never talks to IMAP, so rendering a page never waits on a mail server;

@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
@@ -105,7 +105,7 @@ def record_refusal(reason: str, *, address: str | None = None) -> None:
 # ---------------------------------------------------------------- hand-off
 
 
-def open_mailbox(user: Any, account_id: int, address: str | None) -> str:
+def open_mailbox(user: User, account_id: int, address: str | None) -> str:
     """Mint a one-time token for ``user`` to open mailbox ``account_id``; returns the plain token.
 
     Raises AutologinRefused("no_grant") without making a token when the user

@@ -13,7 +13,6 @@ import imaplib
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import Flask, current_app
 from imap_tools.errors import ImapToolsError
@@ -26,6 +25,7 @@ from app.extensions import db
 from app.models import AutologinGrant, MailAccount
 from app.models.base import utcnow
 from app.services.autologin.grants import mailboxes_for, unread_display
+from app.services.email_access import Viewer
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def scheduled_refresh(app: Flask) -> list[int]:
             db.session.remove()
 
 
-def unread_for(user: Any) -> dict:
+def unread_for(user: Viewer) -> dict:
     """The JSON the top bar polls: the cached counts of the user's mailboxes; never talks to a mail server."""
     show_unread, refresh_seconds = unread_display()
     if not show_unread:
