@@ -107,18 +107,8 @@ def bind_message(
             if ref.type == "ticket" and parent_ticket is None:
                 parent_ticket = tickets_by_id.get(ref.id)
 
-    ticket: TicketInfo | None = None
-    foreign: str | None = None
-    for number in ticket_numbers_in(parsed.subject):
-        candidate = tickets_by_number.get(number)
-        if candidate is None:
-            continue
-        if sender_belongs(parsed.from_addr, candidate, address_index if belonging_index is None else belonging_index):
-            ticket = candidate
-            break
-        if foreign is None:
-            foreign = number
-
+    ticket, foreign = _ticket_by_number(parsed, tickets_by_number,
+                                        address_index if belonging_index is None else belonging_index)
     if ticket is None and parent_ticket is not None:
         ticket = parent_ticket
         if foreign == parent_ticket.number:
@@ -126,3 +116,19 @@ def bind_message(
     if ticket is not None:
         records.add(RecordRef("ticket", ticket.id))
     return BindResult(records=list(records.items.values()), ticket=ticket, foreign_ticket_number=foreign)
+
+
+def _ticket_by_number(parsed: ParsedMessage, tickets_by_number: dict[str, TicketInfo],
+                      belonging_index: dict[str, list[RecordRef]]) -> tuple[TicketInfo | None, str | None]:
+    """The first ticket quoted in the subject whose sender belongs to it, and the first number of
+    ours quoted by someone who does not belong (when it comes before such a ticket)."""
+    foreign: str | None = None
+    for number in ticket_numbers_in(parsed.subject):
+        candidate = tickets_by_number.get(number)
+        if candidate is None:
+            continue
+        if sender_belongs(parsed.from_addr, candidate, belonging_index):
+            return candidate, foreign
+        if foreign is None:
+            foreign = number
+    return None, foreign

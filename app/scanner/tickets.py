@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.scanner.types import BindResult, ParsedMessage, TicketAction, TicketPolicy
+from app.scanner.types import BindResult, ParsedMessage, TicketAction, TicketInfo, TicketPolicy
 
 
 def decide(
@@ -27,35 +27,12 @@ def decide(
     - Bound to no ticket → create when *Create a ticket* is on (also when the subject quoted
       someone else's ticket number: the stranger gets a ticket of their own).
     """
-    if direction == "sent":
-        return TicketAction("none", reason="sent by us")
-    if direction == "internal":
-        return TicketAction("none", reason="internal message")
-    if parsed.automatic_reason:
-        return TicketAction("none", reason=f"automatic mail: {parsed.automatic_reason}")
-    if not filter_allows:
-        return TicketAction("none", reason="an ignore filter keeps this message from tickets")
-    if throttled:
-        return TicketAction("none", reason="too many messages from this sender in a short time (loop protection)")
-
+    reason = _no_ticket_reason(parsed, direction, filter_allows, throttled)
+    if reason:
+        return TicketAction("none", reason=reason)
     ticket = bound.ticket
     if ticket is not None:
-        if ticket.status == "closed":
-            if policy.closed_policy == "reopen":
-                if policy.reopen:
-                    return TicketAction("reopen", ticket.id, f"new mail for closed ticket {ticket.number}")
-                return TicketAction("none", None, "ticket closed; the Open a ticket action is off")
-            if policy.closed_policy == "new_ticket":
-                if policy.create:
-                    return TicketAction("new_referring", ticket.id, f"new ticket referring to closed {ticket.number}")
-                return TicketAction("none", None, "ticket closed; the Create a ticket action is off")
-            return TicketAction("none", None, "ticket closed; the configuration leaves closed tickets alone")
-        if ticket.status == "waiting":
-            if policy.reopen:
-                return TicketAction("answered", ticket.id, f"the customer answered ticket {ticket.number}")
-            return TicketAction("none", None, "ticket waiting; the Open a ticket action is off")
-        return TicketAction("none", None, f"ticket {ticket.number} is already open")
-
+        return _for_bound_ticket(ticket, policy)
     if policy.create:
         if bound.foreign_ticket_number:
             return TicketAction(
@@ -63,3 +40,37 @@ def decide(
             )
         return TicketAction("create", None, "new conversation")
     return TicketAction("none", reason="no ticket, and the Create a ticket action is off")
+
+
+def _no_ticket_reason(parsed: ParsedMessage, direction: str, filter_allows: bool, throttled: bool) -> str:
+    """Why the message acts on no ticket whatever it is bound to, or "" when it may."""
+    if direction == "sent":
+        return "sent by us"
+    if direction == "internal":
+        return "internal message"
+    if parsed.automatic_reason:
+        return f"automatic mail: {parsed.automatic_reason}"
+    if not filter_allows:
+        return "an ignore filter keeps this message from tickets"
+    if throttled:
+        return "too many messages from this sender in a short time (loop protection)"
+    return ""
+
+
+def _for_bound_ticket(ticket: TicketInfo, policy: TicketPolicy) -> TicketAction:
+    """The action of a message bound to ``ticket``, by the ticket's status."""
+    if ticket.status == "closed":
+        if policy.closed_policy == "reopen":
+            if policy.reopen:
+                return TicketAction("reopen", ticket.id, f"new mail for closed ticket {ticket.number}")
+            return TicketAction("none", None, "ticket closed; the Open a ticket action is off")
+        if policy.closed_policy == "new_ticket":
+            if policy.create:
+                return TicketAction("new_referring", ticket.id, f"new ticket referring to closed {ticket.number}")
+            return TicketAction("none", None, "ticket closed; the Create a ticket action is off")
+        return TicketAction("none", None, "ticket closed; the configuration leaves closed tickets alone")
+    if ticket.status == "waiting":
+        if policy.reopen:
+            return TicketAction("answered", ticket.id, f"the customer answered ticket {ticket.number}")
+        return TicketAction("none", None, "ticket waiting; the Open a ticket action is off")
+    return TicketAction("none", None, f"ticket {ticket.number} is already open")

@@ -1,14 +1,14 @@
 """The plain data that flows through the scanner pipeline.
 
-Contract between the pipeline steps (``app/scanner/*``) and the service that
-drives them (``app/services/scans.py``). Each step module documents its
-function; the shapes live here so both sides agree.
+Contract between the pipeline steps (``app/scanner/*``) and the scan that
+drives them (``app/scanning``). Each step module documents its function; the
+shapes live here so both sides agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 # --- fetch -----------------------------------------------------------------
 
@@ -58,6 +58,10 @@ class RawMessage:
     size: int
     # True when the message was over the size limit: ``data`` holds only its header.
     truncated: bool = False
+
+
+# The defect every message over the size limit carries (``RawMessage.truncated``).
+TRUNCATED_DEFECT = "message over the size limit: only its header was stored"
 
 
 # --- parse -----------------------------------------------------------------
@@ -179,11 +183,109 @@ class TicketAction:
     reason: str = ""
 
 
+# --- store: one batch ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreContext:
+    """What storing a mailbox's messages depends on: its scanner and the mail configuration,
+    loaded once per run (``app.scanning.store.batch.load_context``)."""
+
+    account_id: int
+    assignee_id: int | None
+    actions: frozenset[str]
+    search_fields: frozenset[str]  # contacts / organizations / leads / users
+    policy: TicketPolicy
+    loop_limit: int  # messages a sender may write in ``loop_window`` and still act on tickets; 0: no limit
+    loop_window: timedelta
+    our_addresses: frozenset[str]
+    our_domains: frozenset[str]
+
+    @property
+    def stores(self) -> bool:
+        """The scanner has the *Create email* action (without it nothing is stored)."""
+        return "create_email" in self.actions
+
+    @property
+    def binds(self) -> bool:
+        """The scanner has the *Bind email* action (without it only ticket links are written)."""
+        return "bind_email" in self.actions
+
+
+@dataclass
+class BatchItem:
+    """A parsed message on its way to the database, with its folder direction and filter verdict."""
+
+    parsed: ParsedMessage
+    folder_direction: str
+    verdict: FilterVerdict = field(default_factory=FilterVerdict)
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A message of the batch that this mailbox does not hold yet, with the key it is stored under."""
+
+    item: BatchItem
+    key: str
+    # Another, different message already has this message's Message-ID: ``key`` is then the
+    # Message-ID plus a hash of the content, and the stored e-mail says so in its defects.
+    reused_message_id: bool = False
+
+
+@dataclass
+class BatchLookups:
+    """What the batch's queries found, one query each, before any message is decided."""
+
+    # Every record (of any type) whose address is one of the batch's addresses, sorted by (type, id).
+    addresses: dict[str, list[RecordRef]]
+    # Message-ID of a stored message → the records that message is linked to (any mailbox).
+    parents: dict[str, list[RecordRef]]
+    tickets_by_number: dict[str, TicketInfo]
+    tickets_by_id: dict[int, TicketInfo]
+    # Sender → dates of this mailbox's stored mail from it within the loop window, sorted.
+    sender_dates: dict[str, list[datetime]]
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A ticket a message of the batch opens; ``temp_id`` (negative) stands for its id until it is written."""
+
+    temp_id: int
+    subject: str
+    contact_id: int | None
+    organization_id: int | None
+    parent_id: int | None  # the closed ticket a new_referring ticket refers to
+    requester_email: str | None
+
+
+@dataclass(slots=True)
+class MessageDecision:
+    """What storing one message writes besides the e-mail: its direction and its links."""
+
+    message: NewMessage
+    direction: str  # received / sent / internal
+    # (record type, record id); the id of a ticket opened in this batch is its ``NewTicket.temp_id``.
+    links: set[tuple[str, int]]
+
+
+@dataclass
+class BatchDecisions:
+    """The decisions of a whole batch, in UID order (``app.scanner.decide.decide_batch``)."""
+
+    messages: list[MessageDecision]
+    new_tickets: list[NewTicket]
+    status_changes: dict[int, str]  # ticket id → its new status (open / answered)
+    tickets_created: int = 0
+    tickets_reopened: int = 0
+
+
 # --- run log ---------------------------------------------------------------
 
 
 @dataclass
 class RunCounters:
+    """What a run (or one of its batches) did, message by message."""
+
     downloaded: int = 0
     created: int = 0
     bound: int = 0

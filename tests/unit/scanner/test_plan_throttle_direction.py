@@ -1,12 +1,16 @@
 """plan, throttle and direction: the small pure steps."""
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from app.scanner.direction import direction_of
 from app.scanner.plan import chunks, plan_folder, take_budget
-from app.scanner.throttle import SenderThrottle
+from app.scanner.throttle import SenderThrottle, SenderWindow
 from app.scanner.types import FolderState, FolderStatus
 from tests.unit.scanner.helpers import message
+
+T0 = datetime(2026, 11, 1, 9, 0, 0)
 
 
 def state(uidvalidity, last_uid, direction="incoming"):
@@ -50,6 +54,33 @@ def test_chunks_lazy_and_bounded():
     assert list(chunks([], 3)) == []
     with pytest.raises(ValueError):
         list(chunks([1], 0))
+
+
+def test_sender_window_counts_window_and_batch():
+    t = SenderWindow({"Loop@X.example": [T0 - timedelta(minutes=5), T0 - timedelta(minutes=1)]}, limit=3,
+                     window=timedelta(minutes=10))
+    assert t.allow("loop@x.example", T0) is True  # third message in the window
+    assert t.allow("LOOP@x.example", T0) is False  # fourth: over the limit
+    assert t.allow("loop@x.example", T0) is False  # refused ones count too
+    assert t.count("loop@x.example", T0) == 5
+    assert t.allow(None, T0) is True
+    fresh = SenderWindow({}, limit=1, window=timedelta(minutes=10))
+    assert fresh.allow("a@b.example", T0) is True
+    assert fresh.allow("a@b.example", T0) is False
+    off = SenderWindow({"a@b.example": [T0] * 99}, limit=0, window=timedelta(minutes=10))
+    assert off.allow("a@b.example", T0) is True
+
+
+def test_throttle_window_slides_with_the_messages_dates():
+    """Mail older than the window does not count; the same number spread over days is no loop."""
+    t = SenderWindow({"a@b.example": [T0 - timedelta(hours=2)] * 5}, limit=2, window=timedelta(minutes=10))
+    assert t.count("a@b.example", T0) == 0
+    assert [t.allow("a@b.example", T0 + timedelta(days=i)) for i in range(4)] == [True] * 4
+    assert t.allow("a@b.example", T0 + timedelta(days=3, minutes=1)) is True  # 2nd in its window
+    assert t.allow("a@b.example", T0 + timedelta(days=3, minutes=2)) is False  # 3rd: over the limit
+    before = {"a@b.example": [T0]}
+    SenderWindow(before, limit=1, window=timedelta(minutes=10)).allow("a@b.example", T0)
+    assert before == {"a@b.example": [T0]}  # the lookups are never changed
 
 
 def test_throttle_counts_window_and_batch():
