@@ -152,6 +152,15 @@ def measure_naive(args) -> tuple[int, float]:
     return done, time.perf_counter() - started
 
 
+def _scan(account_id: int):
+    """``run_scan`` as the worker runs it: under the scan's runtime settings (``app.scanning.runtime``)."""
+    from app.scanning.run import run_scan
+    from app.scanning.runtime import scan_runtime
+
+    with scan_runtime():
+        return run_scan(account_id, trigger="bench")
+
+
 def _profiled(args, fn):
     """Run ``fn()`` under cProfile when ``--profile`` names a file (the stats are dumped there)."""
     if not args.profile:
@@ -165,13 +174,11 @@ def _profiled(args, fn):
 
 def measure_ours(args) -> tuple[int, float]:
     """The product's scan, end to end, as a worker runs it: only ``run_scan`` is timed."""
-    from app.services import scans
-
     app = _app(args.db)
     with app.app_context():
         account_id = _seed(args)[0]
         started = time.perf_counter()
-        run = _profiled(args, lambda: scans.run_scan(account_id, trigger="bench"))
+        run = _profiled(args, lambda: _scan(account_id))
         seconds = time.perf_counter() - started
         if run.status not in ("done", "partial"):
             raise SystemExit(f"scan failed: {run.status} {run.message}")
@@ -186,12 +193,10 @@ def measure_rescan(args) -> dict:
     sent after it (plus the LOGOUT, which the scanner does not wait on for data).
     """
     from app.connect import imap
-    from app.services import scans
-
     app = _app(args.db)
     with app.app_context():
         account_id = _seed(args)[0]
-        scans.run_scan(account_id, trigger="bench")
+        _scan(account_id)
         log = CommandLog()
         login_time = [0.0]
         original = imap.open_imap
@@ -209,7 +214,7 @@ def measure_rescan(args) -> dict:
             log.names.clear()
             login_time[0] = 0.0
             started = time.perf_counter()
-            run = _profiled(args, lambda: scans.run_scan(account_id, trigger="bench"))
+            run = _profiled(args, lambda: _scan(account_id))
             samples.append(((time.perf_counter() - started) * 1000, login_time[0] * 1000, list(log.names),
                             run.downloaded))
         samples.sort(key=lambda s: s[0])
@@ -225,13 +230,11 @@ def measure_rescan(args) -> dict:
 
 def _worker(url: str, account_id: int, barrier, out) -> None:
     """One scan worker (a separate process, like an RQ worker): wait for the others, then scan."""
-    from app.services import scans
-
     app = _app(url, fresh=False)
     with app.app_context():
         barrier.wait()
         cpu0, started = cpu_seconds(), time.perf_counter()
-        run = scans.run_scan(account_id, trigger="bench")
+        run = _scan(account_id)
         out.put({"account": account_id, "start": time.time() - (time.perf_counter() - started),
                  "end": time.time(), "messages": run.downloaded, "status": run.status,
                  "cpu_s": cpu_seconds() - cpu0, "peak_rss_mb": peak_rss_mb()})

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.store_profile [--messages 5000] [--contacts 100000] [--db URL] [--profile FILE]
 
-No IMAP and no read-ahead thread: the CPU of ``mail_store.store_batch`` and the batch commit,
+No IMAP and no read-ahead thread: the CPU of ``store_batch`` and the batch commit,
 per message, on its own (the part of a scan that runs on the main thread).
 """
 
@@ -31,8 +31,8 @@ def main(argv=None) -> None:
     from app.extensions import db
     from app.models import MailAccount, MailSettings
     from app.scanner.parse import parse_message
-    from app.scanner.types import RawMessage, RunCounters
-    from app.services import mail_store
+    from app.scanner.types import BatchItem, RawMessage, RunCounters
+    from app.scanning.store.batch import load_context, store_batch
     from bench.corpus import build_message
     from bench.measure import _app, _seed
 
@@ -47,12 +47,12 @@ def main(argv=None) -> None:
     app = _app(args.db)
     with app.app_context():
         account_id = _seed(args)[0]
-        ctx = mail_store.load_context(db.session.get(MailAccount, account_id), MailSettings.get())
+        ctx = load_context(db.session.get(MailAccount, account_id), MailSettings.get())
 
         def store_all():
             for start in range(0, len(parsed), args.batch):
-                items = [mail_store.BatchItem(p, "incoming") for p in parsed[start:start + args.batch]]
-                mail_store.store_batch(ctx, items, RunCounters())
+                items = [BatchItem(p, "incoming") for p in parsed[start:start + args.batch]]
+                store_batch(ctx, items, RunCounters())
                 db.session.commit()
 
         prof = cProfile.Profile() if args.profile else None

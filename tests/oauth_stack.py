@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.services.scans import pid_alive
+from app.scanning.liveness import pid_alive
 from tests.oauth_provider import OAuthProvider, free_port
 from tests.services import nobody_group
 

@@ -38,14 +38,17 @@ def add_scan_commands(group: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
     def run(account_id: int, as_json: bool) -> None:
         """Scan mailbox ACCOUNT_ID now, in this process; exit code 1 when the run failed."""
-        from app.services import scans
+        from app.scanning.errors import ScanAlreadyRunning
+        from app.scanning.run import run_scan
+        from app.scanning.runtime import scan_runtime
 
         if db.session.get(MailAccount, account_id) is None:
             raise click.ClickException(f"There is no scanner with id {account_id} "
                                        "(see `flask --app wsgi scanners list`).")
         try:
-            result = run_result(scans.run_scan(account_id, trigger="cli"))
-        except scans.ScanAlreadyRunning as busy:
+            with scan_runtime():  # this process does nothing else meanwhile
+                result = run_result(run_scan(account_id, trigger="cli"))
+        except ScanAlreadyRunning as busy:
             result = {"status": "already_running", "run_id": busy.run_id, "errors": 0, "error_details": [],
                       "message": str(busy), **{name: 0 for name in COUNTERS}}
         if as_json:

@@ -1,1 +1,1 @@
-"""RQ glue: queue names, the scan job and the schedule, declared as data. The work is in app.services.scans."""
+"""RQ glue: queue names, the scan job and the schedule, declared as data. The work is in app.scanning."""

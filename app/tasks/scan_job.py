@@ -1,4 +1,8 @@
-"""The RQ job: scan one mailbox. Glue only; the work is ``app.services.scans.run_scan``."""
+"""The RQ job: scan one mailbox. Glue only; the work is ``app.scanning.run.run_scan``.
+
+The job runs the scan under ``app.scanning.runtime.scan_runtime()``: a work horse does nothing
+else while it scans.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,9 @@ class ScanConnectionError(Exception):
 def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
     """Scan a mailbox in a fresh app context; progress goes to the job's meta."""
     from app.extensions import db
-    from app.services import scans
+    from app.scanning.errors import RETRYABLE_KINDS, ScanAlreadyRunning, ScanError
+    from app.scanning.run import run_scan
+    from app.scanning.runtime import scan_runtime
 
     job = get_current_job()
 
@@ -46,13 +52,14 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
             # A forked work horse must not reuse the parent's pooled database connections.
             db.engine.dispose(close=False)
         try:
-            run = scans.run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
-                                 progress=progress if job else None)
-        except scans.ScanAlreadyRunning as busy:
+            with scan_runtime():
+                run = run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
+                               progress=progress if job else None)
+        except ScanAlreadyRunning as busy:
             return {"status": "already_running", "run_id": busy.run_id}
-        except scans.ScanError as exc:  # the scanner was deleted meanwhile: nothing to retry
+        except ScanError as exc:  # the scanner was deleted meanwhile: nothing to retry
             return {"status": "gone", "message": str(exc)}
-        if run.status == "failed" and getattr(run, "failure_kind", None) in scans.RETRYABLE_KINDS:
+        if run.status == "failed" and getattr(run, "failure_kind", None) in RETRYABLE_KINDS:
             raise ScanConnectionError(run.message)
         return {"status": run.status, "run_id": run.id, "downloaded": run.downloaded, "created": run.created,
                 "message": run.message}

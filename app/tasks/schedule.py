@@ -38,11 +38,12 @@ def due_scanners(now=None) -> list[int]:
 
 def enqueue_due(app: Flask) -> list[str]:
     """Enqueue a scan for every due scanner (already queued or running ones are left alone)."""
+    from app.scanning.liveness import close_dead_runs
     from app.services import scans
 
     job_ids = []
     with app.app_context():
-        scans.close_dead_runs()
+        close_dead_runs()
         for account_id in due_scanners():
             try:
                 job_ids.append(scans.enqueue_scan(account_id, trigger="schedule"))

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from app.services.scans import pid_alive
+from app.scanning.liveness import pid_alive
 from tests.faults.redis_server import free_port
 from tests.scan_helpers import imap_alive
 from tests.services import STATE, Dovecot, nobody_group

@@ -22,7 +22,8 @@ from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.models import ScanRun
-from app.services import scans
+from app.scanning import liveness
+from app.scanning.run import run_scan
 from tests.scan_helpers import (
     PG_ADMIN_URL,
     add_scanner,
@@ -94,7 +95,7 @@ def test_database_outage_mid_scan_fails_readably_then_next_run_completes(outage_
                     outage["released"] = _lock_sqlite(url.removeprefix("sqlite:///"), hold=BUSY_MS / 1000 * 1.7)
 
         started = time.monotonic()
-        run = scans.run_scan(account_id, progress=break_database_after_first_batch)
+        run = run_scan(account_id, progress=break_database_after_first_batch)
         took = time.monotonic() - started
         message = run.message
         assert outage, "the scan ended before its first batch was reported"
@@ -107,7 +108,7 @@ def test_database_outage_mid_scan_fails_readably_then_next_run_completes(outage_
         else:
             assert outage["ended"] >= 1
 
-        rest = scans.run_scan(account_id)
+        rest = run_scan(account_id)
         assert rest.status == "done", rest.message
         assert (rest.created, rest.duplicates, rest.errors) == (TOTAL - BATCH, 0, 0)
     figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
@@ -146,7 +147,7 @@ def test_database_outage_outlasting_the_run_frees_the_mailbox_for_the_next_run(o
                     outage["released"] = _lock_sqlite(url.removeprefix("sqlite:///"), hold=BUSY_MS / 1000 * 4)
 
         try:
-            run = scans.run_scan(account_id, progress=break_database_after_first_batch)
+            run = run_scan(account_id, progress=break_database_after_first_batch)
             assert run.status == "running"  # as the database still says: its end was not recorded
         except OperationalError:
             # Still no database at the very end: there is no run row to hand back either.
@@ -158,11 +159,11 @@ def test_database_outage_outlasting_the_run_frees_the_mailbox_for_the_next_run(o
             _refuse_postgres(url, False)
         db.session.rollback()
 
-        rest = scans.run_scan(account_id)
+        rest = run_scan(account_id)
         assert rest.status == "done", rest.message
         assert (rest.created, rest.duplicates) == (TOTAL - BATCH, 0)
         first = db.session.scalars(select(ScanRun).order_by(ScanRun.id)).first()
-        assert (first.status, first.message) == ("failed", scans.RUN_UNRECORDED)
+        assert (first.status, first.message) == ("failed", liveness.RUN_UNRECORDED)
         message = first.message
         db.session.commit()
     figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))

@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from app.services import scans
+from app.scanning.errors import RETRYABLE_KINDS
+from app.scanning.run import run_scan
 from tests.scan_helpers import add_scanner, assert_stored_once, server_uids
 
 # The database plays no part in this fault: SQLite only, to keep the suite short.
@@ -43,17 +44,17 @@ def test_dovecot_restarted_mid_scan_fails_readably_then_next_run_completes(app, 
     account_id = add_scanner(app, server, TOTAL, batch_size=BATCH, login=(login, password))
     restarts: list[float] = []
 
-    run = scans.run_scan(account_id, progress=_restart_after_first_batch(private_dovecot, restarts,
+    run = run_scan(account_id, progress=_restart_after_first_batch(private_dovecot, restarts,
                                                                          crash=True))
     assert restarts, "the scan ended before its first batch was reported"
     assert run.status == "failed", run.message
     assert "connection to the mail server" in run.message and "next run continues" in run.message
-    assert run.failure_kind in scans.RETRYABLE_KINDS  # the RQ job retries it with back-off
+    assert run.failure_kind in RETRYABLE_KINDS  # the RQ job retries it with back-off
     # The scan reads the next chunk ahead while it stores one, so the chunk already read when the
     # server went away may be stored too: whole batches only, and never all of them.
     assert run.downloaded == run.created and run.created % BATCH == 0 and BATCH <= run.created < TOTAL
 
-    rest = scans.run_scan(account_id)
+    rest = run_scan(account_id)
     assert rest.status == "done", rest.message
     assert (rest.created, rest.duplicates, rest.errors) == (TOTAL - run.created, 0, 0)
     figures = assert_stored_once(app, account_id, server_uids(server, login, password))
@@ -68,7 +69,7 @@ def test_dovecot_master_restarted_mid_scan_keeps_the_open_session(app, private_d
     account_id = add_scanner(app, server, TOTAL, batch_size=BATCH, login=(login, password))
     restarts: list[float] = []
 
-    run = scans.run_scan(account_id, progress=_restart_after_first_batch(private_dovecot, restarts))
+    run = run_scan(account_id, progress=_restart_after_first_batch(private_dovecot, restarts))
     assert restarts, "the scan ended before its first batch was reported"
     # Dovecot 2.3 (Debian 12) keeps the open session: the scan goes on. A server that ends it
     # instead must give the readable failure of the other test.
@@ -76,7 +77,7 @@ def test_dovecot_master_restarted_mid_scan_keeps_the_open_session(app, private_d
         assert "connection to the mail server" in run.message, run.message
     else:
         assert run.status == "done", run.message
-    again = scans.run_scan(account_id)  # and the restarted server answers new sessions
+    again = run_scan(account_id)  # and the restarted server answers new sessions
     assert again.status == "done", again.message
     figures = assert_stored_once(app, account_id, server_uids(server, login, password))
     assert figures == {"stored": TOTAL, "runs": [run.status, "done"]}

@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Email
-from app.services import scans
+from app.scanning.errors import RETRYABLE_KINDS
+from app.scanning.run import run_scan
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import add_scanner, assert_stored_once, server_uids
 
@@ -44,18 +45,18 @@ def test_connection_cut_mid_fetch_fails_readably_then_next_run_completes(app, do
     account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, port=proxy.port, login=(login, password))
     proxy.arm("cut", nth=nth, nbytes=nbytes)
     started = time.monotonic()
-    run = scans.run_scan(account_id)
+    run = run_scan(account_id)
     assert proxy.triggered.is_set()
     assert run.status == "failed", run.message
     assert "connection" in run.message.lower() and "next run" in run.message.lower()
-    assert run.failure_kind in scans.RETRYABLE_KINDS  # the RQ job retries it with back-off
+    assert run.failure_kind in RETRYABLE_KINDS  # the RQ job retries it with back-off
     # The batches before were committed; the half-read one left nothing behind.
     kept = (nth - 1) * BATCH
     assert _stored(account_id) == list(range(1, kept + 1))
     assert run.downloaded == run.created == kept
 
     proxy.heal()
-    rest = scans.run_scan(account_id)
+    rest = run_scan(account_id)
     assert rest.status == "done", rest.message
     assert (rest.downloaded, rest.created, rest.duplicates) == (TOTAL - kept, TOTAL - kept, 0)
     figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
@@ -72,7 +73,7 @@ def test_connection_gone_silent_mid_fetch_times_out_readably(app, dovecot, proxy
     app.config["MAIL_CONNECT_TIMEOUT"] = 2  # the product's default is 10 s; the test does not wait that long
     proxy.arm("stall", nth=3, nbytes=4096)
     started = time.monotonic()
-    run = scans.run_scan(account_id)
+    run = run_scan(account_id)
     waited = time.monotonic() - started
     assert proxy.triggered.is_set()
     assert run.status == "failed", run.message
@@ -80,7 +81,7 @@ def test_connection_gone_silent_mid_fetch_times_out_readably(app, dovecot, proxy
     assert _stored(account_id) == list(range(1, 2 * BATCH + 1))
     proxy.heal()
 
-    rest = scans.run_scan(account_id)
+    rest = run_scan(account_id)
     assert rest.status == "done", rest.message
     figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
     assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}

@@ -28,6 +28,7 @@ from app.jobqueue import jobs
 from app.jobqueue.connection import redis_connection
 from app.models import MailAccount, MailServer, ScanFolder, ScanRun
 from app.models.base import utcnow
+from app.scanning import liveness
 from app.services import scans
 from app.tasks import schedule
 from tests.faults.tcp_proxy import FetchBreakingProxy
@@ -134,14 +135,14 @@ def test_a_run_on_another_host_is_not_taken_for_dead_when_redis_forgot_its_job(t
         db.session.commit()
         private_redis.restart()  # the job's keys are gone
 
-        assert scans.close_dead_runs() == 0
+        assert liveness.close_dead_runs() == 0
         assert db.session.get(ScanRun, run.id).status == "running"
         assert schedule.enqueue_due(app) == []  # and no second scan of the mailbox is queued
 
-        run.heartbeat_at = utcnow() - scans.RQ_GONE_GRACE - timedelta(seconds=1)
+        run.heartbeat_at = utcnow() - liveness.RQ_GONE_GRACE - timedelta(seconds=1)
         db.session.commit()
-        assert scans.close_dead_runs() == 1
+        assert liveness.close_dead_runs() == 1
         db.session.refresh(run)
-        assert (run.status, run.message) == ("failed", scans.RUN_DIED)
+        assert (run.status, run.message) == ("failed", liveness.RUN_DIED)
         db.session.refresh(account)
         assert account.running_run_id is None

@@ -29,7 +29,8 @@ from app.extensions import db
 from app.jobqueue import jobs
 from app.jobqueue.connection import redis_connection
 from app.models import ScanRun
-from app.services import scans
+from app.scanning.errors import ScanAlreadyRunning
+from app.scanning.run import run_scan
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import (
     ROOT,
@@ -120,9 +121,9 @@ def test_scans_started_at_the_same_instant_only_one_runs(race_app, dovecot):
         with app.app_context():
             try:
                 barrier.wait(10)
-                run = scans.run_scan(account_id, trigger="manual")
+                run = run_scan(account_id, trigger="manual")
                 outcomes[n] = ("ran", run.id, run.status, run.created)
-            except scans.ScanAlreadyRunning as busy:
+            except ScanAlreadyRunning as busy:
                 outcomes[n] = ("refused", busy.run_id)
             except Exception as exc:  # reported by the assertion below
                 outcomes[n] = ("error", repr(exc))

@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, select, text
 
 from app.extensions import db
 from app.models import ScanRun
+from app.scanning import liveness
 from app.services import scans
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import (
@@ -123,7 +124,7 @@ def test_worker_killed_in_the_middle_of_a_batch_then_restarted(where, dovecot):
                                   .order_by(ScanRun.id)).all()
         db.session.commit()
     assert [r.status for r in runs] == ["failed", "done"], log
-    assert runs[0].message == scans.RUN_DIED
+    assert runs[0].message == liveness.RUN_DIED
     assert [r.created for r in runs] == [BATCH, TOTAL - BATCH]
     figures = assert_stored_once(app, account_id, server_uids(dovecot, login, password))
     assert figures == {"stored": TOTAL, "runs": ["failed", "done"]}

@@ -13,7 +13,8 @@ from app.crypto import encrypt_secret
 from app.extensions import db
 from app.logging_setup import configure_logging
 from app.models import MailServer
-from app.services import scanners, scans
+from app.scanning.run import run_scan
+from app.services import scanners
 from tests.rq_job import run_as_rq_job
 
 pytestmark = pytest.mark.integration
@@ -52,13 +53,13 @@ def test_no_secret_in_the_logs_of_a_full_run(app, client, admin, auth, dovecot, 
     db.session.commit()
     account = scanners.create_scanner("Log box", server.id, login, wrong, folders=[("INBOX", "incoming")])
     job_id = f"scan-{account.id}"
-    failed = run_as_rq_job(job_id, scans.run_scan, account.id, trigger="cli", job_id=job_id)
+    failed = run_as_rq_job(job_id, run_scan, account.id, trigger="cli", job_id=job_id)
     assert failed.status == "failed"
 
     account.password_enc = encrypt_secret(app.config["MAIL_ENCRYPTION_KEY"], password)
     account.health, account.login_failures = "active", 0
     db.session.commit()
-    done = run_as_rq_job(job_id, scans.run_scan, account.id, trigger="cli", job_id=job_id)
+    done = run_as_rq_job(job_id, run_scan, account.id, trigger="cli", job_id=job_id)
     assert done.status in ("done", "partial") and done.downloaded == 1
 
     auth.login("admin")
@@ -72,7 +73,7 @@ def test_no_secret_in_the_logs_of_a_full_run(app, client, admin, auth, dovecot, 
     # The logs are really there, and what the scan logged carries its job id.
     assert any(e.get("request_id") and e["logger"] == "app.request" for e in entries)
     assert any(e.get("audit_action") == "mail_scanner.create" for e in entries)
-    assert all(e.get("job_id") == job_id for e in entries if e["logger"].startswith("app.services.scans"))
+    assert all(e.get("job_id") == job_id for e in entries if e["logger"].startswith("app.scanning"))
     assert len([e for e in entries if e["logger"] == "app.scan_run" and e.get("job_id") == job_id]) == 2
     for secret in (password, wrong, app.config["SECRET_KEY"], app.config["MAIL_ENCRYPTION_KEY"],
                    app.config["BRIDGE_SECRET"], app.config["METRICS_TOKEN"], "correct horse battery"):

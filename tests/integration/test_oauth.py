@@ -21,7 +21,7 @@ from app.crypto import decrypt_secret, encrypt_secret
 from app.extensions import db
 from app.models import MailAccount, MailServer, ScanFolder, ScanRun, User
 from app.models.base import utcnow
-from app.services import scans
+from app.scanning.run import run_scan
 from app.services.autologin import grants as mailbox_grants
 from app.services.autologin import handoff as mailbox_handoff
 from app.tasks import schedule
@@ -174,7 +174,7 @@ def test_oauth_scanner_scans_with_xoauth2(app, provider, oauth_dovecot, client, 
     auth.login("admin")
     connect(client, provider, account.id, login)
 
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
 
     assert run.status == "done", run.message
     assert run.created == 2
@@ -195,7 +195,7 @@ def test_expired_access_token_is_refreshed_and_the_rotated_refresh_token_saved(a
     expire_stored_token(account.id)
     refreshes = provider.count("/token", grant_type="refresh_token")
 
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
 
     assert run.status == "done", run.message
     assert provider.count("/token", grant_type="refresh_token") == refreshes + 1
@@ -211,7 +211,7 @@ def test_expired_access_token_is_refreshed_and_the_rotated_refresh_token_saved(a
     oauth_dovecot.append(login, password, "INBOX", message(2, login))
     provider.expire_access_tokens(login)
     expire_stored_token(account.id)
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
     assert run.status == "done", run.message
     assert run.created == 1
     assert provider.refresh_state(second_refresh) == "used"
@@ -275,7 +275,7 @@ def test_revoked_grant_fails_its_run_needs_reconnect_and_never_stops_the_others(
     assert "Reconnect needed" in form and "Reconnect account" in form
     # Until someone reconnects, runs fail at once without asking the provider again.
     calls = provider.count("/token")
-    again = scans.run_scan(account.id)
+    again = run_scan(account.id)
     assert again.status == "failed" and "reconnect the account" in again.message
     assert provider.count("/token") == calls
 
@@ -284,7 +284,7 @@ def test_revoked_grant_fails_its_run_needs_reconnect_and_never_stops_the_others(
     assert b"connected" in page.data
     db.session.expire_all()
     assert db.session.get(MailAccount, account.id).health == "active"
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
     assert run.status == "done" and run.created == 1, run.message
 
 
@@ -394,11 +394,11 @@ def test_access_token_refused_by_the_mail_server_is_dropped_and_renewed_next_run
     # Revoked at the provider before its expiry: our stored copy still looks fresh.
     assert requests.post(provider.url + "/revoke", data={"token": access}, timeout=10).status_code == 200
 
-    first = scans.run_scan(account.id)
+    first = run_scan(account.id)
 
     assert first.status == "failed" and "Authentication failed" in first.message
     assert access not in first.message
     assert tokens(app, account.id)[1] is None  # dropped, so the next run asks the provider
-    second = scans.run_scan(account.id)
+    second = run_scan(account.id)
     assert second.status == "done" and second.created == 1, second.message
     assert db.session.get(MailAccount, account.id).health == "active"

@@ -14,6 +14,9 @@ from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import Email, EmailLink, MailAccount, MailServer, MailSettings, ScanFolder, ScanRun, Ticket
 from app.models.base import utcnow
+from app.scanning import liveness
+from app.scanning.errors import RETRYABLE_KINDS, ScanAlreadyRunning
+from app.scanning.run import run_scan
 from app.services import scans
 from tests import factories
 
@@ -81,7 +84,7 @@ def test_messages_are_stored_bound_and_open_tickets_once(app, dovecot, box):
     before = flags(dovecot, login, password)
     account = make_scanner(app, dovecot, login, password, assignee=agent)
 
-    run = scans.run_scan(account.id, trigger="manual")
+    run = run_scan(account.id, trigger="manual")
 
     assert run.status == "done", run.message
     assert (run.downloaded, run.created, run.errors) == (3, 3, 0)
@@ -99,7 +102,7 @@ def test_messages_are_stored_bound_and_open_tickets_once(app, dovecot, box):
     folder = db.session.scalars(select(ScanFolder).where(ScanFolder.account_id == account.id)).one()
     assert folder.last_uid == 3 and folder.uidvalidity
 
-    again = scans.run_scan(account.id)
+    again = run_scan(account.id)
     assert again.status == "done" and (again.downloaded, again.created) == (0, 0)
     assert db.session.scalar(select(func.count(Email.id))) == 3
     db.session.refresh(account)
@@ -114,7 +117,7 @@ def test_budget_is_respected_and_the_rest_comes_next_run_oldest_first(app, dovec
     dovecot.append_many(login, password, "INBOX", [mail(i) for i in range(1, 8)])
     account = make_scanner(app, dovecot, login, password, actions="create_email")
     seen = []
-    runs = [scans.run_scan(account.id, progress=seen.append) for _ in range(3)]
+    runs = [run_scan(account.id, progress=seen.append) for _ in range(3)]
     assert [r.downloaded for r in runs] == [3, 3, 1]
     assert stored_uids(account.id) == [1, 2, 3, 4, 5, 6, 7]
     first_run_rows = db.session.scalars(select(Email.uid).where(Email.account_id == account.id)
@@ -133,7 +136,7 @@ def test_budget_is_shared_by_the_scanners_folders(app, dovecot, box):
                                                   for i in range(10, 14)])
     account = make_scanner(app, dovecot, login, password, folders=(("INBOX", "incoming"), ("Sent", "outgoing")),
                            actions="create_email")
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
     assert run.downloaded == 4
     assert stored_uids(account.id, "INBOX") == [1, 2, 3] and stored_uids(account.id, "Sent") == [1]
     sent = db.session.scalars(select(Email).where(Email.folder == "Sent")).one()
@@ -145,7 +148,7 @@ def test_changed_uidvalidity_rescans_without_duplicates(app, dovecot, box):
     first = [mail(i) for i in range(1, 4)]
     dovecot.append_many(login, password, "Work", first)
     account = make_scanner(app, dovecot, login, password, folders=(("Work", "incoming"),), actions="create_email")
-    assert scans.run_scan(account.id).created == 3
+    assert run_scan(account.id).created == 3
     old = db.session.scalar(select(ScanFolder.uidvalidity).where(ScanFolder.account_id == account.id))
 
     conn = dovecot.connect(login, password)
@@ -156,7 +159,7 @@ def test_changed_uidvalidity_rescans_without_duplicates(app, dovecot, box):
         conn.logout()
     dovecot.append_many(login, password, "Work", [*first, mail(4)])
 
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
     assert run.status == "done", run.message
     assert (run.downloaded, run.created, run.duplicates) == (4, 1, 3)
     new = db.session.scalar(select(ScanFolder.uidvalidity).where(ScanFolder.account_id == account.id))
@@ -173,18 +176,18 @@ def test_wrong_password_fails_readably_blocks_and_recovers(app, dovecot, box):
     dovecot.append(login, password, "INBOX", mail(1))
     account = make_scanner(app, dovecot, login, "wrong-password")
 
-    first = scans.run_scan(account.id)
+    first = run_scan(account.id)
     assert first.status == "failed"
     assert "log in" in first.message.lower() and "wrong-password" not in first.message
     db.session.refresh(account)
     assert account.login_failures == 1 and account.health == "active" and account.last_error == first.message
-    scans.run_scan(account.id)
+    run_scan(account.id)
     db.session.refresh(account)
     assert account.health == "blocked" and "2 failed logins" in account.blocked_reason
 
     account.password_enc = encrypt_secret(app.config["MAIL_ENCRYPTION_KEY"], password)
     db.session.commit()
-    fixed = scans.run_scan(account.id)
+    fixed = run_scan(account.id)
     assert fixed.status == "done" and fixed.created == 1
     db.session.refresh(account)
     assert (account.login_failures, account.health, account.blocked_reason) == (0, "active", None)
@@ -199,8 +202,8 @@ def _dead_port() -> int:
 def test_dead_port_fails_readably_and_is_retryable(app, dovecot, box):
     login, password = box
     account = make_scanner(app, dovecot, login, password, port=_dead_port())
-    run = scans.run_scan(account.id)
-    assert run.status == "failed" and run.failure_kind in scans.RETRYABLE_KINDS
+    run = run_scan(account.id)
+    assert run.status == "failed" and run.failure_kind in RETRYABLE_KINDS
     assert "refused" in run.message.lower() or "connect" in run.message.lower()
     db.session.refresh(account)
     assert account.login_failures == 0 and account.running_run_id is None
@@ -213,7 +216,7 @@ def test_oversized_message_keeps_only_its_header(app, dovecot, box):
     account = make_scanner(app, dovecot, login, password, actions="create_email")
     app.config["MAX_MESSAGE_BYTES"] = 5000
     try:
-        run = scans.run_scan(account.id)
+        run = run_scan(account.id)
     finally:
         app.config["MAX_MESSAGE_BYTES"] = 25 * 1024 * 1024
     assert run.status == "done" and run.created == 2
@@ -234,10 +237,10 @@ def test_stop_requested_between_batches(app, dovecot, box, admin):
         if info["downloaded"] >= 2:
             scans.request_stop(info["run_id"], admin.id)
 
-    run = scans.run_scan(account.id, progress=stop_after_first_batch)
+    run = run_scan(account.id, progress=stop_after_first_batch)
     assert run.status == "stopped" and run.stopped_by_id == admin.id
     assert run.downloaded == 2 and stored_uids(account.id) == [1, 2]
-    rest = scans.run_scan(account.id)
+    rest = run_scan(account.id)
     assert rest.status == "done" and stored_uids(account.id) == list(range(1, 9))
 
 
@@ -252,21 +255,21 @@ def test_dead_run_is_closed_and_a_live_one_blocks(app, dovecot, box):
     db.session.flush()
     account.running_run_id = dead.id
     db.session.commit()
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
     assert run.status == "done" and run.created == 1
     db.session.refresh(dead)
-    assert dead.status == "failed" and dead.message == scans.RUN_DIED
+    assert dead.status == "failed" and dead.message == liveness.RUN_DIED
 
     # A live run (this very process) holds it: nothing is touched.
-    live = ScanRun(account_id=account.id, status="running", runner=scans.runner_id(), heartbeat_at=utcnow(),
+    live = ScanRun(account_id=account.id, status="running", runner=liveness.runner_id(), heartbeat_at=utcnow(),
                    started_at=utcnow())
     db.session.add(live)
     db.session.flush()
     account.running_run_id = live.id
     db.session.commit()
     count = db.session.scalar(select(func.count(ScanRun.id)))
-    with pytest.raises(scans.ScanAlreadyRunning):
-        scans.run_scan(account.id)
+    with pytest.raises(ScanAlreadyRunning):
+        run_scan(account.id)
     assert db.session.scalar(select(func.count(ScanRun.id))) == count
 
 
@@ -297,7 +300,7 @@ def test_corpus_messages_are_all_accounted_for(app, dovecot, box):
     uids = dovecot.append_many(login, password, "INBOX", [p.read_bytes() for p in files])
     account = make_scanner(app, dovecot, login, password)
 
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
     assert run.status in ("done", "partial"), run.message
     assert run.downloaded == len(files)
     errors = {d["uid"]: d["reason"] for d in json.loads(run.error_details)}
@@ -308,7 +311,7 @@ def test_corpus_messages_are_all_accounted_for(app, dovecot, box):
     # Only true duplicates (the very same message twice) may be neither stored nor in error.
     assert len(unaccounted) <= duplicates, unaccounted
 
-    again = scans.run_scan(account.id)
+    again = run_scan(account.id)
     assert (again.downloaded, again.created) == (0, 0)
 
 
@@ -320,9 +323,9 @@ def test_connection_dropped_mid_fetch_keeps_what_was_stored(app, dovecot, box, m
     db.session.commit()
     dovecot.append_many(login, password, "INBOX", [mail(i) for i in range(1, 7)])
     account = make_scanner(app, dovecot, login, password, actions="create_email")
-    from app.services import imap_fetch
+    from app.scanning import imap_reads
 
-    real = imap_fetch.fetch_chunk
+    real = imap_reads.fetch_chunk
     calls = {"n": 0}
 
     def fetch_then_drop(client, *args, **kwargs):
@@ -331,12 +334,12 @@ def test_connection_dropped_mid_fetch_keeps_what_was_stored(app, dovecot, box, m
             client.sock.shutdown(socket.SHUT_RDWR)  # the real socket really closes
         return real(client, *args, **kwargs)
 
-    monkeypatch.setattr(imap_fetch, "fetch_chunk", fetch_then_drop)
-    run = scans.run_scan(account.id)
+    monkeypatch.setattr(imap_reads, "fetch_chunk", fetch_then_drop)
+    run = run_scan(account.id)
     assert run.status == "failed" and "connection" in run.message.lower()
     assert stored_uids(account.id) == [1, 2]
-    monkeypatch.setattr(imap_fetch, "fetch_chunk", real)
-    rest = scans.run_scan(account.id)
+    monkeypatch.setattr(imap_reads, "fetch_chunk", real)
+    rest = run_scan(account.id)
     assert rest.status == "done" and stored_uids(account.id) == [1, 2, 3, 4, 5, 6]
 
 
@@ -354,9 +357,9 @@ def test_two_workers_on_the_same_mailbox_only_one_runs(app, dovecot, box):
     def second_worker():
         with app.app_context():
             try:
-                scans.run_scan(account.id)
+                run_scan(account.id)
                 outcome["second"] = "ran"
-            except scans.ScanAlreadyRunning as busy:
+            except ScanAlreadyRunning as busy:
                 outcome["second"] = ("refused", busy.run_id)
             finally:
                 db.session.remove()
@@ -367,7 +370,7 @@ def test_two_workers_on_the_same_mailbox_only_one_runs(app, dovecot, box):
             t.start()
             t.join(30)
 
-    first = scans.run_scan(account.id, progress=while_running)
+    first = run_scan(account.id, progress=while_running)
     assert first.status == "done" and first.created == 4
     assert outcome["second"] == ("refused", first.id)
     assert db.session.scalar(select(func.count(ScanRun.id))) == 1

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.jobqueue import jobs
 from app.models import Email, MailAccount, ScanRun
+from app.scanning import liveness
 from app.services import scans
 from tests.scan_helpers import add_scanner as _scanner
 from tests.scan_helpers import kill_worker, shared_app
@@ -140,7 +141,7 @@ def test_worker_killed_mid_run_then_restarted_stores_every_message_once(env, dov
     with app.app_context():
         runs = db.session.scalars(select(ScanRun).order_by(ScanRun.id)).all()
         assert [r.status for r in runs] == ["failed", "done"], log
-        assert runs[0].message == scans.RUN_DIED
+        assert runs[0].message == liveness.RUN_DIED
         assert db.session.scalar(select(func.count(Email.id))) == total
         assert db.session.scalar(select(func.count(func.distinct(Email.uid)))) == total
         assert runs[0].created + runs[1].created == total

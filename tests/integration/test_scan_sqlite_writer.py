@@ -12,7 +12,9 @@ import threading
 import pytest
 
 from app.scanner import parse
-from app.services import mail_store, scans
+from app.scanning.run import run_scan
+from app.scanning.runtime import WriterTurn
+from app.scanning.store import batch
 from tests.scan_helpers import add_scanner, assert_stored_once, close_app, server_uids, shared_app
 
 pytestmark = pytest.mark.integration
@@ -25,8 +27,8 @@ def test_reader_pauses_while_a_batch_holds_the_turn_and_a_failing_batch_lets_go(
     app, _env = shared_app(tmp_path, "redis://127.0.0.1:1/0")
     state = {"held": False, "turns": 0, "parsed_while_held": 0, "failed": False}
     lock = threading.Lock()
-    take, release, parse_message = scans._WriterTurn.take, scans._WriterTurn.release, parse.parse_message
-    store_batch = mail_store.store_batch
+    take, release, parse_message = WriterTurn.take, WriterTurn.release, parse.parse_message
+    store_batch = batch.store_batch
 
     def counting_take(self):
         first = self._fd is None
@@ -56,15 +58,15 @@ def test_reader_pauses_while_a_batch_holds_the_turn_and_a_failing_batch_lets_go(
             raise ValueError("a row the database refused")
         return store_batch(ctx, items, counters, before_writes)
 
-    monkeypatch.setattr(scans._WriterTurn, "take", counting_take)
-    monkeypatch.setattr(scans._WriterTurn, "release", counting_release)
+    monkeypatch.setattr(WriterTurn, "take", counting_take)
+    monkeypatch.setattr(WriterTurn, "release", counting_release)
     monkeypatch.setattr(parse, "parse_message", watched_parse)
-    monkeypatch.setattr(mail_store, "store_batch", failing_once)
+    monkeypatch.setattr(batch, "store_batch", failing_once)
     try:
         login, password = dovecot.new_user("turns")
         account_id = add_scanner(app, dovecot, TOTAL, batch_size=BATCH, login=(login, password))
         with app.app_context():
-            run = scans.run_scan(account_id, trigger="test")
+            run = run_scan(account_id, trigger="test")
             assert run.status == "done", run.message
             assert (run.downloaded, run.created) == (TOTAL, TOTAL)
         assert state["failed"] and state["turns"] >= TOTAL // BATCH

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import Email, EmailAttachment, MailAccount, MailServer, ScanFolder
-from app.services import scans
+from app.scanning.run import run_scan
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -128,7 +128,7 @@ def scanned(app, dovecot):
     messages.append(_attachments_message())
     dovecot.append_many(login, password, "INBOX", messages)
     account = _scanner(app, dovecot, login, password)
-    run = scans.run_scan(account.id, trigger="manual")
+    run = run_scan(account.id, trigger="manual")
     assert run.status == "done", run.message
     assert run.created == len(messages)
     factories.user(username="admin", admin=True)
@@ -217,7 +217,7 @@ SCAN_SCRIPT = textwrap.dedent("""
     from app.crypto import encrypt_secret
     from app.extensions import db
     from app.models import Email, EmailAttachment, MailAccount, MailServer, ScanFolder
-    from app.services import scans
+    from app.scanning.run import run_scan
 
     def status_kb(field):
         with open("/proc/self/status") as fh:
@@ -242,7 +242,7 @@ SCAN_SCRIPT = textwrap.dedent("""
         db.session.add_all([server, account]); db.session.commit()
         # /proc, not getrusage: ru_maxrss keeps the parent's peak across exec, VmHWM is this process's own.
         before = status_kb("VmRSS")
-        run = scans.run_scan(account.id, trigger="cli")
+        run = run_scan(account.id, trigger="cli")
         after = status_kb("VmHWM")
         emails = [{"subject": e.subject, "size": e.size, "defects": e.defects, "raw": len(e.raw or b""),
                    "attachments": [(a.filename, a.size) for a in e.attachments]}

@@ -200,14 +200,15 @@ def test_pointing_a_scanner_at_another_mailbox_drops_its_oauth_tokens(app, provi
 
 def test_scan_with_the_provider_down_fails_readably_and_may_be_retried(app, provider):
     from app.models import ScanFolder
-    from app.services import scans
+    from app.scanning.errors import RETRYABLE_KINDS
+    from app.scanning.run import run_scan
 
     account = make_account(app, provider, login="down@corp.test", token_url=f"http://127.0.0.1:{free_port()}/token")
     account.folders.append(ScanFolder(name="INBOX", direction="incoming"))
     db.session.commit()
-    run = scans.run_scan(account.id)
+    run = run_scan(account.id)
     assert run.status == "failed" and "cannot be reached" in run.message
-    assert run.failure_kind in scans.RETRYABLE_KINDS  # the scan job retries it with back-off
+    assert run.failure_kind in RETRYABLE_KINDS  # the scan job retries it with back-off
     db.session.expire_all()
     stored = db.session.get(MailAccount, account.id)
     assert stored.health == "active" and stored.login_failures == 0

@@ -1,4 +1,4 @@
-"""Bulk IMAP reads for the scanner, on the imaplib client under imap-tools.
+"""The scan's IMAP reads, on the imaplib client under imap-tools.
 
 Everything here is read-only: folders are opened with EXAMINE and bodies are
 fetched with ``BODY.PEEK``, so the scanner never sets ``\\Seen`` or any other
@@ -15,8 +15,10 @@ flag. Each function is one IMAP round trip:
 
 from __future__ import annotations
 
+import imaplib
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from imap_tools.utils import encode_folder
 
@@ -35,20 +37,28 @@ class FolderMissing(ImapReadError):
     """The folder does not exist (any more) on the server."""
 
 
-def _check(typ: str, data, what: str) -> None:
+def _said(typ: str, data: list[Any]) -> str:
+    """What the server said with a refusal (its text, else the status word)."""
+    detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+    return detail or typ
+
+
+def _check(typ: str, data: list[Any], what: str) -> None:
     if typ != "OK":
-        detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-        raise ImapReadError(f"The mail server refused to {what}: {detail or typ}")
+        raise ImapReadError(f"The mail server refused to {what}: {_said(typ, data)}")
 
 
-def folder_status(client, name: str) -> FolderStatus:
+def _mailbox(name: str) -> str:
+    """The folder name as IMAP sends it: modified UTF-7, quoted (always ASCII)."""
+    return encode_folder(name).decode("ascii")
+
+
+def folder_status(client: imaplib.IMAP4, name: str) -> FolderStatus:
     """UIDVALIDITY, UIDNEXT and message count of a folder, in one round trip."""
-    typ, data = client._simple_command("STATUS", encode_folder(name), "(UIDVALIDITY UIDNEXT MESSAGES)")
+    typ, data = client.status(_mailbox(name), "(UIDVALIDITY UIDNEXT MESSAGES)")
     if typ != "OK":
-        detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-        raise FolderMissing(f"The folder {name!r} cannot be read on the server ({detail or typ}). "
+        raise FolderMissing(f"The folder {name!r} cannot be read on the server ({_said(typ, data)}). "
                             "Check the scanner's folders on its page.")
-    typ, data = client._untagged_response(typ, data, "STATUS")
     values: dict[bytes, int] = {}
     for item in data or []:
         line = item[0] if isinstance(item, tuple) else item
@@ -62,15 +72,14 @@ def folder_status(client, name: str) -> FolderStatus:
                             f"for the folder {name!r}.") from exc
 
 
-def examine(client, name: str) -> None:
+def examine(client: imaplib.IMAP4, name: str) -> None:
     """Open a folder read-only (EXAMINE), so nothing we do can change its flags."""
-    typ, data = client.select(encode_folder(name), readonly=True)
+    typ, data = client.select(_mailbox(name), readonly=True)
     if typ != "OK":
-        detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-        raise FolderMissing(f"The folder {name!r} cannot be opened on the server ({detail or typ}).")
+        raise FolderMissing(f"The folder {name!r} cannot be opened on the server ({_said(typ, data)}).")
 
 
-def list_sizes(client, after_uid: int) -> dict[int, int]:
+def list_sizes(client: imaplib.IMAP4, after_uid: int) -> dict[int, int]:
     """UID → size of every message with a UID greater than ``after_uid``, ascending."""
     typ, data = client.uid("FETCH", f"{after_uid + 1}:*", "(UID RFC822.SIZE)")
     _check(typ, data, "list the new messages")
@@ -107,13 +116,18 @@ def byte_bounded_chunks(uids: list[int], sizes: dict[int, int], count: int, max_
         yield chunk
 
 
-def _parse_fetch(data) -> dict[int, tuple[int | None, bytes]]:
+def chunk_bytes(uids: list[int], sizes: dict[int, int], max_message_bytes: int) -> int:
+    """About how many bytes fetching ``uids`` brings (messages over the limit: their header only)."""
+    return sum(64 * 1024 if sizes.get(u, 0) > max_message_bytes else sizes.get(u, 0) for u in uids)
+
+
+def _parse_fetch(data: list[Any]) -> dict[int, tuple[int | None, bytes]]:
     """UID → (RFC822.SIZE, literal) from an imaplib FETCH answer."""
     out: dict[int, tuple[int | None, bytes]] = {}
     meta = b""
     body: bytes | None = None
 
-    def flush():
+    def flush() -> None:
         if body is None:  # a line without a literal (e.g. an unsolicited FLAGS update)
             return
         uid, size = _UID.search(meta), _SIZE.search(meta)
@@ -135,7 +149,7 @@ def _parse_fetch(data) -> dict[int, tuple[int | None, bytes]]:
     return out
 
 
-def fetch_chunk(client, folder: str, uidvalidity: int, uids: list[int], sizes: dict[int, int],
+def fetch_chunk(client: imaplib.IMAP4, folder: str, uidvalidity: int, uids: list[int], sizes: dict[int, int],
                 max_message_bytes: int) -> tuple[list[RawMessage], list[int]]:
     """Fetch one chunk without marking anything seen.
 

@@ -1,4 +1,4 @@
-"""mail_store: one batch of parsed messages into e-mails, links and tickets (SQLite and PostgreSQL).
+"""store_batch: one batch of parsed messages into e-mails, links and tickets (SQLite and PostgreSQL).
 
 Messages are built as ``ParsedMessage`` values directly, so these tests need
 no IMAP server; the real pipeline steps (bind, tickets, direction, throttle)
@@ -13,54 +13,11 @@ import pytest
 from sqlalchemy import event, func, select
 
 from app.extensions import db
-from app.models import Email, EmailAttachment, EmailLink, MailAccount, MailServer, MailSettings, Ticket
-from app.scanner.types import AttachmentData, FilterVerdict, ParsedMessage, RawMessage, RunCounters
-from app.services import mail_store
+from app.models import Email, EmailAttachment, MailSettings, Ticket
+from app.scanner.types import AttachmentData, BatchItem, FilterVerdict, RunCounters
+from app.scanning.store.batch import load_context, store_batch
 from tests import factories
-
-T0 = datetime(2026, 11, 1, 9, 0, 0)
-
-
-def make_account(actions="create_email,bind_email,open_ticket,create_ticket",
-                 search_fields="contacts,organizations,leads,users", assignee=None) -> MailAccount:
-    server = MailServer(name=f"srv-{db.session.scalar(select(func.count(MailServer.id)))}", imap_host="127.0.0.1",
-                        imap_port=10143, imap_security="none", smtp_host="127.0.0.1", smtp_port=10025,
-                        smtp_security="none")
-    account = MailAccount(name="Support", server=server, login="support@corp.test", actions=actions,
-                          search_fields=search_fields, assignee_id=assignee.id if assignee else None)
-    db.session.add_all([server, account])
-    db.session.commit()
-    return account
-
-
-def msg(uid, *, frm="jane@acme.test", to=("support@corp.test",), cc=(), subject="Printer broken", mid=None,
-        in_reply_to=None, refs=(), date=None, folder="INBOX", automatic=None, attachments=(),
-        body=b"") -> ParsedMessage:
-    mid = mid if mid is not None else f"m{uid}@acme.test"
-    data = b"Subject: " + subject.encode("utf-8", "replace") + b"\r\n\r\n" + (body or f"body {uid}".encode())
-    raw = RawMessage(folder=folder, uidvalidity=7, uid=uid, data=data, size=len(data))
-    return ParsedMessage(
-        raw=raw, message_id=mid or None, message_key=mid or f"sha256:{uid:064d}", in_reply_to=in_reply_to,
-        references=list(refs), subject=subject, from_addr=frm, from_name="", to=list(to), cc=list(cc),
-        reply_to=[], date=date or T0 + timedelta(minutes=uid * 30), headers_text=f"Subject: {subject}",
-        header_items=[("subject", subject)], body_text=f"body {uid}", body_html="", has_remote_content=False,
-        attachments=list(attachments), automatic_reason=automatic)
-
-
-def store(account, messages, *, direction="incoming", verdicts=None) -> RunCounters:
-    ctx = mail_store.load_context(account, MailSettings.get())
-    items = [mail_store.BatchItem(m, direction, (verdicts or {}).get(m.raw.uid, FilterVerdict()))
-             for m in messages]
-    counters = RunCounters()
-    mail_store.store_batch(ctx, items, counters)
-    db.session.commit()
-    return counters
-
-
-def links_of(uid) -> set[tuple[str, int]]:
-    email_id = db.session.scalar(select(Email.id).where(Email.uid == uid))
-    return {(t, i) for t, i in db.session.execute(
-        select(EmailLink.record_type, EmailLink.record_id).where(EmailLink.email_id == email_id))}
+from tests.unit.scanning.store_helpers import T0, links_of, make_account, msg, store
 
 
 def test_batch_is_stored_once_and_deduped_by_key(app):
@@ -272,11 +229,11 @@ def test_query_count_per_batch_does_not_grow_with_the_batch(app, size):
     messages = [msg(i, frm=f"c{i % 25}@acme.test", cc=(f"c{(i + 1) % 25}@acme.test",),
                     in_reply_to=f"m{i - 1}@acme.test" if i % 3 == 0 else None)
                 for i in range(1, size + 1)]
-    ctx = mail_store.load_context(account, MailSettings.get())
-    items = [mail_store.BatchItem(m, "incoming") for m in messages]
+    ctx = load_context(account, MailSettings.get())
+    items = [BatchItem(m, "incoming") for m in messages]
     event.listen(db.engine, "before_cursor_execute", count)
     try:
-        mail_store.store_batch(ctx, items, RunCounters())
+        store_batch(ctx, items, RunCounters())
         db.session.commit()
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
@@ -284,103 +241,6 @@ def test_query_count_per_batch_does_not_grow_with_the_batch(app, size):
     # (insertmanyvalues may split a very large insert; 60 rows fit in one statement.)
     assert len([s for s in statements if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]) <= 10
     assert db.session.scalar(select(func.count(Email.id))) == size
-
-
-# ----------------------------------------------------------------- schedule, dead runs, stop, inline queue
-
-
-def test_schedule_picks_enabled_unblocked_scanners_that_are_due(app):
-    from app.models.base import utcnow
-    from app.tasks import schedule
-
-    settings = MailSettings.get()
-    settings.check_frequency_minutes = 5
-    db.session.commit()
-    never = make_account()
-    recent = make_account()
-    recent.last_run_at = utcnow() - timedelta(minutes=1)
-    stale = make_account()
-    stale.last_run_at = utcnow() - timedelta(minutes=6)
-    disabled = make_account()
-    disabled.enabled = False
-    blocked = make_account()
-    blocked.health = "blocked"
-    db.session.commit()
-    assert schedule.due_scanners() == [never.id, stale.id]
-    assert "enqueue-due-scans" in schedule.PERIODIC
-
-
-def test_dead_runs_are_closed_and_free_their_mailbox(app):
-    import socket
-
-    from app.models import ScanRun
-    from app.models.base import utcnow
-    from app.services import scans
-
-    account = make_account()
-    old = ScanRun(account_id=account.id, status="running", runner="elsewhere:1",
-                  started_at=utcnow() - timedelta(hours=2), heartbeat_at=utcnow() - timedelta(hours=1))
-    gone = ScanRun(account_id=account.id, status="running", runner=f"{socket.gethostname()}:99999999",
-                   started_at=utcnow(), heartbeat_at=utcnow())
-    alive = ScanRun(account_id=account.id, status="running", runner=scans.runner_id(),
-                    started_at=utcnow(), heartbeat_at=utcnow())
-    db.session.add_all([old, gone, alive])
-    db.session.flush()
-    account.running_run_id = gone.id
-    db.session.commit()
-    assert scans.close_dead_runs() == 2
-    db.session.refresh(account)
-    assert account.running_run_id is None and account.last_run_status == "failed"
-    statuses = {r.id: (r.status, r.message) for r in db.session.scalars(select(ScanRun))}
-    assert statuses[old.id] == ("failed", scans.RUN_DIED) and statuses[gone.id][0] == "failed"
-    assert statuses[alive.id] == ("running", None)
-
-    with pytest.raises(scans.ScanError):
-        scans.request_stop(old.id, 1)
-    user = factories.user(username="stopper")
-    scans.request_stop(alive.id, user.id)
-    db.session.refresh(alive)
-    assert alive.stop_requested and alive.stopped_by_id == user.id
-    assert scans.scan_progress(account.id)["state"] == "running"
-
-
-def test_inline_queue_runs_the_scan_in_process(app):
-    import socket
-
-    from app.models import ScanRun
-    from app.services import scans
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead_port = s.getsockname()[1]
-    account = make_account()
-    account.server.imap_port = dead_port
-    db.session.commit()
-    assert app.config["QUEUE_MODE"] == "inline"
-    assert scans.enqueue_scan(account.id) == f"scan-{account.id}"
-    run = db.session.scalars(select(ScanRun)).one()
-    assert run.status == "failed" and run.finished_at and "log in" in run.message
-    assert scans.scan_progress(account.id) == {"state": "idle", "run_id": None, "downloaded": 0, "total": 0}
-    with pytest.raises(scans.ScanError):
-        scans.enqueue_scan(999999)
-
-
-def test_enqueue_with_redis_down_says_so_in_plain_words(app):
-    import socket
-
-    from app.services import scans
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead_port = s.getsockname()[1]
-    account = make_account()
-    app.config.update(QUEUE_MODE="redis", REDIS_URL=f"redis://127.0.0.1:{dead_port}/0")
-    try:
-        with pytest.raises(scans.ScanError, match="not reachable"):
-            scans.enqueue_scan(account.id)
-    finally:
-        app.config.update(QUEUE_MODE="inline", REDIS_URL="redis://127.0.0.1:6379/0")
-        app.extensions.pop("task_redis", None)
 
 
 def test_bulk_written_dates_compare_like_orm_written_ones(app):
@@ -413,82 +273,3 @@ def test_bulk_written_values_read_back_exactly(app):
     attachment = db.session.scalars(select(EmailAttachment)).one()
     assert attachment.data == every_byte and attachment.filename == "a\\b\tc.bin"
     assert attachment.is_inline is True and attachment.content_id is None and attachment.size == 768
-
-
-def test_sqlite_file_writers_take_turns_and_other_databases_take_no_lock(tmp_path, app):
-    """Batch writes on one SQLite file are serialized by a kernel lock that wakes the next writer
-    at once; PostgreSQL and in-memory SQLite need none (``app`` is one of those two)."""
-    import threading
-    import time
-
-    from app.services.scans import _WriterTurn
-    from tests.conftest import build_app, drop_app
-
-    free = _WriterTurn()
-    free.take()
-    assert free._fd == -1  # no lock file, nothing to release
-    free.release()
-
-    file_app = build_app(f"sqlite:///{tmp_path / 'turns.db'}", "sqlite", tmp_path)
-    try:
-        order: list[str] = []
-        with file_app.app_context():
-            first = _WriterTurn()
-            first.take()
-            assert (tmp_path / "turns.db-writer.lock").exists()
-
-            def second_writer():
-                with file_app.app_context():
-                    turn = _WriterTurn()
-                    turn.take()
-                    order.append("second")
-                    turn.release()
-
-            other = threading.Thread(target=second_writer)
-            other.start()
-            time.sleep(0.3)
-            assert order == []  # still waiting for the first writer's turn
-            order.append("first done")
-            first.release()
-            other.join(5)
-        assert order == ["first done", "second"]
-        # A lock file that cannot be opened (here: a directory in its place) costs the turns, not
-        # the scan: the batch goes on and relies on SQLite's busy timeout.
-        (tmp_path / "turns.db-writer.lock").unlink()
-        (tmp_path / "turns.db-writer.lock").mkdir()
-        with file_app.app_context():
-            blocked = _WriterTurn()
-            blocked.take()
-            assert blocked._fd == -1
-            blocked.release()
-    finally:
-        drop_app(file_app)
-
-
-def test_scan_runtime_settings_are_restored_when_scans_overlap_in_threads():
-    """Two overlapping scans in one process: the settings change while any runs and come back to
-    what they were before the first, whichever ends last."""
-    import gc
-    import sys
-    import threading
-
-    from app.services.scans import _scan_runtime
-
-    before = (gc.get_threshold(), sys.getswitchinterval())
-    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
-
-    def first():
-        with _scan_runtime():
-            first_in.set()
-            second_in.wait(5)
-        first_out.set()
-
-    other = threading.Thread(target=first)
-    other.start()
-    first_in.wait(5)
-    with _scan_runtime():
-        second_in.set()
-        first_out.wait(5)  # the first scan ends while this one still runs
-        assert sys.getswitchinterval() <= 0.001 and gc.get_threshold()[0] >= 20_000
-    other.join(5)
-    assert (gc.get_threshold(), sys.getswitchinterval()) == before

@@ -1,0 +1,185 @@
+"""One chunk of a folder: read it (fetch, parse, filter), then store it in one transaction.
+
+Reading touches neither the database nor the Flask app, so the next chunk can be read in a
+helper thread while the current one is stored (``ReadAhead``): storing mostly waits on the
+database and fetching on the mail server, and both waits release the GIL. Only chunks of at most
+``READ_AHEAD_MAX_BYTES`` are read ahead, so memory stays bounded by one batch plus that. The
+helper thread is the only user of the IMAP connection while it runs, and leaving the ``with``
+waits for it (before the logout). On a SQLite file the reader also pauses while a batch holds
+the writer's turn (``runtime.WriterTurn``).
+
+Storing a chunk writes its messages, advances the folder (UIDVALIDITY, last UID) and saves the
+run's counters in the same commit, so a crash loses nothing and the next run repeats nothing.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app.extensions import db
+from app.models import ScanFolder
+from app.scanner import filters, parse
+from app.scanner.types import BatchItem, RunCounters
+from app.scanning import imap_reads
+from app.scanning.progress import merge, save_progress
+from app.scanning.runtime import WriterTurn
+from app.scanning.setup import FolderScan, RunSetup
+from app.scanning.store import batch
+
+logger = logging.getLogger(__name__)
+
+# The next chunk is fetched while the current one is stored only when it is at most this big.
+READ_AHEAD_MAX_BYTES = 8 * 1024 * 1024
+
+_folders = ScanFolder.__table__
+
+
+@dataclass
+class ReadChunk:
+    """A chunk as read: the messages to store, and what reading counted (downloaded, errors)."""
+
+    last_uid: int  # the folder advances to this UID when the chunk is stored
+    items: list[BatchItem] = field(default_factory=list)
+    counters: RunCounters = field(default_factory=RunCounters)
+
+
+def read_chunk(client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, uids: list[int],
+               writes_done: threading.Event | None = None) -> ReadChunk:
+    """Fetch, parse and filter the messages ``uids`` of ``folder`` (no database).
+
+    With ``writes_done``, each message waits for it before it is parsed. IMAP errors propagate
+    (to the caller of ``Future.result()`` in the read-ahead thread).
+    """
+    plan = folder.plan
+    raws, missing = imap_reads.fetch_chunk(client, plan.name, plan.uidvalidity, uids, folder.sizes,
+                                           setup.max_message_bytes)
+    read = ReadChunk(last_uid=max(uids), counters=RunCounters(downloaded=len(raws)))
+    for uid in missing:
+        read.counters.add_error(plan.name, uid, "The message was deleted on the server before it could be read.")
+    items = read.items
+    for raw in raws:
+        # Operators must see when the size limit cut a message down to its header.
+        if raw.truncated:
+            logger.warning("message %s/%s uid %s is %s bytes, over MAX_MESSAGE_BYTES=%s: only its header "
+                           "is stored", setup.account_id, plan.name, raw.uid, raw.size, setup.max_message_bytes)
+        if writes_done is not None:
+            writes_done.wait()
+        try:
+            parsed = parse.parse_message(raw)
+            verdict = filters.evaluate(parsed, setup.rules)
+            items.append(BatchItem(parsed, plan.direction, verdict))
+        except Exception as exc:  # one bad message never stops the run
+            logger.warning("message %s/%s uid %s could not be parsed: %s", setup.account_id, plan.name, raw.uid,
+                           exc, exc_info=True)
+            read.counters.add_error(plan.name, raw.uid,
+                                    f"The message could not be read: {type(exc).__name__}: {exc}")
+    return read
+
+
+class ReadAhead:
+    """Reads the chunks of one folder in order, the next one (when small) in a helper thread.
+
+    ``writes_done`` is set while no batch holds the writer's turn; the helper thread waits on it.
+    """
+
+    def __init__(self, client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, chunks: list[list[int]]) -> None:
+        self.client = client
+        self.setup = setup
+        self.folder = folder
+        self.chunks = chunks
+        self.writes_done = threading.Event()
+        self.writes_done.set()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="scan-read-ahead")
+        self._ahead: Future[ReadChunk] | None = None
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._pool.shutdown(wait=True)
+
+    def read(self, index: int) -> ReadChunk:
+        """Chunk ``index`` read (by the helper thread when it was read ahead); the next one starts."""
+        ahead, self._ahead = self._ahead, None
+        read = ahead.result() if ahead is not None else \
+            read_chunk(self.client, self.setup, self.folder, self.chunks[index])
+        if index + 1 < len(self.chunks):
+            following = self.chunks[index + 1]
+            if imap_reads.chunk_bytes(following, self.folder.sizes,
+                                      self.setup.max_message_bytes) <= READ_AHEAD_MAX_BYTES:
+                self._ahead = self._pool.submit(read_chunk, self.client, self.setup, self.folder, following,
+                                                self.writes_done)
+        return read
+
+
+def store_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: RunCounters,
+                writes_done: threading.Event | None = None) -> None:
+    """Store one read chunk; advance the folder and the counters in the same commit."""
+    turn = WriterTurn(writes_done)
+    try:
+        stored = RunCounters()
+        batch.store_batch(setup.store, read.items, stored, before_writes=turn.take)
+        turn.take()  # nothing stored (all duplicates or ignored): the folder and counters still are
+        _commit_chunk(setup.run_id, folder, read, totals, stored)
+    except OperationalError:
+        raise  # the database itself is unavailable: the run fails, the next one resumes here
+    except Exception as exc:
+        # A uniqueness constraint caught what the key lookup missed (another worker stored the same
+        # message meanwhile), or one message's data upset the database or a step: store the batch
+        # again one message at a time, so only the culprit is reported and the rest is stored.
+        db.session.rollback()
+        if not isinstance(exc, IntegrityError):
+            logger.warning("batch store failed for account %s folder %s (%s); retrying one by one",
+                           setup.account_id, folder.plan.name, exc, exc_info=True)
+        turn.take()
+        stored = _store_one_by_one(setup, folder, read)
+        _commit_chunk(setup.run_id, folder, read, totals, stored)
+    finally:
+        turn.release()
+    merge(totals, read.counters)
+    merge(totals, stored)
+
+
+def _commit_chunk(run_id: int, folder: FolderScan, read: ReadChunk, totals: RunCounters,
+                  stored: RunCounters) -> None:
+    """Advance the folder and save the counters with the chunk's rows, then commit."""
+    db.session.execute(update(_folders).where(_folders.c.id == folder.folder_id)
+                       .values(uidvalidity=folder.plan.uidvalidity, last_uid=read.last_uid))
+    trial = RunCounters()
+    for part in (totals, read.counters, stored):
+        merge(trial, part)
+    save_progress(run_id, trial)
+    db.session.commit()
+
+
+def _store_one_by_one(setup: RunSetup, folder: FolderScan, read: ReadChunk) -> RunCounters:
+    """Each message in its own transaction: duplicates counted, a failing one reported by UID
+    (in ``read.counters``)."""
+    stored = RunCounters()
+    for item in read.items:
+        one = RunCounters()
+        try:
+            batch.store_batch(setup.store, [item], one)
+            db.session.commit()
+        except OperationalError:
+            raise
+        except IntegrityError:
+            db.session.rollback()
+            one = RunCounters(duplicates=1)
+        except Exception as exc:
+            db.session.rollback()
+            one = RunCounters()
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+            read.counters.add_error(folder.plan.name, item.parsed.raw.uid,
+                                    f"The message could not be stored: {type(exc).__name__}: {reason}")
+        merge(stored, one)
+    return stored

@@ -1,0 +1,88 @@
+"""What a run knows before it talks to the server, loaded once: ``RunSetup``; and ``FolderScan``.
+
+Everything the folder loop and its reader thread need travels in these two dataclasses, so
+the reader thread never touches the database or the Flask app.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import IgnoreFilter, MailAccount, MailSettings
+from app.scanner import filters
+from app.scanner.types import FilterRule, FolderPlan, FolderState, StoreContext
+from app.scanning.store.batch import load_context
+
+logger = logging.getLogger(__name__)
+
+# Fetch chunks are also bounded in bytes, so a batch of big messages cannot exhaust memory.
+DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+# A scanner without a limit of messages per run reads everything new.
+NO_BUDGET = 10**9
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """One run's settings and the scanner's configuration, read once at its start."""
+
+    run_id: int
+    account_id: int
+    store: StoreContext
+    rules: list[filters.CompiledRule]  # the enabled ignore filters, compiled
+    folders: list[tuple[int, FolderState]]  # (ScanFolder id, what we remember of it), in the scanner's order
+    batch_size: int  # messages per fetch chunk (and per stored batch)
+    batch_bytes: int  # about this many bytes of message data per fetch chunk
+    max_message_bytes: int  # a message over this is stored as its header only
+    budget: int  # messages the run may read, over all its folders
+
+
+@dataclass
+class FolderScan:
+    """One folder in this run: its plan, and once listed, the size of every new message by UID."""
+
+    folder_id: int
+    plan: FolderPlan
+    sizes: dict[int, int] = field(default_factory=dict)
+
+
+def load_setup(run_id: int, account: MailAccount, settings: MailSettings) -> RunSetup:
+    """Read the run's setup; ignore filters that do not compile are skipped and logged."""
+    store = load_context(account, settings)
+    rules, problems = compiled_rules(account.id)
+    for problem in problems:
+        logger.warning("ignore filter skipped for account %s: %s", account.id, problem)
+    return RunSetup(
+        run_id=run_id,
+        account_id=account.id,
+        store=store,
+        rules=rules,
+        folders=[(f.id, FolderState(f.name, f.direction, f.uidvalidity, f.last_uid or 0)) for f in account.folders],
+        batch_size=max(1, settings.batch_size or 200),
+        batch_bytes=int(current_app.config.get("SCAN_BATCH_BYTES") or DEFAULT_BATCH_BYTES),
+        max_message_bytes=int(current_app.config.get("MAX_MESSAGE_BYTES") or DEFAULT_MAX_MESSAGE_BYTES),
+        budget=settings.max_per_run if settings.max_per_run and settings.max_per_run > 0 else NO_BUDGET,
+    )
+
+
+def compiled_rules(account_id: int) -> tuple[list[filters.CompiledRule], list[str]]:
+    """The enabled global and per-mailbox ignore filters, compiled; bad ones skipped and named."""
+    rows = db.session.scalars(select(IgnoreFilter).where(
+        IgnoreFilter.enabled.is_(True),
+        (IgnoreFilter.account_id.is_(None)) | (IgnoreFilter.account_id == account_id))
+        .order_by(IgnoreFilter.id)).all()
+    compiled: list[filters.CompiledRule] = []
+    problems: list[str] = []
+    for row in rows:
+        rule = FilterRule(id=row.id, field=row.field, match=row.match, value=row.value, stops=row.stops,
+                          header_name=row.header_name)
+        try:
+            compiled.extend(filters.compile_rules([rule]))
+        except filters.FilterError as exc:
+            problems.append(str(exc))
+    return compiled, problems
