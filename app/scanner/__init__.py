@@ -1,7 +1,7 @@
 """The scanner pipeline: fetch → parse → filter → store → bind → ticket actions → run log.
 
 Plain functions over the dataclasses of ``app.scanner.types``. Nothing in this
-package imports Flask, RQ, SQLAlchemy models or an IMAP library: the service
-layer (``app.services.scans``) does the I/O and hands each step plain data, so
-every step is tested on its own.
+package imports Flask, RQ, SQLAlchemy or an IMAP library: the scan
+(``app.scanning``) does the I/O and hands each step plain data, so every step
+is tested on its own.
 """

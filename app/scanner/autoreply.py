@@ -9,10 +9,6 @@ _BOUNCE_LOCALPARTS = frozenset({"mailer-daemon", "postmaster"})
 _FALSE_VALUES = frozenset({"", "no", "false", "0", "off"})
 
 
-def _first(headers: dict[str, str], name: str) -> str | None:
-    return headers.get(name)
-
-
 def automatic_reason(parsed: ParsedMessage) -> str | None:
     """A short human reason why ``parsed`` is automatic mail, or None for a message from a person.
 
@@ -25,46 +21,52 @@ def automatic_reason(parsed: ParsedMessage) -> str | None:
     a sender ``mailer-daemon@`` / ``postmaster@``; a ``multipart/report`` body (DSN/MDN).
     """
     headers: dict[str, str] = {}
-    for name, value in parsed.header_items:
+    for name, text in parsed.header_items:
         # The first occurrence wins: trace headers added later sit on top, but for these
         # fields a message normally carries one.
-        headers.setdefault(name, value.strip())
+        headers.setdefault(name, text.strip())
+    return _marked_automatic(headers) or _bulk(headers) or _bounce_or_report(headers, parsed.from_addr or "")
 
-    value = _first(headers, "auto-submitted")
+
+def _marked_automatic(headers: dict[str, str]) -> str | None:
+    """Auto-Submitted, X-Autoreply / X-Autorespond."""
+    value = headers.get("auto-submitted")
     if value is not None:
         token = value.split(";", 1)[0].strip().lower()
         if token and token != "no":
             kind = "auto-reply" if token == "auto-replied" else "automatic message"
             return f"{kind} (Auto-Submitted: {token})"
-
     for name, label in (("x-autoreply", "X-Autoreply"), ("x-autorespond", "X-Autorespond")):
-        value = _first(headers, name)
+        value = headers.get(name)
         if value is not None and value.lower() not in _FALSE_VALUES:
             return f"auto-reply ({label}: {value[:40]})"
+    return None
 
-    value = _first(headers, "precedence")
+
+def _bulk(headers: dict[str, str]) -> str | None:
+    """Precedence, List-Id, X-Auto-Response-Suppress."""
+    value = headers.get("precedence")
     if value is not None and value.lower() in _BULK_PRECEDENCE:
         return f"bulk mail (Precedence: {value.lower()})"
-
-    value = _first(headers, "list-id")
+    value = headers.get("list-id")
     if value:
         return f"mailing list (List-Id: {value[:80]})"
-
-    value = _first(headers, "x-auto-response-suppress")
+    value = headers.get("x-auto-response-suppress")
     if value is not None:
         tokens = {t.strip().lower() for t in value.replace(";", ",").split(",")}
         if tokens & {"all", "oof"}:
             return f"automatic message (X-Auto-Response-Suppress: {value[:40]})"
+    return None
 
-    value = _first(headers, "return-path")
+
+def _bounce_or_report(headers: dict[str, str], sender: str) -> str | None:
+    """A null Return-Path, a mailer-daemon sender, a multipart/report body."""
+    value = headers.get("return-path")
     if value is not None and value.replace(" ", "") == "<>":
         return "bounce or notification (Return-Path: <>)"
-
-    sender = parsed.from_addr or ""
     if sender.partition("@")[0] in _BOUNCE_LOCALPARTS:
         return f"bounce (from {sender})"
-
-    value = _first(headers, "content-type")
+    value = headers.get("content-type")
     if value is not None and value.split(";", 1)[0].strip().lower() == "multipart/report":
         return "delivery or read report (multipart/report)"
     return None

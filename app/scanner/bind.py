@@ -1,6 +1,6 @@
 """Bind a message to records: by address, by the thread it replies to, and by ticket number.
 
-Pure: the service looks every address of a batch up with one query (``address_index``), the
+Pure: the scan looks every address of a batch up with one query (``address_index``), the
 parents of every reply with one query (``parent_records``) and the quoted tickets with one query
 (``tickets_by_number`` / ``tickets_by_id``), then calls ``bind_message`` per message.
 """

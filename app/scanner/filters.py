@@ -13,10 +13,11 @@ of time counts as no match: the message is stored as usual.
 from __future__ import annotations
 
 import re
-import re._constants as _sre_c  # the stdlib's own regex parser: a pattern's structure is checked before use
-import re._parser as _sre_parse
-from collections.abc import Callable
+import re._constants as _sre_c  # type: ignore[import-not-found]  # the stdlib's own regex parser (no stubs):
+import re._parser as _sre_parse  # type: ignore[import-not-found]  # a pattern's structure is checked before use
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import regex
 
@@ -46,9 +47,11 @@ class CompiledRule:
 
 _REPEATS = {_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT, _sre_c.POSSESSIVE_REPEAT}
 _UNBOUNDED = _sre_c.MAXREPEAT
+# A parsed pattern: (opcode, argument) pairs, as the stdlib's parser gives them.
+_Items = Iterable[tuple[Any, Any]]
 
 
-def _first_literal(items) -> object:
+def _first_literal(items: _Items) -> object:
     """The literal a branch alternative starts with, or "any" when it can start with many chars."""
     for op, av in items:
         if op is _sre_c.LITERAL:
@@ -61,42 +64,46 @@ def _first_literal(items) -> object:
     return "empty"
 
 
-def _danger(items, inside_repeat: bool) -> str | None:
+def _danger(items: _Items, inside_repeat: bool) -> str | None:
     """Walk a parsed pattern; say why it can backtrack catastrophically, or None."""
     for op, av in items:
-        if op in _REPEATS:
-            lo, hi, body = av
-            if inside_repeat and hi == _UNBOUNDED:
-                return "a repeated group contains another unbounded repetition, such as (a+)+ or (.*)*"
-            why = _danger(body, inside_repeat or hi > 1)
-            if why:
-                return why
-        elif op is _sre_c.SUBPATTERN:
-            why = _danger(av[-1], inside_repeat)
-            if why:
-                return why
-        elif op is _sre_c.BRANCH:
-            alternatives = av[1]
-            if inside_repeat:
-                starts = [_first_literal(alt) for alt in alternatives]
-                if "any" in starts or "empty" in starts or len(set(starts)) != len(starts):
-                    return "a repeated group has alternatives that can match the same text, such as (a|ab)+"
-            for alt in alternatives:
-                why = _danger(alt, inside_repeat)
-                if why:
-                    return why
-        elif op in (_sre_c.ASSERT, _sre_c.ASSERT_NOT):
-            why = _danger(av[1], inside_repeat)
-            if why:
-                return why
-        elif op is _sre_c.ATOMIC_GROUP:
-            continue  # atomic groups never backtrack into themselves
-        elif op is _sre_c.GROUPREF_EXISTS:
-            for sub in av[1:]:
-                if sub is not None:
-                    why = _danger(sub, inside_repeat)
-                    if why:
-                        return why
+        why = _danger_of(op, av, inside_repeat)
+        if why:
+            return why
+    return None
+
+
+def _danger_of(op: Any, av: Any, inside_repeat: bool) -> str | None:
+    """The danger of one node of a parsed pattern (and what it contains), or None."""
+    if op in _REPEATS:
+        _lo, hi, body = av
+        if inside_repeat and hi == _UNBOUNDED:
+            return "a repeated group contains another unbounded repetition, such as (a+)+ or (.*)*"
+        return _danger(body, inside_repeat or hi > 1)
+    if op is _sre_c.SUBPATTERN:
+        return _danger(av[-1], inside_repeat)
+    if op is _sre_c.BRANCH:
+        return _branch_danger(av[1], inside_repeat)
+    if op in (_sre_c.ASSERT, _sre_c.ASSERT_NOT):
+        return _danger(av[1], inside_repeat)
+    if op is _sre_c.GROUPREF_EXISTS:
+        return _first_danger((sub for sub in av[1:] if sub is not None), inside_repeat)
+    return None  # literals, classes, anchors; atomic groups never backtrack into themselves
+
+
+def _branch_danger(alternatives: list[_Items], inside_repeat: bool) -> str | None:
+    if inside_repeat:
+        starts = [_first_literal(alt) for alt in alternatives]
+        if "any" in starts or "empty" in starts or len(set(starts)) != len(starts):
+            return "a repeated group has alternatives that can match the same text, such as (a|ab)+"
+    return _first_danger(alternatives, inside_repeat)
+
+
+def _first_danger(parts: Iterable[_Items], inside_repeat: bool) -> str | None:
+    for part in parts:
+        why = _danger(part, inside_repeat)
+        if why:
+            return why
     return None
 
 
@@ -125,6 +132,23 @@ def validate_rule(rule: FilterRule) -> None:
 
 
 def _compile(rule: FilterRule) -> CompiledRule:
+    _check_shape(rule)
+    value = rule.value or ""
+    if rule.match == "regex":
+        pattern = _check_regex(value)
+        return CompiledRule(rule, lambda v: _search(pattern, v))
+    if len(value) > MAX_PLAIN_VALUE_LENGTH:
+        raise FilterError(f"The value is too long; keep it under {MAX_PLAIN_VALUE_LENGTH} characters.")
+    needle = value.strip().casefold()
+    if rule.field == "from_domain":
+        needle = needle.lstrip("@")
+    if rule.match == "equals":
+        return CompiledRule(rule, lambda v: v.strip().casefold() == needle)
+    return CompiledRule(rule, lambda v: needle in v[:MAX_VALUE_LENGTH].casefold())
+
+
+def _check_shape(rule: FilterRule) -> None:
+    """Field, match, what it stops, the header's name and a value: each must be usable."""
     if rule.field not in FIELDS:
         raise FilterError(f"Unknown field {rule.field!r}: choose one of {', '.join(FIELDS)}.")
     if rule.match not in MATCHES:
@@ -142,17 +166,6 @@ def _compile(rule: FilterRule) -> CompiledRule:
         raise FilterError("The value to match is empty.")
     if any(ord(c) < 32 and c != "\t" for c in value):
         raise FilterError("The value contains control characters.")
-    if rule.match == "regex":
-        pattern = _check_regex(value)
-        return CompiledRule(rule, lambda v: _search(pattern, v))
-    if len(value) > MAX_PLAIN_VALUE_LENGTH:
-        raise FilterError(f"The value is too long; keep it under {MAX_PLAIN_VALUE_LENGTH} characters.")
-    needle = value.strip().casefold()
-    if rule.field == "from_domain":
-        needle = needle.lstrip("@")
-    if rule.match == "equals":
-        return CompiledRule(rule, lambda v: v.strip().casefold() == needle)
-    return CompiledRule(rule, lambda v: needle in v[:MAX_VALUE_LENGTH].casefold())
 
 
 def _search(pattern: regex.Pattern, value: str) -> bool:
@@ -164,7 +177,7 @@ def _search(pattern: regex.Pattern, value: str) -> bool:
 
 def compile_rules(rules: list[FilterRule]) -> list[CompiledRule]:
     """Compile every rule (in order); raise FilterError on the first bad one, naming it."""
-    out = []
+    out: list[CompiledRule] = []
     for rule in rules:
         try:
             out.append(_compile(rule))

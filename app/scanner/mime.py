@@ -6,7 +6,7 @@ message, so the ``re`` cache never hits, and a three-part message cost ten times
 ``split_message`` cuts the same tree with bytes searches instead.
 
 The contract is strict: for every input it accepts, the tree it returns is the one the stdlib
-builds, seen through the subset of ``email.message.Message`` that ``app.scanner.parse`` uses
+builds, seen through the subset of ``email.message.Message`` that the parse step uses
 (``raw_items``, ``is_multipart``, ``get_payload``, ``get_default_type``, ``defects`` and the
 parameter getters). Whatever it is not sure about (bare CR line ends, an envelope ``From `` line,
 malformed header lines, anything the stdlib would record a defect for, ``message/*`` parts,
@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import quopri
 import re
-from email import _encoded_words
+from collections.abc import Iterator
+from email import _encoded_words  # type: ignore[attr-defined]  # the stdlib's own base64 decoder
 from email.message import Message
 from email.policy import compat32
+from typing import Any, cast
 
 # Nesting refused beyond this depth: the stdlib path then handles (and reports) deep nesting,
-# so our result never depends on where the walker in parse.py stops (its MAX_DEPTH is larger).
+# so our result never depends on where the walker of app.scanner.bodies stops (its MAX_DEPTH is larger).
 MAX_NESTING = 16
 
 # One header: name, colon, value over its first line and any continuation lines (which start
@@ -57,7 +59,7 @@ _MULTIPART_CTE = frozenset({"7bit", "8bit", "binary"})
 
 class FastPart:
     """One part of a message cut by ``split_message``: the subset of ``email.message.Message``
-    (compat32) that ``app.scanner.parse`` uses, with the same results.
+    (compat32) that the parse step (``app.scanner.parse``, ``app.scanner.bodies``) uses, with the same results.
 
     Parameter lookups (filename, charset, any ``get_param``) are rare, so they go to a stdlib
     ``Message`` built on first use from the same raw headers: quoting and RFC 2231 rules stay
@@ -74,9 +76,9 @@ class FastPart:
         self._cte = cte  # first Content-Transfer-Encoding, lower case, as get_payload reads it
         self._message: Message | None = None
         # Only defect-free input is accepted; decoding base64 may still add one, as in the stdlib.
-        self.defects: list = []
+        self.defects: list[Any] = []
 
-    def raw_items(self):
+    def raw_items(self) -> Iterator[tuple[str, str]]:
         """(name, raw value) pairs of the headers, in order, as compat32 stores them."""
         return iter(list(self._headers))
 
@@ -88,7 +90,7 @@ class FastPart:
         """Always ``text/plain``: ``multipart/digest`` (whose parts default to message/rfc822) is refused."""
         return "text/plain"
 
-    def get_payload(self, i: int | None = None, decode: bool = False):
+    def get_payload(self, i: int | None = None, decode: bool = False) -> Any:
         """Like ``Message.get_payload`` in compat32: the parts of a multipart (None when
         ``decode``), a leaf's text, or with ``decode`` its bytes after the transfer encoding."""
         if self._parts is not None:
@@ -99,7 +101,7 @@ class FastPart:
             raise TypeError(f"Expected list, got {type(self._body)}")
         if not decode:
             return self._stdlib().get_payload()
-        body = self._body
+        body = cast(bytes, self._body)  # a leaf always has its bytes
         if self._cte == "quoted-printable":
             return quopri.decodestring(body)
         if self._cte == "base64":
@@ -110,7 +112,7 @@ class FastPart:
 
     # Parameter getters: the stdlib's, on a Message holding the same headers.
 
-    def get(self, name: str, failobj=None):
+    def get(self, name: str, failobj: Any = None) -> Any:
         """``Message.get``: the first header called ``name``."""
         return self._stdlib().get(name, failobj)
 
@@ -118,23 +120,23 @@ class FastPart:
         """``Message.get_content_type``."""
         return self._stdlib().get_content_type()
 
-    def get_param(self, *args, **kwargs):
+    def get_param(self, *args: Any, **kwargs: Any) -> Any:
         """``Message.get_param``."""
         return self._stdlib().get_param(*args, **kwargs)
 
-    def get_params(self, *args, **kwargs):
+    def get_params(self, *args: Any, **kwargs: Any) -> Any:
         """``Message.get_params``."""
         return self._stdlib().get_params(*args, **kwargs)
 
-    def get_filename(self, failobj=None):
+    def get_filename(self, failobj: Any = None) -> Any:
         """``Message.get_filename``."""
         return self._stdlib().get_filename(failobj)
 
-    def get_boundary(self, failobj=None):
+    def get_boundary(self, failobj: Any = None) -> Any:
         """``Message.get_boundary``."""
         return self._stdlib().get_boundary(failobj)
 
-    def get_content_charset(self, failobj=None):
+    def get_content_charset(self, failobj: Any = None) -> Any:
         """``Message.get_content_charset``."""
         return self._stdlib().get_content_charset(failobj)
 
@@ -147,6 +149,10 @@ class FastPart:
                 msg.set_payload(self._body.decode("ascii", "surrogateescape"))
             self._message = msg
         return self._message
+
+
+# A part of a message tree: the stdlib's (compat32) or ours.
+Part = Message | FastPart
 
 
 def split_message(data: bytes, *, headers_only: bool = False) -> FastPart | None:
@@ -173,7 +179,7 @@ def split_message(data: bytes, *, headers_only: bool = False) -> FastPart | None
         cte = cte_value.lower() if cte_value is not None else ""
         if cte in _UUENCODE:
             return None
-        # What follows the header is the payload as it stands (parse.py does not read it).
+        # What follows the header is the payload as it stands (the parse step does not read it).
         return FastPart(headers, data[body_start:], None, cte)
     return _part(data, 0, len(data), 0, None)
 
@@ -190,28 +196,14 @@ def _part(data: bytes, start: int, end: int, depth: int, boundary_above: str | N
         return None
     ctype_value = _first(headers, "content-type")
     cte_value = _first(headers, "content-transfer-encoding")
-    # Raw 8-bit bytes (here surrogate escapes) come back from Message.get as a Header whose str
-    # has U+FFFD for each: the type, the main type and the encoding compare the same either way.
-    ctype = "text/plain"
-    if ctype_value is not None:
-        ctype = ctype_value.partition(";")[0].strip().lower()
-        if ctype.count("/") != 1:
-            ctype = "text/plain"
+    ctype = _content_type(ctype_value)
     maintype = ctype.split("/")[0]
     if maintype == "message":
         return None  # attached messages and delivery reports: nested parsing rules, left to the stdlib
-    if maintype == "multipart":
-        if ctype == "multipart/digest" or depth >= MAX_NESTING or not ctype_value.isascii():
-            return None  # (an 8-bit boundary parameter is not worth reproducing)
-        if cte_value is not None and cte_value.lower() not in _MULTIPART_CTE:
-            return None  # the stdlib notes a defect
-        boundary = _boundary(ctype_value, headers)
-        if not boundary or "\n" in boundary or "\r" in boundary or boundary == boundary_above:
-            return None
-        parts = _split(data, body_start, end, boundary, depth)
-        if parts is None:
-            return None
-        return FastPart(headers, None, parts, "")
+    if maintype == "multipart" and ctype_value is not None:
+        boundary = _multipart_boundary(ctype, ctype_value, cte_value, headers, depth, boundary_above)
+        parts = _split(data, body_start, end, boundary, depth) if boundary is not None else None
+        return FastPart(headers, None, parts, "") if parts is not None else None
     cte = cte_value.lower() if cte_value is not None else ""
     if cte in _UUENCODE:
         return None
@@ -223,6 +215,31 @@ def _part(data: bytes, start: int, end: int, depth: int, boundary_above: str | N
         elif data.endswith(b"\n", body_start, end):
             body_end -= 1
     return FastPart(headers, data[body_start:body_end], None, cte)
+
+
+def _content_type(ctype_value: str | None) -> str:
+    """A part's type as ``Message.get_content_type`` reads it (``text/plain`` when absent or invalid).
+
+    Raw 8-bit bytes (here surrogate escapes) come back from Message.get as a Header whose str
+    has U+FFFD for each: the type, the main type and the encoding compare the same either way.
+    """
+    if ctype_value is None:
+        return "text/plain"
+    ctype = ctype_value.partition(";")[0].strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
+
+
+def _multipart_boundary(ctype: str, ctype_value: str, cte_value: str | None, headers: list[tuple[str, str]],
+                        depth: int, boundary_above: str | None) -> str | None:
+    """The boundary of a multipart this splitter reproduces exactly, or None to leave it to the stdlib."""
+    if ctype == "multipart/digest" or depth >= MAX_NESTING or not ctype_value.isascii():
+        return None  # (an 8-bit boundary parameter is not worth reproducing)
+    if cte_value is not None and cte_value.lower() not in _MULTIPART_CTE:
+        return None  # the stdlib notes a defect
+    boundary = _boundary(ctype_value, headers)
+    if not boundary or "\n" in boundary or "\r" in boundary or boundary == boundary_above:
+        return None
+    return boundary
 
 
 def _split(data: bytes, start: int, end: int, boundary: str, depth: int) -> list[FastPart] | None:

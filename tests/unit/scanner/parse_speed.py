@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python -m tests.unit.scanner.parse_speed [N]``. Prints messages per second
 (CPU time of this process, best of 3, so other load on the machine distorts it less). A third of
 the messages are multipart with a text part, an HTML alternative and a small attachment, like the
-benchmark mailbox of issue 7. Not a test: speed lives in benchmarks, not in assertions.
+benchmark mailbox (bench/corpus.py). Not a test: speed lives in benchmarks, not in assertions.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.scanner.parse import TRUNCATED_DEFECT
+from app.scanner.types import TRUNCATED_DEFECT
 from tests.unit.scanner.helpers import parse
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from app.scanner import mime, parse
+from app.scanner import bodies, mime, parse
 from app.scanner.mime import FastPart, split_message
 from bench.corpus import build_message
 from tests.unit.scanner.helpers import raw
@@ -357,7 +357,7 @@ def test_accepts_header_only_message():
 
 
 def test_nesting_limit_is_below_the_walkers():
-    assert mime.MAX_NESTING < parse.MAX_DEPTH
+    assert mime.MAX_NESTING < bodies.MAX_DEPTH
 
 
 # --- 3. odd cases are refused ----------------------------------------------------------

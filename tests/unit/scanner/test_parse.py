@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from app.scanner.parse import decode_header_value, html_to_text, normalize_message_id, safe_filename
+from app.scanner.bodies import html_to_text, safe_filename
+from app.scanner.headers import decode_header_value, normalize_message_id
 from tests.unit.scanner.helpers import parse
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
