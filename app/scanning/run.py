@@ -159,7 +159,7 @@ def _result(run_id: int, kind: str | None) -> ScanRun:
     run = db.session.get(ScanRun, run_id)
     if run is None:
         raise ScanError(f"The scan run {run_id} disappeared from the database.")
-    run.failure_kind = kind  # type: ignore[attr-defined]  # set on the instance only, never stored
+    run.failure_kind = kind  # set on the instance only, never stored
     progress.forget(run.account_id)
     return run
 

@@ -27,5 +27,4 @@ def in_values(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
     values = sorted(values)
     if is_postgres():
         return column == any_(bindparam(None, values, type_=ARRAY(String)))
-    listed = select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(values))))
-    return column.in_(listed)
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(values)))))

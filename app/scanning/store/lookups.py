@@ -13,8 +13,9 @@ Every lookup is an ``IN`` probe on an indexed column (``dialect.in_values``):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import literal, null, or_, select, union_all
 
@@ -77,8 +78,10 @@ def lookup_addresses(addresses: set[str]) -> dict[str, list[RecordRef]]:
         select(literal("user").label("t"), User.id, null().label("org"), User.email)
         .where(in_values(User.email, addrs)),
     ]
+    # (type, id, organization, address); the IN on each address column matches no NULL.
+    found = cast("Iterable[tuple[str, int, int | None, str]]", db.session.execute(union_all(*parts)))
     index: dict[str, list[RecordRef]] = {}
-    for rtype, rid, org, email in db.session.execute(union_all(*parts)):
+    for rtype, rid, org, email in found:
         index.setdefault(email, []).append(RecordRef(rtype, rid, org))
     for refs in index.values():
         refs.sort(key=lambda r: (r.type, r.id))
@@ -89,10 +92,10 @@ def parent_links(message_ids: set[str]) -> dict[str, list[RecordRef]]:
     """Message-ID → the records the stored message with that id is related to (any mailbox)."""
     if not message_ids:
         return {}
-    rows = db.session.execute(
+    rows = cast("Iterable[tuple[str, str, int]]", db.session.execute(  # the IN matches no NULL Message-ID
         select(Email.message_id, EmailLink.record_type, EmailLink.record_id)
         .join(EmailLink, EmailLink.email_id == Email.id)
-        .where(in_values(Email.message_id, message_ids)))
+        .where(in_values(Email.message_id, message_ids))))
     out: dict[str, list[RecordRef]] = {}
     for mid, rtype, rid in rows:
         refs = out.setdefault(mid, [])
@@ -131,10 +134,10 @@ def sender_activity(account_id: int, senders: set[str], start: datetime, end: da
     """
     if not senders:
         return {}
-    rows = db.session.execute(
+    rows = cast("Iterable[tuple[str, datetime]]", db.session.execute(  # the conditions match no NULL
         select(Email.from_addr, Email.date)
         .where(Email.account_id == account_id, in_values(Email.from_addr, senders),
-               Email.date >= start, Email.date <= end))
+               Email.date >= start, Email.date <= end)))
     out: dict[str, list[datetime]] = {}
     for sender, when in rows:
         out.setdefault(sender, []).append(when)

@@ -102,7 +102,7 @@ def _processors(table: Table, columns: tuple[str, ...]) -> list[Converter | None
         procs = []
         for c in columns:
             impl = table.c[c].type.dialect_impl(dialect)
-            proc = impl.bind_processor(dialect)
+            proc: Converter | None = impl.bind_processor(dialect)
             if isinstance(impl, DateTime) and proc is not None:
                 if not _DATETIME_PROCESSOR:
                     _DATETIME_PROCESSOR.append(proc)
