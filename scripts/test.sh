@@ -23,6 +23,8 @@ check() { # command... -> run one static check; a failure is remembered, not fat
 static_checks() {
     check .venv/bin/ruff check .
     check .venv/bin/shellcheck scripts/*.sh .ci/run
+    check .venv/bin/lint-imports
+    check .venv/bin/mypy
 }
 
 scripts/install.sh --dev

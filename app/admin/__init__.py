@@ -1,30 +1,6 @@
 """Administration: Mail tools and Logs. Every route here is for administrators only."""
 
-from flask import Blueprint, abort
-from flask_login import current_user
+from app.admin import audit, autologin, handoffs, history, mail_config, oauth, queues, scanners, servers  # noqa: F401  (importing a route module registers its routes)
+from app.admin.blueprint import bp
 
-from app.extensions import login_manager
-
-bp = Blueprint("admin", __name__)
-
-
-@bp.before_request
-def require_admin():
-    """One check for the whole blueprint, so a new admin route cannot forget it."""
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    if not current_user.is_admin:
-        abort(403)
-
-
-from app.admin import (  # noqa: E402,F401
-    audit,
-    autologin,
-    handoffs,
-    history,
-    mail_config,  # noqa: E402,F401
-    oauth,
-    queues,
-    scanners,
-    servers,
-)
+__all__ = ["bp"]

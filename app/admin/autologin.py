@@ -8,7 +8,7 @@ from sqlalchemy import select
 from wtforms import SelectMultipleField
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.admin import bp
+from app.admin.blueprint import bp
 from app.extensions import db
 from app.models import MailAccount, User
 from app.services.autologin import grants

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, render_template, request
 from sqlalchemy import select
 
-from app.admin import bp
+from app.admin.blueprint import bp
 from app.extensions import db
 from app.models import MailAccount, User
 from app.services.autologin import handoff

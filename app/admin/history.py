@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, load_only
 
-from app.admin import bp
+from app.admin.blueprint import bp
 from app.admin.scanner_forms import RunFilterForm
 from app.extensions import db
 from app.models import MailAccount, ScanRun, User

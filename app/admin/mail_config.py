@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 from wtforms import SelectChoice
 
-from app.admin import bp
+from app.admin.blueprint import bp
 from app.admin.mail_config_forms import MATCH_CHOICES, FilterForm, MailSettingsForm
 from app.services import mail_settings
 from app.services.mail_settings import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, request, url_for
 from flask_login import current_user
 
-from app.admin import bp
+from app.admin.blueprint import bp
 from app.services import oauth
 from app.services.scanners import ScannerNotFound
 

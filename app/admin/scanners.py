@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app.admin import bp
+from app.admin.blueprint import bp
 from app.admin.scanner_forms import ScannerForm
 from app.extensions import db
 from app.models import MailServer, User

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 from wtforms import SelectChoice
 
-from app.admin import bp
+from app.admin.blueprint import bp
 from app.admin.servers_forms import ServerForm, TestConnectionForm
 from app.services import mail_servers
 from app.services.mail_servers import AUTH_LABELS, OAUTH_PROVIDERS, SECURITY_LABELS, ServerError, ServerNotFound

@@ -1,7 +1,6 @@
 """Login, logout and the role checks every other blueprint uses."""
 
-from flask import Blueprint
+from app.auth import routes  # noqa: F401  (importing a route module registers its routes)
+from app.auth.blueprint import bp
 
-bp = Blueprint("auth", __name__)
-
-from app.auth import routes  # noqa: E402,F401
+__all__ = ["bp"]

@@ -1,16 +1,6 @@
 """The Roundcube hand-off: open a mailbox, and the server-to-server redeem call."""
 
-from flask import Blueprint
+from app.bridge import routes  # noqa: F401  (importing a route module registers its routes)
+from app.bridge.blueprint import bp
 
-bp = Blueprint("bridge", __name__)
-
-
-@bp.record_once
-def _provide_mailbox_buttons(state):
-    """Let the top bar (app.navigation) ask the bridge for the current user's mailbox buttons."""
-    from app.services.autologin import grants
-
-    state.app.extensions["mailbox_buttons"] = grants.mailbox_buttons
-
-
-from app.bridge import routes  # noqa: E402,F401
+__all__ = ["bp"]

@@ -7,7 +7,7 @@ import logging
 from flask import current_app, jsonify, redirect, render_template, request
 from flask_login import current_user, login_required
 
-from app.bridge import bp
+from app.bridge.blueprint import bp
 from app.extensions import csrf
 from app.services.autologin import handoff as mailbox_handoff
 from app.services.autologin import unread as unread_counts

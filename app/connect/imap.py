@@ -65,6 +65,30 @@ def _imap_login_error(exc: UnexpectedCommandStatusError, login: str, where: str)
     return MailConnectError("auth", message)
 
 
+def _greeted_box(server: MailServer, limit: float) -> BaseMailBox:
+    """Connect and read the greeting (with TLS or STARTTLS as set); failures as ``MailConnectError``."""
+    host, port, security = server.imap_host, int(server.imap_port), server.imap_security
+    where = f"{host}:{port}"
+    try:
+        return _imap_box(server, limit)
+    except MailConnectError:
+        raise
+    except imaplib.IMAP4.abort as exc:
+        if "TLS not supported" in str(exc):
+            raise MailConnectError("tls", f"{where} does not offer STARTTLS. Choose SSL/TLS (usually port "
+                                          f"993) or, on a trusted network only, no encryption.") from None
+        raise _imap_greeting_error(exc, where) from None
+    except imaplib.IMAP4.error as exc:
+        raise _imap_greeting_error(exc, where) from None
+    except ImapToolsError as exc:
+        raise MailConnectError("tls", f"{where} refused to start TLS ({exc}).") from None
+    except OSError as exc:
+        mapped = network_error(exc, host, port, security, limit, "IMAP")
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
 def open_imap(server: MailServer, login: str, secret: str | None, *,
               timeout: float | None = None) -> BaseMailBox:
     """Connect to the server's IMAP side and log in; returns the logged-in imap-tools mailbox.
@@ -82,24 +106,7 @@ def open_imap(server: MailServer, login: str, secret: str | None, *,
                                        f"the scanner form).")
     if not login:
         raise MailConnectError("auth", "No login given: enter the mailbox's login (usually its address).")
-    try:
-        box = _imap_box(server, limit)
-    except MailConnectError:
-        raise
-    except imaplib.IMAP4.abort as exc:
-        if "TLS not supported" in str(exc):
-            raise MailConnectError("tls", f"{where} does not offer STARTTLS. Choose SSL/TLS (usually port "
-                                          f"993) or, on a trusted network only, no encryption.") from None
-        raise _imap_greeting_error(exc, where) from None
-    except imaplib.IMAP4.error as exc:
-        raise _imap_greeting_error(exc, where) from None
-    except ImapToolsError as exc:
-        raise MailConnectError("tls", f"{where} refused to start TLS ({exc}).") from None
-    except OSError as exc:
-        mapped = network_error(exc, host, port, security, limit, "IMAP")
-        if mapped is None:
-            raise
-        raise mapped from None
+    box = _greeted_box(server, limit)
     try:
         if oauth:
             box.xoauth2(login, secret, initial_folder=None)

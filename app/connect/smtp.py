@@ -32,6 +32,44 @@ def _smtp_connect(server: MailServer, limit: float) -> smtplib.SMTP:
                                        f"choose SSL/TLS, STARTTLS or none.")
 
 
+def _greet_and_login(smtp: smtplib.SMTP, server: MailServer, login: str | None, secret: str | None) -> None:
+    """EHLO (or HELO), STARTTLS when set, and the login when the server needs one and a secret is given."""
+    where = f"{server.smtp_host}:{server.smtp_port}"
+    security = server.smtp_security
+    oauth = (server.auth_method or "password") == "oauth2"
+    code, reply = smtp.ehlo()
+    if code != 250:
+        code, reply = smtp.helo()
+        if code != 250:
+            raise MailConnectError("protocol", f"{where} did not accept our greeting (EHLO): "
+                                               f"{code} {server_text(reply)}")
+    if security == "starttls":
+        if not smtp.has_extn("starttls"):
+            raise MailConnectError("tls", f"{where} does not offer STARTTLS. Choose SSL/TLS (usually "
+                                          f"port 465) or, on a trusted network only, no encryption.")
+        smtp.starttls(context=ssl_context_for(server))
+        smtp.ehlo()
+    if server.smtp_auth and secret:
+        if not smtp.has_extn("auth"):
+            hint = " Choose STARTTLS: many servers offer AUTH only on an encrypted connection." \
+                if security == "none" else ""
+            raise MailConnectError("auth", f"{where} does not offer a login (no AUTH). If this server "
+                                           f"needs no login, untick \"SMTP needs authentication\"."
+                                           + hint)
+        if oauth:
+            token = f"user={login}\1auth=Bearer {secret}\1\1"
+            smtp.auth("XOAUTH2", lambda challenge=None: token, initial_response_ok=True)
+        else:
+            smtp.login(login or "", secret)
+
+
+def _require_oauth_token(server: MailServer, login: str | None, secret: str | None) -> None:
+    """An OAuth 2.0 server that needs an SMTP login cannot be greeted without an access token."""
+    if (server.auth_method or "password") == "oauth2" and server.smtp_auth and not secret:
+        raise MailConnectError("auth", f"The mailbox {login} on {server.name} uses OAuth 2.0 and is not "
+                                       f"connected yet: connect the account first.")
+
+
 def check_smtp(server: MailServer, login: str | None, secret: str | None, *,
                timeout: float | None = None) -> None:
     """Greet the server's SMTP side (EHLO, STARTTLS when set) and log in when it needs one.
@@ -43,37 +81,11 @@ def check_smtp(server: MailServer, login: str | None, secret: str | None, *,
     limit = connect_timeout(timeout)
     host, port, security = server.smtp_host, int(server.smtp_port), server.smtp_security
     where = f"{host}:{port}"
-    oauth = (server.auth_method or "password") == "oauth2"
-    if oauth and server.smtp_auth and not secret:
-        raise MailConnectError("auth", f"The mailbox {login} on {server.name} uses OAuth 2.0 and is not "
-                                       f"connected yet: connect the account first.")
+    _require_oauth_token(server, login, secret)
     smtp = None
     try:
         smtp = _smtp_connect(server, limit)
-        code, reply = smtp.ehlo()
-        if code != 250:
-            code, reply = smtp.helo()
-            if code != 250:
-                raise MailConnectError("protocol", f"{where} did not accept our greeting (EHLO): "
-                                                   f"{code} {server_text(reply)}")
-        if security == "starttls":
-            if not smtp.has_extn("starttls"):
-                raise MailConnectError("tls", f"{where} does not offer STARTTLS. Choose SSL/TLS (usually "
-                                              f"port 465) or, on a trusted network only, no encryption.")
-            smtp.starttls(context=ssl_context_for(server))
-            smtp.ehlo()
-        if server.smtp_auth and secret:
-            if not smtp.has_extn("auth"):
-                hint = " Choose STARTTLS: many servers offer AUTH only on an encrypted connection." \
-                    if security == "none" else ""
-                raise MailConnectError("auth", f"{where} does not offer a login (no AUTH). If this server "
-                                               f"needs no login, untick \"SMTP needs authentication\"."
-                                               + hint)
-            if oauth:
-                token = f"user={login}\1auth=Bearer {secret}\1\1"
-                smtp.auth("XOAUTH2", lambda challenge=None: token, initial_response_ok=True)
-            else:
-                smtp.login(login or "", secret)
+        _greet_and_login(smtp, server, login, secret)
     except MailConnectError as exc:
         raise MailConnectError(exc.kind, scrub(exc.message, secret)) from None
     except smtplib.SMTPAuthenticationError as exc:

@@ -1,7 +1,6 @@
 """The user's start page and Virtual desk."""
 
-from flask import Blueprint
+from app.desk import mailbox, routes  # noqa: F401  (importing a route module registers its routes)
+from app.desk.blueprint import bp
 
-bp = Blueprint("desk", __name__)
-
-from app.desk import mailbox, routes  # noqa: E402,F401
+__all__ = ["bp"]

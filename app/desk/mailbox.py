@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import render_template
 from flask_login import current_user, login_required
 
-from app.desk import bp
+from app.desk.blueprint import bp
 from app.services.autologin import grants
 
 

@@ -3,7 +3,7 @@
 from flask import render_template
 from flask_login import login_required
 
-from app.desk import bp
+from app.desk.blueprint import bp
 
 
 @bp.route("/")

@@ -4,10 +4,9 @@ Also the administrators' alert banner (a context processor), so every page
 shows open alerts without each blueprint knowing about them.
 """
 
-from flask import Blueprint
+from app.ops import events, routes  # noqa: F401  (importing a route module registers its routes)
+from app.ops.blueprint import bp
 
-bp = Blueprint("ops", __name__)
-
-from app.ops import events, routes  # noqa: E402,F401
+__all__ = ["bp"]
 
 events.install()

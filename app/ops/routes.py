@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
 from app.jobqueue.connection import redis_connection
-from app.ops import bp
+from app.ops.blueprint import bp
 from app.ops.metrics import render_metrics
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import joinedload, selectinload, undefer
 from app.extensions import db
 from app.models import Contact, Email, EmailAttachment, EmailLink, Lead, MailAccount, Organization, Ticket, User
 from app.models.emails import DIRECTIONS
-from app.records import bp
+from app.records.blueprint import bp
 from app.records.common import email_list_query, like_any, paginate_emails, search_term
 from app.records.downloads import download
 from app.records.mail_body import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import abort, request
 
-from app.records import bp
+from app.records.blueprint import bp
 
 # Ids are 32-bit integers in every database we run on; a larger number names nothing, and passing it on
 # would make the driver fail (a 500) instead of the plain "not found" it deserves.

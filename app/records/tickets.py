@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 from app.extensions import db
 from app.models import Ticket
 from app.models.records import TICKET_PREFIX, TICKET_STATUSES
-from app.records import bp
+from app.records.blueprint import bp
 from app.records.common import like_any, paginate, related_emails, search_term
 from app.records.forms import STATUS_LABELS, TicketStatusForm
 from app.services import records as record_service

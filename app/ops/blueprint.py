@@ -1,0 +1,5 @@
+"""The `ops` blueprint object and what applies to all of its routes; the routes import it from here."""
+
+from flask import Blueprint
+
+bp = Blueprint("ops", __name__)
