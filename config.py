@@ -63,7 +63,7 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     PER_PAGE = 50
     TESTING = False
-    # Operations (issue 5): log format, /metrics token, alerts.
+    # Operations: log format, /metrics token, alerts.
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")  # "text" or "json" (one object per line)
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     # Bearer token for /metrics; unset means /metrics answers 404.

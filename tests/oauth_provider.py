@@ -3,7 +3,7 @@
 It runs as an HTTP server (werkzeug, in a thread, on a loopback port) and speaks
 the protocol for real: the app under test talks to it with Authlib over HTTP,
 and Dovecot's ``oauth2`` passdb asks its ``/introspect`` endpoint whether the
-access token of an XOAUTH2 login is good (LAB.md, OAuth addendum).
+access token of an XOAUTH2 login is good.
 
 - ``GET /authorize``: the authorization code flow with PKCE (S256 required). It
   signs in ``approve_as`` without a page (or answers ``deny`` as the error), and

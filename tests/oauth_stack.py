@@ -2,8 +2,8 @@
 
 Separate from the shared Dovecot of scripts/services.sh (which it never touches):
 its own config, base_dir, state, users and mail under ``.state/dovecot-oauth/s<pid>``,
-on port 11143 when free (else a free port). Configured as measured in LAB.md's
-OAuth addendum: an ``oauth2`` passdb for the XOAUTH2 / OAUTHBEARER mechanisms,
+on port 11143 when free (else a free port). Configured as measured on these machines:
+an ``oauth2`` passdb for the XOAUTH2 / OAUTHBEARER mechanisms,
 whose introspection URL is the provider's, plus a passwd-file passdb for
 plain passwords; no failure delay and no anvil auth penalty (tests fail logins
 on purpose). Start the provider first: its port goes into the config.
@@ -172,7 +172,7 @@ def _config(base: Path, port: int, provider: OAuthProvider) -> str:
         extra = ""
         chroot = ""
     else:
-        # Without root Dovecot cannot switch users: everything runs as ourselves (LAB.md §2).
+        # Without root Dovecot cannot switch users: everything runs as ourselves.
         import grp
         import pwd
 

@@ -17,7 +17,7 @@ SEARCH_FIELDS = ("contacts", "organizations", "leads", "users")
 
 
 class MailServer(db.Model):
-    """An IMAP + SMTP server pair that mailboxes live on (SPEC §1)."""
+    """An IMAP + SMTP server pair that mailboxes live on."""
 
     __tablename__ = "mail_servers"
 
@@ -48,7 +48,7 @@ class MailServer(db.Model):
 
 
 class MailAccount(db.Model):
-    """A corporate mailbox: the scanner that reads it and the button users click (SPEC §2, §3)."""
+    """A corporate mailbox: the scanner that reads it and the button users click."""
 
     __tablename__ = "mail_accounts"
 
@@ -109,7 +109,7 @@ class ScanFolder(db.Model):
 
 
 class AutologinGrant(db.Model):
-    """A user allowed to open a mailbox in Roundcube (SPEC §3)."""
+    """A user allowed to open a mailbox in Roundcube."""
 
     __tablename__ = "autologin_grants"
     __table_args__ = (UniqueConstraint("account_id", "user_id"),)

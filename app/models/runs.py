@@ -1,4 +1,4 @@
-"""The mail configuration, ignore filters, and the download history (SPEC §4, §6)."""
+"""The mail configuration, ignore filters, and the download history."""
 
 from __future__ import annotations
 

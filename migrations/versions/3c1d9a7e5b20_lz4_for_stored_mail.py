@@ -5,7 +5,7 @@ Revises: 8f68eb9003e3
 Create Date: 2026-11-25 10:55:00
 
 Stored mail is written once and read rarely: lz4 costs the server far less CPU than the default
-pglz (issue 7). Applies to values written from now on; a server without lz4 keeps its default.
+pglz. Applies to values written from now on; a server without lz4 keeps its default.
 """
 from alembic import op
 

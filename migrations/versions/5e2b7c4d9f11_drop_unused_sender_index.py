@@ -5,7 +5,7 @@ Revises: 3c1d9a7e5b20
 Create Date: 2026-11-25 10:58:00
 
 No query reads e-mails by sender and creation time (the loop throttle reads a mailbox's mail by
-its own dates, through ix_emails_account_date); every stored message paid for this index (issue 7).
+its own dates, through ix_emails_account_date); every stored message paid for this index.
 """
 from alembic import op
 

@@ -1,4 +1,4 @@
-"""Query counts of the hot request paths: constant, whatever the number of rows (issue 7).
+"""Query counts of the hot request paths: constant, whatever the number of rows.
 
 The hand-off (POST /bridge/open/<id>) is what 50 people click at once; the
 download history and the e-mail list are the pages that grow to 100,000 rows.
