@@ -83,7 +83,7 @@ def scrub(text: str, secret: str | None) -> str:
     return text
 
 
-def server_text(data) -> str:
+def server_text(data: object) -> str:
     """The human part of a server's reply (bytes, list of bytes, or text)."""
     if isinstance(data, (list, tuple)):
         parts = [server_text(d) for d in data if d is not None]

@@ -73,7 +73,7 @@ class OAuthReconnectNeeded(OAuthError):
         super().__init__(message, "auth")
 
 
-def is_oauth(account_or_server) -> bool:
+def is_oauth(account_or_server: MailAccount | MailServer | None) -> bool:
     """True for an OAuth 2.0 (XOAUTH2) server, or a scanner on one."""
     server = account_or_server.server if isinstance(account_or_server, MailAccount) else account_or_server
     return server is not None and (server.auth_method or "password") == "oauth2"
