@@ -55,12 +55,19 @@ class Config:
     AUTOLOGIN_TOKEN_TTL = env_int("AUTOLOGIN_TOKEN_TTL", 60)
     LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
     LOGIN_LOCK_SECONDS = env_int("LOGIN_LOCK_SECONDS", 300)
+    # Failed logins of one account from every address before addresses that failed for it are held back.
+    LOGIN_ACCOUNT_MAX_FAILURES = env_int("LOGIN_ACCOUNT_MAX_FAILURES", 20)
+    # Failed logins from one address over every account before that address is refused.
+    LOGIN_ADDRESS_MAX_FAILURES = env_int("LOGIN_ADDRESS_MAX_FAILURES", 50)
+    # Reverse proxies in front of the app that set X-Forwarded-For/-Proto; 0 trusts no such header.
+    TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
     MAIL_CONNECT_TIMEOUT = env_int("MAIL_CONNECT_TIMEOUT", 10)
     MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     WTF_CSRF_TIME_LIMIT = None
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
     PER_PAGE = 50
     TESTING = False
     # Operations: log format, /metrics token, alerts.

@@ -21,6 +21,7 @@ def create_app(config_object: type | str | None = None, **overrides) -> Flask:
     app.config.from_object(config_object)
     app.config.update(overrides)
     config_module.finalize(app.config)
+    _trust_proxies(app)
 
     from app.logging_setup import configure_logging
 
@@ -45,6 +46,21 @@ def create_app(config_object: type | str | None = None, **overrides) -> Flask:
 
     app.context_processor(inject_navigation)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Read the client's address and scheme from X-Forwarded-* only behind ``TRUSTED_PROXY_HOPS`` proxies.
+
+    With 0 (the default) those headers are ignored, so a client cannot choose the address the login
+    throttle counts. Behind one nginx, 1 takes the address nginx saw, which a client cannot forge.
+    """
+    hops = int(app.config.get("TRUSTED_PROXY_HOPS") or 0)
+    if hops < 0:
+        raise RuntimeError(f"TRUSTED_PROXY_HOPS must be 0 or more, got {hops}")
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 class _IdConverter(IntegerConverter):

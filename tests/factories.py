@@ -18,9 +18,16 @@ def csrf_from(response) -> str:
     return (match.group(1) or match.group(2)).decode()
 
 
+_hashes: dict[str, str] = {}
+
+
 def user(username="alice", admin=False, email=None, password=PASSWORD) -> User:
     u = User(username=username, is_admin=admin, full_name=username.title())
-    u.set_password(password)
+    # Salted hashes are slow on purpose; one per password serves every test user (each login still checks it).
+    if password not in _hashes:
+        u.set_password(password)
+        _hashes[password] = u.password_hash
+    u.password_hash = _hashes[password]
     u.set_email(email or f"{username}@corp.test")
     db.session.add(u)
     db.session.commit()
@@ -48,9 +55,14 @@ def lead(email="lead@prospect.test", name="Prospect") -> Lead:
     return le
 
 
-def ticket(subject="Printer on fire", status="open", contact=None, org=None, requester=None) -> Ticket:
+def ticket(subject="Printer on fire", status="open", contact=None, org=None, requester=None, account=None,
+           assignee=None, parent=None) -> Ticket:
+    """A ticket; ``account`` is the mailbox it was made from (None: made by hand)."""
     t = Ticket(subject=subject, status=status, contact=contact, organization=org,
-               requester_email=requester or (contact.email if contact else None))
+               requester_email=requester or (contact.email if contact else None),
+               account_id=account.id if account is not None else None,
+               assignee_id=assignee.id if assignee is not None else None,
+               parent_id=parent.id if parent is not None else None)
     db.session.add(t)
     db.session.flush()
     t.number = ticket_number(t.id)

@@ -7,22 +7,19 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from app.auth.blueprint import bp
 from app.auth.forms import LoginForm
-from app.extensions import db, login_manager
-from app.models import User
+from app.extensions import login_manager
 from app.services import accounts
 
 
 @login_manager.user_loader
-def load_user(user_id: str):
-    try:
-        return db.session.get(User, int(user_id))
-    except (TypeError, ValueError):
-        return None
+def load_user(session_id: str):
+    """The user of a session or remember-me cookie, only while that session has not been ended."""
+    return accounts.user_for_session(session_id)
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Log in, throttled per username and per client address."""
+    """Log in; failures are throttled per (account, address) pair (app/services/login_throttle.py)."""
     if current_user.is_authenticated:
         return redirect(url_for("desk.index"))
     form = LoginForm()
@@ -40,7 +37,8 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    """Log out (POST, so another site cannot log you out with an image tag)."""
+    """Log out everywhere: every session and remember-me cookie of the user ends (POST, not an image tag)."""
+    accounts.end_sessions(current_user._get_current_object())
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))

@@ -76,6 +76,9 @@ class Ticket(db.Model):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     # Who wrote first, so that only that person (or their organization, or our users) can add to it.
     requester_email: Mapped[str | None] = mapped_column(String(254))
+    # The mailbox whose mail created the ticket; who may see the ticket follows that mailbox's grants
+    # (app/services/ticket_access.py). None: not made from a mailbox, or the mailbox was deleted.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("mail_accounts.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -24,6 +24,11 @@ class User(UserMixin, db.Model):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Part of the id kept in session and remember-me cookies: raising it ends every session of the user.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    def get_id(self) -> str:  # flask-login stores this in the session and the remember-me cookie
+        return f"{self.id}:{self.session_version or 0}"
 
     def set_password(self, password: str) -> None:
         """Store a salted hash, never the password."""
@@ -47,7 +52,7 @@ class User(UserMixin, db.Model):
 
 
 class LoginThrottle(db.Model):
-    """Failed logins per key (username or client address) in the current window."""
+    """Failed logins per key in the current window: an (account, address) pair, an account or an address."""
 
     __tablename__ = "login_throttle"
 

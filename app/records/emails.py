@@ -23,6 +23,7 @@ from app.records.mail_body import (
     rewrite_images,
 )
 from app.services.email_access import email_visibility, get_visible_email_or_404
+from app.services.ticket_access import ticket_visibility
 
 # How each record type is named and linked on an e-mail's page.
 RECORD_KINDS = {
@@ -81,7 +82,10 @@ def _related_records(email_id: int) -> list[dict]:
     related = []
     for kind, ids in ids_by_kind.items():
         model, label, endpoint, arg = RECORD_KINDS[kind]
-        for record in db.session.scalars(select(model).where(model.id.in_(ids)).order_by(model.id)):
+        query = select(model).where(model.id.in_(ids)).order_by(model.id)
+        if kind == "ticket":  # a ticket of a mailbox the user may not see is not named here either
+            query = query.where(ticket_visibility(current_user))
+        for record in db.session.scalars(query):
             related.append({"kind": label, "label": _record_label(kind, record), "endpoint": endpoint,
                             "args": {arg: record.id}})
     return related

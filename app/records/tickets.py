@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from app.extensions import db
 from app.models import Ticket
 from app.models.records import TICKET_PREFIX, TICKET_STATUSES
 from app.records.blueprint import bp
 from app.records.common import like_any, paginate, related_emails, search_term
 from app.records.forms import STATUS_LABELS, TicketStatusForm
 from app.services import records as record_service
+from app.services.ticket_access import get_visible_ticket_or_404, ticket_visibility, visible_ticket_ids
 
 
 def _with_people(query):
@@ -22,10 +23,11 @@ def _with_people(query):
 
 @bp.route("/tickets")
 def tickets():
-    """List tickets, newest first, filtered by status and searched by number or subject."""
+    """List the tickets the user may see, newest first, filtered by status and searched by number or subject."""
     q = search_term()
     status = request.args.get("status", "")
-    query = _with_people(select(Ticket)).order_by(Ticket.created_at.desc(), Ticket.id.desc())
+    query = (_with_people(select(Ticket)).where(ticket_visibility(current_user))
+             .order_by(Ticket.created_at.desc(), Ticket.id.desc()))
     if status in TICKET_STATUSES:
         query = query.where(Ticket.status == status)
     else:
@@ -42,19 +44,20 @@ def tickets():
 @bp.route("/tickets/<int:ticket_id>")
 def ticket_detail(ticket_id: int):
     """One ticket, its people, its parent and its related e-mails."""
-    ticket = db.session.scalar(_with_people(select(Ticket).where(Ticket.id == ticket_id))
-                               .options(joinedload(Ticket.parent)))
-    if ticket is None:
-        abort(404)
+    ticket = get_visible_ticket_or_404(ticket_id, current_user, joinedload(Ticket.contact),
+                                       joinedload(Ticket.organization), joinedload(Ticket.assignee),
+                                       joinedload(Ticket.parent))
+    # The ticket it follows up is named only when the user may see that one too.
+    parent = ticket.parent if ticket.parent_id and visible_ticket_ids(current_user, {ticket.parent_id}) else None
     form = TicketStatusForm(status=ticket.status)
     return render_template("records/ticket_detail.html", ticket=ticket, form=form, statuses=STATUS_LABELS,
-                           emails=related_emails("ticket", ticket.id))
+                           parent=parent, emails=related_emails("ticket", ticket.id))
 
 
 @bp.route("/tickets/<int:ticket_id>/status", methods=["POST"])
 def ticket_status(ticket_id: int):
-    """Change a ticket's status (POST with the CSRF token)."""
-    ticket = db.session.get(Ticket, ticket_id) or abort(404)
+    """Change the status of a ticket the user may see (POST with the CSRF token)."""
+    ticket = get_visible_ticket_or_404(ticket_id, current_user)
     form = TicketStatusForm()
     if not form.validate_on_submit():
         flash("Pick one of the listed statuses and try again.", "error")

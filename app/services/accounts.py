@@ -1,17 +1,34 @@
-"""User accounts: creation, authentication with a throttle, safe redirects."""
+"""User accounts: creation, checking a login, changing a password, disabling, ending sessions, safe redirects.
+
+Sessions: every user row has a ``session_version``, and it is part of the id
+that flask-login keeps in the session cookie and in the remember-me cookie
+(``User.get_id``). The user loader accepts a cookie only when its version is
+the row's current one, so :func:`end_sessions` (called by log-out, a password
+change and disabling a user) makes every session and remember-me cookie of
+that user worthless at once, on every device.
+"""
 
 from __future__ import annotations
 
+import secrets
+import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from functools import lru_cache
 from urllib.parse import urlsplit
 
-from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
-from app.models import LoginThrottle, User
-from app.models.base import utcnow
+from app.models import User
+from app.services import login_throttle
+from app.services.records import is_valid_email
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 200
+LOCKED_MESSAGE = "Too many failed logins. Wait a few minutes and try again."
+# Control and format characters, line and paragraph separators: never part of a name a person types.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class AccountError(ValueError):
@@ -27,15 +44,49 @@ class AuthResult:
     locked: bool = False
 
 
-def create_user(username: str, password: str, *, admin: bool = False, email: str | None = None,
-                full_name: str = "") -> User:
-    """Create a user; refuses a taken username or a short password."""
+def _check_username(username: str) -> str:
     username = (username or "").strip()
     if not username or len(username) > 80:
         raise AccountError("A username of 1 to 80 characters is required.")
-    if len(password or "") < 8:
-        raise AccountError("The password must have at least 8 characters.")
-    if db.session.scalar(select(User).where(User.username == username)):
+    if any(unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in username):
+        raise AccountError("A username has no control characters (line breaks, tabs, escapes…).")
+    return username
+
+
+def _check_password(password: str | None) -> str:
+    if len(password or "") < MIN_PASSWORD:
+        raise AccountError(f"The password must have at least {MIN_PASSWORD} characters.")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"The password may have at most {MAX_PASSWORD} characters (the login form's limit).")
+    return password
+
+
+def _check_email(email: str | None) -> str | None:
+    email = (email or "").strip() or None
+    if email is not None and not is_valid_email(email):
+        raise AccountError(f"{email!r} is not an e-mail address (expected name@example.com).")
+    return email
+
+
+def find_user(username: str | None) -> User | None:
+    """The user of that name, ignoring case and surrounding spaces."""
+    name = login_throttle.normalize_username(username)
+    if not name:
+        return None
+    return db.session.scalar(select(User).where(or_(User.username == name, func.lower(User.username) == name))
+                             .order_by((User.username == name).desc(), User.id).limit(1))
+
+
+def create_user(username: str, password: str, *, admin: bool = False, email: str | None = None,
+                full_name: str = "") -> User:
+    """Create a user; refuses a taken name (ignoring case), control characters, a short password or a bad address."""
+    username = _check_username(username)
+    password = _check_password(password)
+    email = _check_email(email)
+    full_name = (full_name or "").strip()
+    if len(full_name) > 200 or any(unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in full_name):
+        raise AccountError("A full name has at most 200 characters and no control characters.")
+    if find_user(username) is not None:
         raise AccountError(f"The username {username!r} is taken.")
     user = User(username=username, is_admin=admin, full_name=full_name)
     user.set_password(password)
@@ -45,39 +96,72 @@ def create_user(username: str, password: str, *, admin: bool = False, email: str
     return user
 
 
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    # Hashed the same way as real passwords, so that an unknown name costs as long as a known one.
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def _password_matches(user: User | None, password: str) -> bool:
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return False
+    return user.check_password(password)
+
+
 def authenticate(username: str, password: str, *, client: str) -> AuthResult:
-    """Check a login, counting failures per username and per client address."""
-    keys = [f"user:{username.strip().lower()}", f"ip:{client}"]
-    now = utcnow()
-    throttles = {t.key: t for t in db.session.scalars(
-        select(LoginThrottle).where(LoginThrottle.key.in_(keys)))}
-    if any(t.locked_until and t.locked_until > now for t in throttles.values()):
-        return AuthResult(None, "Too many failed logins. Wait a few minutes and try again.", locked=True)
-    user = db.session.scalar(select(User).where(User.username == username.strip()))
-    if user is not None and user.is_active and user.check_password(password):
-        for t in throttles.values():
-            db.session.delete(t)
-        db.session.commit()
+    """Check a login; failures are counted per (account, address) pair (see app.services.login_throttle)."""
+    name = login_throttle.normalize_username(username)
+    if login_throttle.refused(name, client):
+        return AuthResult(None, LOCKED_MESSAGE, locked=True)
+    user = find_user(name)
+    # The hash runs for unknown and disabled users too: the answer's timing tells nothing.
+    if _password_matches(user, password) and user.is_active:
+        login_throttle.succeeded(name, client)
         return AuthResult(user)
-    limit = current_app.config["LOGIN_MAX_FAILURES"]
-    window = timedelta(seconds=current_app.config["LOGIN_LOCK_SECONDS"])
-    locked = False
-    for key in keys:
-        t = throttles.get(key)
-        if t is None or now - t.first_failure_at > window:
-            if t is not None:
-                db.session.delete(t)
-                db.session.flush()
-            t = LoginThrottle(key=key, failures=0, first_failure_at=now)
-            db.session.add(t)
-        t.failures += 1
-        if t.failures >= limit:
-            t.locked_until = now + window
-            locked = True
-    db.session.commit()
-    if locked:
-        return AuthResult(None, "Too many failed logins. Wait a few minutes and try again.", locked=True)
+    if login_throttle.failed(name, client):
+        return AuthResult(None, LOCKED_MESSAGE, locked=True)
     return AuthResult(None, "Wrong username or password.")
+
+
+def end_sessions(user: User) -> None:
+    """Log ``user`` out everywhere: every session cookie and remember-me cookie of theirs stops working.
+
+    The web UI's "disable" and "reset password" go through :func:`set_active`
+    and :func:`change_password`, which call this; call it alone for a
+    "log out everywhere" button.
+    """
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(session_version=func.coalesce(User.session_version, 0) + 1)
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
+    db.session.refresh(user)
+
+
+def change_password(user: User, new_password: str) -> None:
+    """Store a new password for ``user`` and end all of their sessions."""
+    user.set_password(_check_password(new_password))
+    db.session.commit()
+    end_sessions(user)
+
+
+def set_active(user: User, active: bool) -> None:
+    """Enable or disable ``user``; disabling ends all of their sessions (a disabled user cannot log in)."""
+    user.active = bool(active)
+    db.session.commit()
+    if not active:
+        end_sessions(user)
+
+
+def user_for_session(session_id: str | None) -> User | None:
+    """The user a session or remember-me cookie names ("<id>:<version>"), if that session is still valid."""
+    user_id, sep, version = (session_id or "").partition(":")
+    if not sep or not user_id.isdigit() or not version.isdigit() or int(user_id) > 2**31 - 1:
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active or int(user.session_version or 0) != int(version):
+        return None
+    return user
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -1,14 +1,13 @@
-"""Security suite fixtures: one SQLite-only app, so the walks over every route run once, not per backend.
+"""Security suite fixtures: the same walks and attacks on SQLite and on PostgreSQL.
 
-``app`` here overrides the two-backend fixture of tests/conftest.py for this
-folder; ``client``, ``auth``, ``admin`` and ``user`` from there then use it.
-The access rules under test do not depend on the database engine, and the
-walks make hundreds of requests.
+``app`` here overrides the fixture of tests/conftest.py for this folder;
+``client``, ``auth``, ``admin`` and ``user`` from there then use it. Every test
+that uses it runs on both databases: PostgreSQL refuses NUL characters and
+out-of-range integers where SQLite stores them, and found two 500s that SQLite
+did not.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 from sqlalchemy import text
@@ -18,15 +17,10 @@ from tests.conftest import _postgres_url, build_app, clean_app, drop_app
 from tests.services import dovecot, redis_url  # noqa: F401  (pytest fixtures for the integration tests here)
 
 
-@pytest.fixture(scope="session")
-def _security_app(tmp_path_factory):
-    # SECURITY_ON_POSTGRESQL=1 runs this folder on a throwaway PostgreSQL database instead (by hand:
-    # PostgreSQL refuses NUL characters and out-of-range integers where SQLite stores them).
-    if os.environ.get("SECURITY_ON_POSTGRESQL") == "1":
-        url, backend = _postgres_url(), "postgresql"
-    else:
-        url, backend = "sqlite://", "sqlite"
-    app = build_app(url, backend, tmp_path_factory.mktemp("security-instance"))
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def _security_app(request, tmp_path_factory):
+    url = "sqlite://" if request.param == "sqlite" else _postgres_url()
+    app = build_app(url, request.param, tmp_path_factory.mktemp("security-instance"))
     yield app
     drop_app(app)
 

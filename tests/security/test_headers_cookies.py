@@ -53,7 +53,7 @@ def test_production_cookies_are_secure_httponly_and_samesite(tmp_path):
         for flag in ("secure", "httponly", "samesite=lax"):
             assert flag in session, f"session cookie lacks {flag}: {session}"
         remember = _cookie(answer, "remember_token")
-        assert remember and "secure" in remember and "httponly" in remember
+        assert remember and "secure" in remember and "httponly" in remember and "samesite=lax" in remember, remember
         db.session.remove()
         db.drop_all()
 

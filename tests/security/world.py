@@ -3,7 +3,9 @@
 Two mailboxes: "Granted" (alice may open it) and "Secret" (nobody but the
 administrators may read it). Every record type is related to one e-mail of
 each mailbox, so that a page listing a record's mail would show the secret one
-if the access rule were missing.
+if the access rule were missing. The ticket was made from the granted mailbox;
+a second ticket, made from the secret one, is also related to the granted
+e-mail (a reply that arrived in another mailbox).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ SECRET_HTML = "<p>secret-html-body-5d0e</p>"
 SECRET_ATTACHMENT = b"secret-attachment-bytes-0b77"
 SECRET_FILENAME = "secret-report-44ad.pdf"
 GRANTED_SUBJECT = "Granted-hello-31ee"
+SECRET_TICKET_SUBJECT = "Secret-ticket-layoffs-2c9d"
+SECRET_REQUESTER = "whistleblower-8e1f@rival.test"
 
 
 @dataclass
@@ -33,6 +37,7 @@ class World:
     organization: object
     lead: object
     ticket: object
+    secret_ticket: object  # made from the secret mailbox
     granted_email: object
     secret_email: object
     secret_attachment_id: int
@@ -51,9 +56,10 @@ def build() -> World:
     org = factories.organization()
     contact = factories.contact(org=org)
     lead = factories.lead()
-    ticket = factories.ticket(contact=contact, org=org)
+    ticket = factories.ticket(contact=contact, org=org, account=granted)
+    secret_ticket = factories.ticket(subject=SECRET_TICKET_SUBJECT, requester=SECRET_REQUESTER, account=secret)
     related = (contact, org, lead, ticket, alice)
-    granted_email = factories.email(granted, subject=GRANTED_SUBJECT, related=related,
+    granted_email = factories.email(granted, subject=GRANTED_SUBJECT, related=(*related, secret_ticket),
                                     attachments=[{"filename": "hello.txt", "content_type": "text/plain",
                                                   "data": b"hello"}])
     secret_email = factories.email(secret, subject=SECRET_SUBJECT, body_text=SECRET_BODY, body_html=SECRET_HTML,
@@ -65,6 +71,7 @@ def build() -> World:
     db.session.add_all([run, rule])
     db.session.commit()
     return World(admin=admin, alice=alice, granted=granted, secret=secret, contact=contact, organization=org,
-                 lead=lead, ticket=ticket, granted_email=granted_email, secret_email=secret_email,
+                 lead=lead, ticket=ticket, secret_ticket=secret_ticket, granted_email=granted_email,
+                 secret_email=secret_email,
                  secret_attachment_id=secret_email.attachments[0].id,
                  granted_attachment_id=granted_email.attachments[0].id, run=run, filter=rule)

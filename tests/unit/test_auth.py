@@ -48,7 +48,7 @@ def test_login_without_csrf_token_is_refused(client, admin):
     assert client.get("/").status_code == 302
 
 
-def test_repeated_failures_lock_the_account_even_for_the_right_password(app, client, auth, admin):
+def test_repeated_failures_lock_the_account_from_that_address_even_for_the_right_password(app, client, auth, admin):
     app.config["LOGIN_MAX_FAILURES"] = 3
     for _ in range(3):
         auth.login("admin", "wrong")
@@ -56,13 +56,14 @@ def test_repeated_failures_lock_the_account_even_for_the_right_password(app, cli
     assert response.status_code == 429
     assert b"Too many failed logins" in response.data
     assert client.get("/").status_code == 302
-    assert LoginThrottle.query.filter_by(key="user:admin").one().locked_until is not None
+    assert LoginThrottle.query.filter_by(key="pair:127.0.0.1|admin").one().locked_until is not None
 
 
-def test_success_clears_earlier_failures(app, auth, admin):
+def test_success_clears_the_failures_of_its_own_pair_only(app, auth, admin):
     auth.login("admin", "wrong")
     auth.login("admin")
-    assert LoginThrottle.query.count() == 0
+    keys = {t.key: t.failures for t in LoginThrottle.query}
+    assert keys == {"user:admin": 1, "ip:127.0.0.1": 1}
 
 
 def test_logout_needs_post_with_csrf(client, auth, admin):

@@ -104,7 +104,8 @@ def _write(ctx: StoreContext, decided: BatchDecisions, email_rows: list[Row], co
     ticket_ids: dict[int, int] = {}
     if decided.new_tickets:
         now = utcnow()
-        ids = writes.insert_tickets([rows.ticket_row(t, ctx.assignee_id, now) for t in decided.new_tickets])
+        ids = writes.insert_tickets([rows.ticket_row(t, ctx.account_id, ctx.assignee_id, now)
+                                     for t in decided.new_tickets])
         ticket_ids = dict(zip((t.temp_id for t in decided.new_tickets), ids, strict=True))
     if decided.status_changes:
         writes.update_many(Ticket.__table__, "status", decided.status_changes)

@@ -82,13 +82,16 @@ def email_row(account_id: int, decision: MessageDecision, now: datetime) -> Row:
     }
 
 
-def ticket_row(ticket: NewTicket, assignee_id: int | None, now: datetime) -> Row:
-    """The ``tickets`` row of a ticket opened by the batch (without its id and number)."""
+def ticket_row(ticket: NewTicket, account_id: int, assignee_id: int | None, now: datetime) -> Row:
+    """The ``tickets`` row of a ticket opened by the batch (without its id and number).
+
+    ``account_id`` is the scanned mailbox: who may see the ticket follows that mailbox's grants.
+    """
     return {
         "subject": clean_text(ticket.subject, 500), "status": "open",
         "contact_id": ticket.contact_id, "organization_id": ticket.organization_id, "assignee_id": assignee_id,
         "parent_id": ticket.parent_id, "requester_email": clean_text(ticket.requester_email, 254),
-        "created_at": now, "updated_at": now,
+        "account_id": account_id, "created_at": now, "updated_at": now,
     }
 
 

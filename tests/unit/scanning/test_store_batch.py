@@ -113,6 +113,7 @@ def test_create_ticket_from_sender_with_assignee_and_replies_join_it(app):
     assert ticket.number == f"TT-{ticket.id:06d}"
     assert (ticket.contact_id, ticket.organization_id, ticket.assignee_id) == (jane.id, org.id, agent.id)
     assert ticket.requester_email == "jane@acme.test" and ticket.status == "open"
+    assert ticket.account_id == account.id  # made from this mailbox: it follows the mailbox's grants
     assert ("ticket", ticket.id) in links_of(1) and ("ticket", ticket.id) in links_of(2)
 
 
