@@ -1,8 +1,29 @@
-"""Pagination that finds a page's ids first and loads only that page's rows."""
+"""Page numbers from the address, clamped; and pagination that finds a page's ids first.
+
+Every paginated page takes its page number from :func:`requested_page`, so a
+huge, negative or non-numeric ``?page=`` gives a page (possibly empty), never a
+500: an unbounded number made the offset overflow the database's integer.
+"""
 
 from __future__ import annotations
 
+from flask import request
 from flask_sqlalchemy.pagination import SelectPagination
+
+# Far beyond any real list, and small enough that the offset fits a 64-bit integer in every database.
+MAX_PAGE = 1_000_000
+
+
+def clamp_page(page: int | None) -> int:
+    """``page`` within 1..MAX_PAGE (None and nonsense become 1)."""
+    if not isinstance(page, int) or page < 1:
+        return 1
+    return min(page, MAX_PAGE)
+
+
+def requested_page() -> int:
+    """The ``?page=N`` of the current request, 1 when missing or nonsense, never past MAX_PAGE."""
+    return clamp_page(request.args.get("page", type=int))
 
 
 class IdsFirstPagination(SelectPagination):

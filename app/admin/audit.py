@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from app.admin.blueprint import bp
 from app.extensions import db
 from app.models import AuditEntry, User
+from app.pagination import requested_page
 
 
 @bp.route("/audit", endpoint="audit")
@@ -17,7 +18,8 @@ def audit_log():
     query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
     if prefix:
         query = query.where(AuditEntry.action.startswith(prefix, autoescape=True))
-    page = db.paginate(query, per_page=current_app.config.get("PER_PAGE", 50), error_out=False)
+    page = db.paginate(query, page=requested_page(), per_page=current_app.config.get("PER_PAGE", 50),
+                       error_out=False)
     # One query for the page's users instead of one per row.
     user_ids = {e.user_id for e in page.items if e.user_id}
     users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}

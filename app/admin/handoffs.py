@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from flask import current_app, render_template, request
+from flask import current_app, render_template
 from sqlalchemy import select
 
 from app.admin.blueprint import bp
 from app.extensions import db
 from app.models import MailAccount, User
+from app.pagination import requested_page
 from app.services.autologin import handoff
 
 
 @bp.route("/handoffs", endpoint="handoffs")
 def handoffs():
     """The hand-off log, newest first."""
-    page = handoff.events_page(request.args.get("page", 1, type=int) or 1, current_app.config["PER_PAGE"])
+    page = handoff.events_page(requested_page(), current_app.config["PER_PAGE"])
     user_ids = {e.user_id for e in page.items if e.user_id}
     account_ids = {e.account_id for e in page.items if e.account_id}
     # Two lookups for the whole page rather than two per row.

@@ -16,7 +16,7 @@ from app.extensions import db
 from app.models import MailAccount, ScanRun, User
 from app.models.base import utcnow
 from app.models.runs import RUN_STATUSES
-from app.pagination import IdsFirstPagination
+from app.pagination import IdsFirstPagination, requested_page
 from app.services import accounts
 
 RUNS_PER_PAGE = 50
@@ -116,7 +116,7 @@ def history_list():
                 f.data = None
     ids = _filtered(select(ScanRun.id), form).order_by(ScanRun.started_at.desc(), ScanRun.id.desc())
     page = IdsFirstPagination(select=ids, load=_load_runs, session=db.session(),
-                              page=request.args.get("page", 1, type=int), per_page=RUNS_PER_PAGE,
+                              page=requested_page(), per_page=RUNS_PER_PAGE,
                               max_per_page=RUNS_PER_PAGE, error_out=False, count=True)
     mailbox = form.mailbox.data if str(form.mailbox.data or "").isdigit() else None
     filters = {k: v for k, v in (("mailbox", mailbox), ("status", form.status.data or None),

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload, load_only
 
 from app.extensions import db
 from app.models import Email, EmailLink, MailAccount
-from app.pagination import IdsFirstPagination
+from app.pagination import IdsFirstPagination, requested_page
 from app.services.email_access import email_visibility
 
 # The columns an e-mail row of a list shows; bodies, headers and the raw message stay unloaded.
@@ -17,20 +17,11 @@ EMAIL_LIST_COLUMNS = (Email.id, Email.subject, Email.from_addr, Email.from_name,
                       Email.direction, Email.account_id, Email.folder, Email.size)
 
 
-# Far beyond any real list, and small enough that the offset fits a 64-bit integer in every database.
-MAX_PAGE = 1_000_000
-
-
-def current_page() -> int:
-    """The ``?page=N`` asked for, 1 when missing or nonsense, never past MAX_PAGE."""
-    page = request.args.get("page", type=int) or 1
-    return min(max(page, 1), MAX_PAGE)
-
 
 def paginate(query: Select):
     """One page of ``query`` (``?page=N``, PER_PAGE rows): one count and one row query."""
     per_page = current_app.config.get("PER_PAGE", 50)
-    return db.paginate(query, page=current_page(), per_page=per_page, max_per_page=per_page, error_out=False,
+    return db.paginate(query, page=requested_page(), per_page=per_page, max_per_page=per_page, error_out=False,
                        count=True)
 
 
@@ -62,7 +53,7 @@ def _load_email_rows(session, ids: list[int]):
 def paginate_emails(id_query: Select):
     """One page of e-mails from a query of their ids: one count, one id query, one row query."""
     per_page = current_app.config.get("PER_PAGE", 50)
-    return IdsFirstPagination(select=id_query, load=_load_email_rows, session=db.session(), page=current_page(),
+    return IdsFirstPagination(select=id_query, load=_load_email_rows, session=db.session(), page=requested_page(),
                               per_page=per_page, max_per_page=per_page, error_out=False, count=True)
 
 

@@ -369,3 +369,21 @@ def test_no_next_field_redirects_off_site(client, auth, w):
         # Local: a single leading slash and no scheme or host, as the browser will read it.
         cleaned = re.sub(r"[\t\n\r ]", "", location)
         assert cleaned.startswith("/") and not cleaned.startswith(("//", "/\\")), (target, location)
+
+
+HUGE_PAGES = ["400000000000000000", "99999999999999999999", "9223372036854775808", "-9223372036854775809",
+              "0", "-1", "1e309", "abc"]
+
+
+def test_every_page_clamps_huge_page_numbers(app, client, auth, w):
+    """?page= of any size on every page without id (every paginated list among them) is never a 500."""
+    auth.login("admin")
+    pages = [p for p in _get_pages(app) if not re.search(r"/\d+(/|$)", p)]
+    assert {"/admin/history", "/admin/audit", "/admin/handoffs", "/records/emails", "/records/tickets"} <= set(pages)
+    wrong = []
+    for page in pages + [f"/records/contacts/{w.contact.id}", f"/records/tickets/{w.ticket.id}"]:
+        for value in HUGE_PAGES:
+            answer = _safely(lambda page=page, value=value: client.get(page, query_string={"page": value}))
+            if answer.status_code >= 500:
+                wrong.append(f"GET {page}?page={value} → {answer.status_code} {answer!r}")
+    assert not wrong, "\n".join(wrong)
