@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from app.cli.params import ROW_ID
 from app.extensions import db
 from app.models import ScanRun
 from app.models.runs import RUN_STATUSES
@@ -54,7 +55,7 @@ def run_as_dict(run: ScanRun) -> dict:
 
 @logs_cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs with all counters.")
-@click.option("--mailbox", "mailbox_id", type=int, default=None, help="Only this scanner's runs (its id).")
+@click.option("--mailbox", "mailbox_id", type=ROW_ID, default=None, help="Only this scanner's runs (its id).")
 @click.option("--status", type=click.Choice(RUN_STATUSES), default=None, help="Only runs with this status.")
 @click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True,
               help="How many runs, newest first.")

@@ -6,6 +6,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from app.cli.params import ROW_ID, row_id_or_none
 from app.cli.scans import add_scan_commands
 from app.extensions import db
 from app.models import MailServer, User
@@ -17,8 +18,8 @@ scanners_cli = AppGroup("scanners", help="Add, list, enable, disable and run mai
 
 def _server_id(name_or_id: str) -> int:
     server = db.session.scalar(select(MailServer).where(MailServer.name == name_or_id))
-    if server is None and name_or_id.isdigit():
-        server = db.session.get(MailServer, int(name_or_id))
+    if server is None and row_id_or_none(name_or_id) is not None:
+        server = db.session.get(MailServer, row_id_or_none(name_or_id))
     if server is None:
         names = ", ".join(db.session.scalars(select(MailServer.name).order_by(MailServer.name))) or "none yet"
         raise click.ClickException(f"There is no mail server named {name_or_id!r} (servers: {names}). "
@@ -80,21 +81,21 @@ def _set_enabled(account_id: int, enabled: bool) -> None:
 
 
 @scanners_cli.command("enable")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ROW_ID)
 def enable(account_id):
     """Enable a scanner."""
     _set_enabled(account_id, True)
 
 
 @scanners_cli.command("disable")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ROW_ID)
 def disable(account_id):
     """Disable a scanner."""
     _set_enabled(account_id, False)
 
 
 @scanners_cli.command("test-login")
-@click.argument("account_id", type=int)
+@click.argument("account_id", type=ROW_ID)
 def test_login(account_id):
     """Log in with the stored credentials; success unblocks a blocked scanner."""
     try:

@@ -9,6 +9,7 @@ import json
 
 import click
 
+from app.cli.params import ROW_ID
 from app.extensions import db
 from app.models import MailAccount
 
@@ -34,7 +35,7 @@ def add_scan_commands(group: click.Group) -> None:
     """Attach the scan engine's commands to the ``scanners`` group."""
 
     @group.command("run")
-    @click.argument("account_id", type=int)
+    @click.argument("account_id", type=ROW_ID)
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
     def run(account_id: int, as_json: bool) -> None:
         """Scan mailbox ACCOUNT_ID now, in this process; exit code 1 when the run failed."""

@@ -10,6 +10,7 @@ that user worthless at once, on every device.
 
 from __future__ import annotations
 
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from app.services.records import is_valid_email
 MIN_PASSWORD = 8
 MAX_PASSWORD = 200
 LOCKED_MESSAGE = "Too many failed logins. Wait a few minutes and try again."
+_SESSION_ID = re.compile(r"([0-9]{1,10}):([0-9]{1,10})", re.ASCII)
 # Control and format characters, line and paragraph separators: never part of a name a person types.
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
@@ -155,9 +157,10 @@ def set_active(user: User, active: bool) -> None:
 
 def user_for_session(session_id: str | None) -> User | None:
     """The user a session or remember-me cookie names ("<id>:<version>"), if that session is still valid."""
-    user_id, sep, version = (session_id or "").partition(":")
-    if not sep or not user_id.isdigit() or not version.isdigit() or int(user_id) > 2**31 - 1:
+    match = _SESSION_ID.fullmatch(session_id or "")
+    if match is None or int(match[1]) > 2**31 - 1:
         return None
+    user_id, version = match.groups()
     user = db.session.get(User, int(user_id))
     if user is None or not user.is_active or int(user.session_version or 0) != int(version):
         return None

@@ -129,7 +129,7 @@ def test_forged_session_ids_are_refused(app, people):
 
         assert load_user(f"{people[0].id}:0") is not None
         for forged in (str(people[0].id), f"{people[0].id}:1", f"{people[0].id}:", ":0", "x:0",
-                       f"{2**40}:0", "-1:0", None, ""):
+                       f"{2**40}:0", "-1:0", f"{people[0].id}:²", "²:0", f"{people[0].id}:0:0", None, ""):
             assert load_user(forged) is None, forged
 
 
