@@ -143,7 +143,7 @@ def finalize(settings: dict) -> None:
             raise RuntimeError("Production refuses to start without: " + ", ".join(missing))
         return
     if not settings.get("SQLALCHEMY_DATABASE_URI"):
-        instance.mkdir(parents=True, exist_ok=True)
+        instance.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'corporate_mailboxes.db'}"
     for key, make in (("SECRET_KEY", lambda: secrets.token_urlsafe(48)),
                       ("MAIL_ENCRYPTION_KEY", _new_fernet_key),
@@ -160,7 +160,7 @@ def _new_fernet_key() -> str:
 
 def _kept_secret(instance: Path, key: str, make) -> str:
     """Read a generated secret from the instance folder, creating it on first use."""
-    instance.mkdir(parents=True, exist_ok=True)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = instance / f"{key.lower()}.secret"
     if path.exists():
         return path.read_text().strip()

@@ -6,7 +6,7 @@ from flask import Flask, render_template
 from werkzeug.routing import IntegerConverter
 
 import config as config_module
-from app.extensions import csrf, db, install_sqlite_pragmas, login_manager, migrate
+from app.extensions import create_private_sqlite_file, csrf, db, install_sqlite_pragmas, login_manager, migrate
 
 
 def create_app(config_object: type | str | None = None, **overrides) -> Flask:
@@ -28,6 +28,7 @@ def create_app(config_object: type | str | None = None, **overrides) -> Flask:
     configure_logging(app)
 
     install_sqlite_pragmas()
+    create_private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config_module.BASE_DIR / "migrations"))
     csrf.init_app(app)

@@ -50,3 +50,27 @@ def install_sqlite_pragmas() -> None:
 
     if not event.contains(Engine, "connect", _sqlite_pragmas):
         event.listen(Engine, "connect", _sqlite_pragmas)
+
+
+def create_private_sqlite_file(uri: str) -> None:
+    """Create a SQLite database file that does not exist yet with mode 0600 (it holds all stored mail).
+
+    SQLite gives the -wal and -shm files the mode of the database file, so they are private too.
+    Other databases, in-memory SQLite and existing files are left alone.
+    """
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:") \
+            or url.query.get("mode") == "memory":
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return  # SQLite will say so in its own words when it cannot open the file
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass

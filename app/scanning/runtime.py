@@ -99,9 +99,9 @@ class WriterTurn:
             self._fd = -1
             return
         try:
-            # Read-only is enough for flock, and the umask decides who else may open the file:
-            # a worker running as another user than the first scan must not be locked out.
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+            # Read-only is enough for flock. Private like the database file beside it: whoever may
+            # write the database (its owner) may take the turn.
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
         except OSError as exc:
             logger.warning("cannot open the writer lock %s (%s): batches wait on SQLite's busy timeout "
                            "instead", path, exc)

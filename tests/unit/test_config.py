@@ -46,3 +46,37 @@ def test_secret_under_another_key_says_what_happened():
     token = encrypt_secret(Fernet.generate_key().decode(), "pw")
     with pytest.raises(SecretError, match="MAIL_ENCRYPTION_KEY"):
         decrypt_secret(Fernet.generate_key().decode(), token)
+
+
+def test_the_sqlite_database_and_its_companions_are_private(tmp_path):
+    """The SQLite file holds all stored mail: it, its -wal/-shm files and the writer lock are 0600."""
+    import os
+    import stat
+
+    from sqlalchemy import text
+
+    from app.extensions import db
+    from app.scanning.runtime import WriterTurn
+
+    old = os.umask(0o022)  # a usual umask, which would give 0644 files
+    try:
+        instance = tmp_path / "instance"
+        app = create_app("development", SECRET_KEY=None, MAIL_ENCRYPTION_KEY=None, BRIDGE_SECRET=None,
+                         SQLALCHEMY_DATABASE_URI="", INSTANCE_PATH=str(instance))
+        with app.app_context():
+            db.create_all()
+            with db.engine.begin() as conn:
+                conn.execute(text("INSERT INTO organizations (name, created_at) VALUES ('x', '2026-01-01')"))
+            turn = WriterTurn()
+            turn.take()
+            turn.release()
+            files = sorted(p.name for p in instance.iterdir())
+            assert {"corporate_mailboxes.db", "corporate_mailboxes.db-wal", "corporate_mailboxes.db-shm",
+                    "corporate_mailboxes.db-writer.lock", "secret_key.secret"} <= set(files), files
+            for name in files:
+                mode = stat.S_IMODE((instance / name).stat().st_mode)
+                assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
+            assert stat.S_IMODE(instance.stat().st_mode) & 0o077 == 0
+            db.engine.dispose()
+    finally:
+        os.umask(old)
