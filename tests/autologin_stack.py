@@ -12,7 +12,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
@@ -22,6 +21,7 @@ from app.extensions import db
 from app.models import MailAccount, MailServer, User
 from app.services.autologin import grants as mailbox_grants
 from app.services.autologin import handoff as mailbox_handoff
+from tests.ci import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDCUBE_SH = ROOT / "scripts" / "roundcube.sh"
@@ -82,7 +82,7 @@ def start_stack(tmp_path: Path, *, default_imap: str = "127.0.0.1:1", default_sm
     """Start Flask and Roundcube; Roundcube's own defaults point at dead ports on purpose,
     so a working login proves the per-login hosts from Flask's answer were used."""
     if not Path("/usr/share/roundcube/index.php").exists():
-        pytest.skip("Roundcube is not installed (scripts/install.sh installs roundcube-core)")
+        unavailable("Roundcube is not installed (scripts/install.sh installs roundcube-core)")
     flask_port, rc_port = free_port(), free_port()
     flask_url, rc_url = f"http://127.0.0.1:{flask_port}", f"http://127.0.0.1:{rc_port}/"
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}",

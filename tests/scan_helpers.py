@@ -18,13 +18,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from app import create_app
 from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import Email, MailAccount, MailServer, MailSettings, ScanFolder, ScanRun
+from tests.ci import unavailable
 from tests.conftest import PG_ADMIN_URL, create_postgres_database, drop_postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,14 +44,14 @@ def order_mail(i: int) -> bytes:
 @contextmanager
 def database_app(tmp_path: Path, redis_url: str, backend: str):
     """``(app, worker_env, database URL)`` from :func:`shared_app` on a SQLite file, or for
-    ``backend="postgresql"`` on a throwaway database (skipped when no server answers);
+    ``backend="postgresql"`` on a throwaway database (skipped when no server answers; a failure under CI);
     closed, and the database dropped, afterwards."""
     url = None
     if backend == "postgresql":
         try:
             url = create_postgres_database("cm_fault")
         except Exception:  # any failure means "no PostgreSQL here"
-            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+            unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
     app, worker_env = shared_app(tmp_path, redis_url, url)
     try:
         yield app, worker_env, url or app.config["SQLALCHEMY_DATABASE_URI"]

@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.autologin_stack import PASSWORD, free_port, roundcube_logs, start_stack
+from tests.ci import unavailable
 
 pytestmark = [pytest.mark.browser,
               # The test SMTP server allows AUTH without TLS on loopback, as Roundcube's default setup needs.
@@ -96,7 +97,7 @@ def world(tmp_path_factory, dovecot, smtp_server):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium (scripts/install.sh installs it)")
+        unavailable("Chromium is not installed at /usr/bin/chromium (scripts/install.sh installs it)")
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.ci import unavailable
 from tests.faults.private_dovecot import PrivateDovecot
 from tests.faults.redis_server import RedisServer
 from tests.services import dovecot, redis_url  # noqa: F401  (pytest fixtures)
@@ -16,7 +17,7 @@ def private_redis(tmp_path):
     try:
         server.start()
     except (OSError, RuntimeError) as exc:
-        pytest.skip(f"cannot start a private redis-server: {exc}")
+        unavailable(f"cannot start a private redis-server: {exc}")
     yield server
     server.stop()
 
@@ -29,6 +30,6 @@ def private_dovecot(dovecot):  # noqa: F811  (the shared one must run: its confi
         instance.start()
     except Exception as exc:
         instance.remove()
-        pytest.skip(f"cannot start a private Dovecot: {exc}")
+        unavailable(f"cannot start a private Dovecot: {exc}")
     yield instance
     instance.remove()

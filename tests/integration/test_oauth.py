@@ -27,6 +27,7 @@ from app.services.autologin import handoff as mailbox_handoff
 from app.tasks import schedule
 from roundcube_bridge import tokens as tokens_mod
 from tests import factories
+from tests.ci import unavailable
 from tests.oauth_provider import OAuthProvider
 from tests.oauth_stack import OAuthDovecotUnavailable, start_oauth_dovecot
 
@@ -45,7 +46,7 @@ def oauth_dovecot(provider):
     try:
         dovecot = start_oauth_dovecot(provider)
     except OAuthDovecotUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     yield dovecot
     dovecot.stop()
 

@@ -10,6 +10,7 @@ from sqlalchemy import inspect, text
 
 from app import create_app
 from app.extensions import db
+from tests.ci import unavailable
 from tests.conftest import PG_ADMIN_URL, create_postgres_database, drop_postgres_database
 
 
@@ -19,7 +20,7 @@ def _fresh_database(backend: str, tmp_path) -> str:
     try:
         return create_postgres_database("cm_mig")
     except Exception as exc:  # no server here: say why
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
+        unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -18,6 +18,7 @@ from app.crypto import decrypt_secret, encrypt_secret
 from app.extensions import db
 from app.models import MailAccount, MailServer
 from app.models.base import utcnow
+from tests.conftest import postgresql_only
 from tests.oauth_provider import OAuthProvider, free_port
 
 
@@ -157,9 +158,8 @@ def _check_one_refresh(app, provider, account_id: int, before: int, results: lis
         assert provider.refresh_state(stored_refresh(app, account_id)) == "active"
 
 
+@postgresql_only  # in-memory SQLite is one connection; the file-database variant below covers SQLite
 def test_concurrent_refreshes_spend_the_refresh_token_once(app, provider):
-    if db.engine.dialect.name == "sqlite" and db.engine.url.database in (None, "", ":memory:"):
-        pytest.skip("in-memory SQLite is one connection; the file-database variant below covers SQLite")
     account = make_account(app, provider, login="race@corp.test")
     before = provider.count("/token", grant_type="refresh_token")
     results = _race(app, account.id, provider)
