@@ -21,6 +21,14 @@ def csrf_from(response) -> str:
 _hashes: dict[str, str] = {}
 
 
+CSRF_REFUSAL = b"The form expired or was not sent by this site"
+
+
+def csrf_refused(response) -> bool:
+    """True for the CSRF refusal itself: 400 with its page, not some other 400 (a form error, a bad id)."""
+    return response.status_code == 400 and CSRF_REFUSAL in response.data
+
+
 def user(username="alice", admin=False, email=None, password=PASSWORD) -> User:
     u = User(username=username, is_admin=admin, full_name=username.title())
     # Salted hashes are slow on purpose; one per password serves every test user (each login still checks it).

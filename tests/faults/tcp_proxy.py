@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from tests.faults.redis_server import free_port
 
@@ -30,6 +31,7 @@ class FetchBreakingProxy:
         self.fetches = 0  # body fetches seen since the last arm()
         self.connections = 0
         self.triggered = threading.Event()  # the break happened
+        self.triggered_at: float | None = None  # time.monotonic() of the break
         self.released = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -43,6 +45,7 @@ class FetchBreakingProxy:
         with self._lock:
             self.mode, self.nth, self.nbytes, self.fetches = mode, nth, nbytes, 0
             self.triggered.clear()
+            self.triggered_at = None
             self.released.clear()
 
     def heal(self) -> None:
@@ -104,6 +107,7 @@ class FetchBreakingProxy:
                         client.sendall(data[:remaining])
                         state["remaining"] = None
                         data = data[remaining:]
+                        self.triggered_at = time.monotonic()
                         self.triggered.set()
                         if self.mode == "cut":
                             _close(client)

@@ -142,14 +142,20 @@ def test_oauth_server_without_token_asks_to_connect_the_account():
 
 
 class _Sink:
+    """The test server's handler, keeping the login attempts each check made and whether they were accepted."""
+
+    def __init__(self):
+        self.logins: list[tuple[str, bool]] = []
+
     async def handle_DATA(self, server, session, envelope):
         return "250 OK"
 
-
-def _authenticator(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and \
-        (auth_data.login, auth_data.password) == (SMTP_LOGIN.encode(), SMTP_PASSWORD.encode())
-    return AuthResult(success=ok, handled=False)
+    def check_login(self, server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and \
+            (auth_data.login, auth_data.password) == (SMTP_LOGIN.encode(), SMTP_PASSWORD.encode())
+        login = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else repr(auth_data)
+        self.logins.append((login, ok))
+        return AuthResult(success=ok, handled=False)
 
 
 def _self_signed_context() -> ssl.SSLContext:
@@ -183,9 +189,11 @@ def _self_signed_context() -> ssl.SSLContext:
 
 
 def _start(**kwargs) -> Controller:
-    controller = Controller(_Sink(), hostname="127.0.0.1", port=_free_port(), authenticator=_authenticator,
+    sink = _Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=_free_port(), authenticator=sink.check_login,
                             auth_require_tls=False, **kwargs)
     controller.start()
+    controller.sink = sink
     return controller
 
 
@@ -214,7 +222,9 @@ def smtps_server():
 
 
 def test_smtp_login_accepted(smtp_server):
-    check_smtp(_server(smtp_port=smtp_server.port), SMTP_LOGIN, SMTP_PASSWORD, timeout=TIMEOUT)
+    assert check_smtp(_server(smtp_port=smtp_server.port), SMTP_LOGIN, SMTP_PASSWORD, timeout=TIMEOUT) is None
+    # The check logged in, and the server accepted that login.
+    assert smtp_server.sink.logins == [(SMTP_LOGIN, True)]
 
 
 def test_smtp_wrong_password_is_auth_in_words(smtp_server):
@@ -226,7 +236,9 @@ def test_smtp_wrong_password_is_auth_in_words(smtp_server):
 
 
 def test_smtp_without_auth_only_greets(smtp_server):
-    check_smtp(_server(smtp_port=smtp_server.port, smtp_auth=False), SMTP_LOGIN, "not used", timeout=TIMEOUT)
+    server = _server(smtp_port=smtp_server.port, smtp_auth=False)
+    assert check_smtp(server, SMTP_LOGIN, "not used", timeout=TIMEOUT) is None
+    assert smtp_server.sink.logins == []  # no login tried
 
 
 def test_smtp_dead_port_is_refused():
@@ -256,9 +268,11 @@ def test_self_signed_certificate_fails_verification_and_names_the_switch(smtp_st
         check_smtp(server, SMTP_LOGIN, SMTP_PASSWORD, timeout=TIMEOUT)
     assert info.value.kind == "tls"
     assert "failed verification" in str(info.value) and "Validate certificate" in str(info.value)
+    assert smtp_starttls_server.sink.logins == []
     # The explicit per-server switch makes the same server work.
     check_smtp(_server(smtp_port=smtp_starttls_server.port, smtp_security="starttls", validate_cert=False),
                SMTP_LOGIN, SMTP_PASSWORD, timeout=TIMEOUT)
+    assert smtp_starttls_server.sink.logins == [(SMTP_LOGIN, True)]
 
 
 def test_implicit_tls_with_certificate_check_off(smtps_server):
@@ -266,12 +280,15 @@ def test_implicit_tls_with_certificate_check_off(smtps_server):
         check_smtp(_server(smtp_port=smtps_server.port, smtp_security="ssl"), SMTP_LOGIN, SMTP_PASSWORD,
                    timeout=TIMEOUT)
     assert info.value.kind == "tls" and "failed verification" in str(info.value)
+    assert smtps_server.sink.logins == []  # the refused certificate stopped it before any login
     check_smtp(_server(smtp_port=smtps_server.port, smtp_security="ssl", validate_cert=False),
                SMTP_LOGIN, SMTP_PASSWORD, timeout=TIMEOUT)
+    assert smtps_server.sink.logins == [(SMTP_LOGIN, True)]  # over TLS, without the certificate check
     with pytest.raises(MailConnectError) as info:
         check_smtp(_server(smtp_port=smtps_server.port, smtp_security="ssl", validate_cert=False),
                    SMTP_LOGIN, "Wrong-Over-TLS", timeout=TIMEOUT)
     assert info.value.kind == "auth"
+    assert smtps_server.sink.logins[-1] == (SMTP_LOGIN, False)
 
 
 # --------------------------------------------------------------------------- Test connection

@@ -10,6 +10,8 @@ from email.message import EmailMessage
 import pytest
 import redis
 
+from tests.services import DEMO_USERS
+
 pytestmark = pytest.mark.integration
 
 
@@ -60,7 +62,11 @@ def test_changed_password_takes_effect_and_wrong_one_is_refused(dovecot):
 
 
 def test_demo_users_exist(dovecot):
-    dovecot.connect("demo@corp.test", "demopw").logout()
+    for login, password in DEMO_USERS.items():
+        conn = dovecot.connect(login, password)
+        assert conn.state == "AUTH", (login, conn.state)  # logged in
+        assert conn.select("INBOX")[0] == "OK", login
+        assert conn.logout()[0] == "BYE"
 
 
 def test_redis_url_answers(redis_url):

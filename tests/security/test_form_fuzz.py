@@ -268,6 +268,9 @@ def test_every_form_refuses_hostile_values_without_500_or_partial_write(app, cli
             if answer.status_code >= 500:
                 failures.append(f"POST {action} {label} → {answer.status_code} {answer!r}")
                 continue
+            if factories.csrf_refused(answer):  # the token was valid: the form's own checks were never reached
+                failures.append(f"POST {action} {label} → refused as CSRF, so the fields were never checked")
+                continue
             refused, why = _is_refusal(client, answer)
             if "WITHOUT A MESSAGE" in why:
                 failures.append(f"POST {action} {label} → form shown again without saying what is wrong")
@@ -338,12 +341,14 @@ def test_list_pages_survive_hostile_query_strings(app, client, auth, w):
 
 
 def test_the_login_form_survives_hostile_values(app, client, w):
-    app.config["LOGIN_MAX_FAILURES"] = 1000  # the throttle has its own tests; here every value must reach the form
+    # The throttle has its own tests; here every value must reach the form.
+    app.config.update(LOGIN_MAX_FAILURES=1000, LOGIN_ACCOUNT_MAX_FAILURES=1000, LOGIN_ADDRESS_MAX_FAILURES=1000)
     token = factories.csrf_from(client.get("/login"))
     for value in HOSTILE + [LIST_VALUE]:
         data = {"username": value, "password": value, "remember": value, "csrf_token": token}
         answer = client.post("/login", data=data)
-        assert answer.status_code in (200, 400, 429), (repr(value)[:40], answer.status_code)
+        # Refused in words on the form itself: a valid CSRF token, and the throttle is out of the way.
+        assert answer.status_code == 200, (repr(value)[:40], answer.status_code)
         assert b"Corporate Mailboxes" in answer.data and b"<script>alert('xss-7c1')" not in answer.data
     for nxt in ("//evil.test/", "https://evil.test/", "/\\evil.test", "javascript:alert(1)", "\x00/x"):
         answer = client.post("/login", query_string={"next": nxt},
@@ -364,7 +369,7 @@ def test_no_next_field_redirects_off_site(client, auth, w):
     token = factories.csrf_from(client.get("/admin/history"))
     for target in OPEN_REDIRECTS:
         answer = client.post(f"/admin/history/{w.run.id}/stop", data={"csrf_token": token, "next": target})
-        assert answer.status_code in (302, 303), (target, answer.status_code)
+        assert answer.status_code == 302, (target, answer.status_code)
         location = answer.headers["Location"]
         # Local: a single leading slash and no scheme or host, as the browser will read it.
         cleaned = re.sub(r"[\t\n\r ]", "", location)

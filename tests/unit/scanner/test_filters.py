@@ -38,9 +38,17 @@ def test_bad_rules_are_refused_in_plain_words(bad, words):
     assert words in str(exc.value)
 
 
-@pytest.mark.parametrize("pattern", ["^invoice", "foo.*bar", "(foo|bar)+", r"(\d{1,3}\.){3}\d+", r"^[a-z.]+@x\.com$"])
-def test_ordinary_regexes_are_accepted(pattern):
-    validate_rule(rule("subject", "regex", pattern))
+@pytest.mark.parametrize(("pattern", "hit", "miss"), [
+    ("^invoice", "invoice 42", "your invoice"), ("foo.*bar", "a foo and a bar", "bar foo"),
+    ("(foo|bar)+", "xbarfoo", "baz"), (r"(\d{1,3}\.){3}\d+", "from 10.0.0.1", "from 10.0.1"),
+    (r"^[a-z.]+@x\.com$", "jane.doe@x.com", "jane@x.community")])
+def test_ordinary_regexes_are_accepted(pattern, hit, miss):
+    accepted = rule("subject", "regex", pattern)
+    assert validate_rule(accepted) is None
+    compiled = compile_rules([accepted])
+    # Accepted means usable: the pattern matches what it says and nothing else.
+    assert evaluate(message(subject=hit), compiled).rule_id == 1
+    assert evaluate(message(subject=miss), compiled).rule_id is None
 
 
 def test_compile_rules_names_the_bad_rule():
