@@ -53,6 +53,9 @@ class Config:
     # Shared secret the Roundcube plugin presents when it redeems an autologin token.
     BRIDGE_SECRET = os.environ.get("BRIDGE_SECRET")
     AUTOLOGIN_TOKEN_TTL = env_int("AUTOLOGIN_TOKEN_TTL", 60)
+    # Retention of the tables anyone can make grow, pruned hourly by the worker (app/services/retention.py).
+    AUTOLOGIN_EVENT_RETENTION_DAYS = env_int("AUTOLOGIN_EVENT_RETENTION_DAYS", 90)
+    AUTOLOGIN_TOKEN_RETENTION_HOURS = env_int("AUTOLOGIN_TOKEN_RETENTION_HOURS", 24)
     LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
     LOGIN_LOCK_SECONDS = env_int("LOGIN_LOCK_SECONDS", 300)
     # Failed logins of one account from every address before addresses that failed for it are held back.

@@ -16,6 +16,8 @@ PERIODIC = {
     "check-alerts": (60, "app.services.alerts.scheduled_check"),
     # Asks only the mailboxes whose count is older than the mail configuration's refresh interval.
     "refresh-unread-counts": (30, "app.services.autologin.unread.scheduled_refresh"),
+    # Autologin events and tokens, and login-throttle counters, past their retention (app/services/retention.py).
+    "prune-tables": (3600, "app.services.retention.scheduled_prune"),
 }
 
 
