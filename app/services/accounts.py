@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -24,13 +23,12 @@ from app.extensions import db
 from app.models import User
 from app.services import login_throttle
 from app.services.records import is_valid_email
+from app.services.validation import has_control_chars
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 200
 LOCKED_MESSAGE = "Too many failed logins. Wait a few minutes and try again."
 _SESSION_ID = re.compile(r"([0-9]{1,10}):([0-9]{1,10})", re.ASCII)
-# Control and format characters, line and paragraph separators: never part of a name a person types.
-_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class AccountError(ValueError):
@@ -50,7 +48,7 @@ def _check_username(username: str) -> str:
     username = (username or "").strip()
     if not username or len(username) > 80:
         raise AccountError("A username of 1 to 80 characters is required.")
-    if any(unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in username):
+    if has_control_chars(username):
         raise AccountError("A username has no control characters (line breaks, tabs, escapes…).")
     return username
 
@@ -86,7 +84,7 @@ def create_user(username: str, password: str, *, admin: bool = False, email: str
     password = _check_password(password)
     email = _check_email(email)
     full_name = (full_name or "").strip()
-    if len(full_name) > 200 or any(unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in full_name):
+    if len(full_name) > 200 or has_control_chars(full_name):
         raise AccountError("A full name has at most 200 characters and no control characters.")
     if find_user(username) is not None:
         raise AccountError(f"The username {username!r} is taken.")

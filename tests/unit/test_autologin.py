@@ -22,6 +22,8 @@ from app.services.autologin import handoff as mailbox_handoff
 from app.services.autologin import unread as unread_counts
 from roundcube_bridge import tokens
 from tests import factories
+from tests.ci import unavailable
+from tests.conftest import postgresql_only
 
 MAILBOX_PASSWORD = "s3cret-mailbox-pw"
 SECRET_HEADERS = {tokens.SECRET_HEADER: "test-bridge-secret"}
@@ -209,9 +211,8 @@ def test_disabled_mailbox_is_not_offered_nor_opened(app, user):
         mailbox_handoff.open_mailbox(user, box.id, None)
 
 
+@postgresql_only  # in-memory SQLite is one connection: there is no race to have there
 def test_concurrent_redeems_spend_a_token_once(app, user, mailbox):
-    if db.engine.dialect.name == "sqlite" and db.engine.url.database in (None, "", ":memory:"):
-        pytest.skip("in-memory SQLite is one connection; the race needs PostgreSQL or a file database")
     grant(mailbox, user)
     token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
     results, barrier = [], threading.Barrier(4)
@@ -620,7 +621,7 @@ PLUGIN_DIR = Path(__file__).resolve().parents[2] / "roundcube_bridge" / "plugin"
 def test_plugin_files_are_valid_php(name):
     php = shutil.which("php")
     if php is None:
-        pytest.skip("PHP is not installed (scripts/install.sh installs it with Roundcube)")
+        unavailable("PHP is not installed (scripts/install.sh installs it with Roundcube)")
     result = subprocess.run([php, "-l", str(PLUGIN_DIR / name)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
 
