@@ -65,6 +65,9 @@ class Config:
     # Reverse proxies in front of the app that set X-Forwarded-For/-Proto; 0 trusts no such header.
     TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
     MAIL_CONNECT_TIMEOUT = env_int("MAIL_CONNECT_TIMEOUT", 10)
+    # CSV imports are refused as a whole past these (flask records import).
+    IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+    IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 200_000)
     MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     WTF_CSRF_TIME_LIMIT = None
     SESSION_COOKIE_HTTPONLY = True

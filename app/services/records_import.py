@@ -7,17 +7,24 @@ invalid e-mail address, or with an address already used (earlier in the file
 or by a stored record of that type) is skipped and reported with its line
 number and the reason. Good rows are inserted in chunks with one statement per
 chunk, in one transaction: an import is stored whole or not at all.
+
+The file is read as a stream, a line at a time, and refused as a whole (nothing
+stored) past ``IMPORT_MAX_BYTES`` (50 MiB), past ``IMPORT_MAX_ROWS`` rows
+(200,000), or at a line longer than 1 MiB, which no file of records has (a
+device such as /dev/zero, or a binary file): the message says which limit.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, insert, select
 
 from app.extensions import db
@@ -26,6 +33,10 @@ from app.models.base import normalize_email, utcnow
 from app.services.records import is_valid_email
 
 CHUNK_SIZE = 1000
+MAX_BYTES = 50 * 1024 * 1024  # IMPORT_MAX_BYTES
+MAX_ROWS = 200_000  # IMPORT_MAX_ROWS
+MAX_LINE_BYTES = 1024 * 1024
+_READ = 64 * 1024
 # Header spellings people use for the same column.
 ALIASES = {"e_mail": "email", "mail": "email", "firstname": "first_name", "lastname": "last_name",
            "first": "first_name", "last": "last_name", "company_name": "company", "organisation": "organization",
@@ -97,23 +108,72 @@ def _header_name(raw: str) -> str:
     return ALIASES.get(name, name)
 
 
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ImportFailed(f"The file is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}). "
-                           "Save it as “CSV UTF-8” and import it again.") from exc
+def _size_text(n: int) -> str:
+    return f"{n / (1024 * 1024):.0f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
 
 
-def _source_text(source: bytes | str | Path) -> str:
-    """The file's text, whether given as a path, its bytes or its text (a byte-order mark dropped)."""
+def _too_big(max_bytes: int) -> ImportFailed:
+    return ImportFailed(f"The file is larger than {_size_text(max_bytes)}, the most one import reads "
+                        "(IMPORT_MAX_BYTES). Nothing was imported: split the file and import the parts.")
+
+
+def _binary_lines(stream, max_bytes: int) -> Iterator[str]:
+    """Decoded lines (UTF-8, a byte-order mark dropped) of a binary stream, within the limits."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    total, line_no, pending = 0, 1, []
+    pending_bytes = 0
+    while True:
+        piece = stream.readline(_READ)
+        total += len(piece)
+        if total > max_bytes:
+            raise _too_big(max_bytes)
+        try:
+            text = decoder.decode(piece, final=not piece)
+        except UnicodeDecodeError as exc:
+            raise ImportFailed(f"The file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line_no}). "
+                               "Save it as “CSV UTF-8” and import it again.") from exc
+        if not piece:
+            if pending or text:
+                yield "".join(pending) + text
+            return
+        pending.append(text)
+        pending_bytes += len(piece)
+        if piece.endswith(b"\n"):
+            yield "".join(pending)
+            pending, pending_bytes = [], 0
+            line_no += 1
+        elif pending_bytes > MAX_LINE_BYTES:
+            raise ImportFailed(f"Line {line_no} is longer than {_size_text(MAX_LINE_BYTES)}: this is not a CSV file of "
+                               "records (a device or a binary file?). Nothing was imported.")
+
+
+def _source_lines(source: bytes | str | Path, max_bytes: int) -> Iterable[str]:
+    """The file's lines, whether given as a path, its bytes or its text, read as a stream."""
     if isinstance(source, Path):
         try:
-            source = source.read_bytes()
+            stream = source.open("rb")
         except OSError as exc:
             raise ImportFailed(f"Cannot read {source}: {exc.strerror or exc}.") from exc
-    return _decode(source) if isinstance(source, bytes) else source.removeprefix("\ufeff")
+        return _closing_lines(stream, max_bytes, source)
+    if isinstance(source, bytes):
+        return _binary_lines(io.BytesIO(source), max_bytes)
+    if len(source) > max_bytes:
+        raise _too_big(max_bytes)
+    return io.StringIO(source.removeprefix("\ufeff"), newline="")
+
+
+def _closing_lines(stream, max_bytes: int, path: Path) -> Iterator[str]:
+    with stream:
+        try:
+            size = path.stat().st_size if path.is_file() else 0
+        except OSError:
+            size = 0
+        if size > max_bytes:  # a regular file says its size: refused before reading a byte
+            raise _too_big(max_bytes)
+        try:
+            yield from _binary_lines(stream, max_bytes)
+        except OSError as exc:
+            raise ImportFailed(f"Cannot read {path}: {exc.strerror or exc}.") from exc
 
 
 def _columns(reader: Iterator[list[str]], spec: _Kind, report: ImportReport) -> dict[str, int]:
@@ -136,9 +196,11 @@ def _columns(reader: Iterator[list[str]], spec: _Kind, report: ImportReport) -> 
     return positions
 
 
-def _rows(reader: Any, positions: dict[str, int], report: ImportReport) -> Iterator[tuple[int, dict[str, str]]]:
+def _rows(reader: Any, positions: dict[str, int], report: ImportReport,
+          max_rows: int) -> Iterator[tuple[int, dict[str, str]]]:
     """(line where the row starts, {column: cell}) for every non-blank row; unreadable rows are skipped."""
     previous_end = reader.line_num
+    rows = 0
     while True:
         try:
             cells = next(reader)
@@ -151,20 +213,31 @@ def _rows(reader: Any, positions: dict[str, int], report: ImportReport) -> Itera
         line = previous_end + 1  # a quoted cell may span lines: report where the row starts
         previous_end = reader.line_num
         if any(c.strip() for c in cells):
+            rows += 1
+            if rows > max_rows:
+                raise ImportFailed(f"The file has more than {max_rows:,} rows, the most one import takes "
+                                   "(IMPORT_MAX_ROWS). Nothing was imported: split the file and import the parts.")
             yield line, {col: (cells[i] if i < len(cells) else "") for col, i in positions.items()}
 
 
-def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = CHUNK_SIZE) -> ImportReport:
-    """Import a CSV file (a path, its bytes, or its text) of ``kind`` (contacts, organizations or leads)."""
+def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = CHUNK_SIZE,
+                   max_bytes: int | None = None, max_rows: int | None = None) -> ImportReport:
+    """Import a CSV file (a path, its bytes, or its text) of ``kind`` (contacts, organizations or leads).
+
+    ``max_bytes`` and ``max_rows`` default to the app's IMPORT_MAX_BYTES and IMPORT_MAX_ROWS; past
+    either, the import is refused as a whole with ``ImportFailed`` naming the limit.
+    """
     if kind not in KINDS:
         raise ImportFailed(f"Unknown record type {kind!r}: use contacts, organizations or leads.")
     spec = KINDS[kind]
-    reader = csv.reader(io.StringIO(_source_text(source), newline=""))
+    max_bytes = max_bytes or int(current_app.config.get("IMPORT_MAX_BYTES", MAX_BYTES))
+    max_rows = max_rows or int(current_app.config.get("IMPORT_MAX_ROWS", MAX_ROWS))
+    reader = csv.reader(_source_lines(source, max_bytes))
     report = ImportReport(kind)
     positions = _columns(reader, spec, report)
     importer = _Importer(kind, spec, report, chunk_size)
     try:
-        for line, row in _rows(reader, positions, report):
+        for line, row in _rows(reader, positions, report, max_rows):
             importer.add(line, row)
         importer.flush()
         db.session.commit()

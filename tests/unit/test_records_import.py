@@ -126,3 +126,62 @@ def test_control_characters_in_cells_become_spaces(app):
     assert report.imported == 1
     lead = Lead.query.one()
     assert (lead.name, lead.company) == ("Acme Lead", "Big Co")
+
+
+def test_an_endless_device_is_refused_quickly_in_bounded_memory(tmp_path):
+    """`records import contacts /dev/zero` grew to 5 GB: it must stop at once and say why."""
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": "/usr/bin:/bin", "CM_ENV": "development", "CM_INSTANCE_PATH": str(tmp_path),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'import.db'}", "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=root, env=env,
+                   check=True, capture_output=True, timeout=120)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "records", "import", "contacts",
+                             "/dev/zero"], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Line 1 is longer than 1 MiB" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    # The flask process with the app loaded takes about 100 MB; reading /dev/zero must add next to nothing.
+    assert max(peak_kb, before) < 400 * 1024, f"peak {peak_kb / 1024:.0f} MB"
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(app, runner, tmp_path):
+    app.config["IMPORT_MAX_BYTES"] = 1000
+    path = tmp_path / "leads.csv"
+    path.write_text("name,email\n" + "".join(f"Lead {i},lead{i}@x.test\n" for i in range(100)))
+    result = runner.invoke(args=["records", "import", "leads", str(path)])
+    assert result.exit_code == 1 and "larger than 1,000 bytes" in result.output, result.output
+    assert "IMPORT_MAX_BYTES" in result.output and Lead.query.count() == 0
+
+
+def test_a_stream_over_the_size_limit_is_refused_while_read(app):
+    body = ("name,email\n" + "".join(f"Lead {i},lead{i}@x.test\n" for i in range(100))).encode()
+    with pytest.raises(ImportFailed, match="larger than 1,000 bytes.*Nothing was imported"):
+        import_records("leads", body, max_bytes=1000, chunk_size=10)
+    assert Lead.query.count() == 0
+
+
+def test_too_many_rows_are_refused_as_a_whole(app, runner, tmp_path):
+    app.config["IMPORT_MAX_ROWS"] = 50
+    path = tmp_path / "leads.csv"
+    path.write_text("name,email\n" + "".join(f"Lead {i},lead{i}@x.test\n" for i in range(51)))
+    result = runner.invoke(args=["records", "import", "leads", str(path)])
+    assert result.exit_code == 1 and "more than 50 rows" in result.output and "IMPORT_MAX_ROWS" in result.output
+    assert Lead.query.count() == 0
+    path.write_text("name,email\n" + "".join(f"Lead {i},lead{i}@x.test\n" for i in range(50)))
+    assert runner.invoke(args=["records", "import", "leads", str(path)]).exit_code == 0
+    assert Lead.query.count() == 50
+
+
+def test_a_bad_byte_far_into_a_streamed_file_names_its_line(app, tmp_path):
+    path = tmp_path / "leads.csv"
+    lines = ["name,email\n"] + [f"Lead {i},lead{i}@x.test\n" for i in range(5000)]
+    path.write_bytes("".join(lines).encode() + b"Jos\xe9,j@x.test\n")
+    with pytest.raises(ImportFailed, match="byte 0xe9 on line 5002"):
+        import_records("leads", path)
+    assert Lead.query.count() == 0
