@@ -53,6 +53,9 @@ class Config:
     # Shared secret the Roundcube plugin presents when it redeems an autologin token.
     BRIDGE_SECRET = os.environ.get("BRIDGE_SECRET")
     AUTOLOGIN_TOKEN_TTL = env_int("AUTOLOGIN_TOKEN_TTL", 60)
+    # Hand-offs one user may start within AUTOLOGIN_MINT_WINDOW seconds (each mints a token).
+    AUTOLOGIN_MINT_LIMIT = env_int("AUTOLOGIN_MINT_LIMIT", 10)
+    AUTOLOGIN_MINT_WINDOW = env_int("AUTOLOGIN_MINT_WINDOW", 60)
     # Retention of the tables anyone can make grow, pruned hourly by the worker (app/services/retention.py).
     AUTOLOGIN_EVENT_RETENTION_DAYS = env_int("AUTOLOGIN_EVENT_RETENTION_DAYS", 90)
     AUTOLOGIN_TOKEN_RETENTION_HOURS = env_int("AUTOLOGIN_TOKEN_RETENTION_HOURS", 24)

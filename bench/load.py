@@ -12,7 +12,7 @@ It sets up everything it needs in a temporary folder and stops by itself:
   of that mailbox while the load runs.
 
 Each client logs in once as its user, then loops until the deadline over: the start page, the e-mail
-list, one e-mail's page, Virtual desk → Mailbox, and the hand-off (POST /bridge/open → 303 to
+list, one e-mail's page, Virtual desk → Mailbox, and the hand-off (POST /bridge/open → the page that posts to
 Roundcube, not followed). It prints requests, errors, p50/p95 latency per kind and overall, and the
 scan's result, and writes them as JSON (``--json``). Exit status 1 when any request failed (a 5xx, a
 connection error or an unexpected status) or when the scan did not store every message exactly once.
@@ -125,10 +125,10 @@ def _client(base: str, username: str, account_id: int, email_id: int, deadline: 
         if home is not None and home.status_code == 200:
             match = _CSRF.search(home.text)
             token = next(g for g in match.groups() if g) if match else token
-            answer = call("hand-off", "POST", f"/bridge/open/{account_id}", (303,), data={"csrf_token": token})
-            if answer is not None and answer.status_code == 303 and \
-                    not answer.headers.get("Location", "").startswith(roundcube + "?_autologin="):
-                stats.add("hand-off", 0.0, f"redirect to {answer.headers.get('Location')!r}")
+            answer = call("hand-off", "POST", f"/bridge/open/{account_id}", (200,), data={"csrf_token": token})
+            if answer is not None and answer.status_code == 200 and \
+                    (f'action="{roundcube}"' not in answer.text or 'name="_autologin"' not in answer.text):
+                stats.add("hand-off", 0.0, "no hand-off form to Roundcube on the page")
 
 
 def run(args) -> dict:
@@ -151,7 +151,9 @@ def run(args) -> dict:
            "DATABASE_URL": f"sqlite:///{tmp / 'load.db'}", "SECRET_KEY": secrets.token_urlsafe(32),
            "MAIL_ENCRYPTION_KEY": "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=",
            "BRIDGE_SECRET": secrets.token_urlsafe(24), "REDIS_URL": redis_url, "QUEUE_MODE": "redis",
-           "ROUNDCUBE_URL": roundcube, "LOG_LEVEL": "WARNING", "LOGIN_MAX_FAILURES": "1000"}
+           "ROUNDCUBE_URL": roundcube, "LOG_LEVEL": "WARNING", "LOGIN_MAX_FAILURES": "1000",
+           # Each client clicks far more often than a person: the per-user minting limit is not what is measured.
+           "AUTOLOGIN_MINT_LIMIT": "1000000"}
     app = create_app("development", SQLALCHEMY_DATABASE_URI=env["DATABASE_URL"], SECRET_KEY=env["SECRET_KEY"],
                      MAIL_ENCRYPTION_KEY=env["MAIL_ENCRYPTION_KEY"], BRIDGE_SECRET=env["BRIDGE_SECRET"],
                      REDIS_URL=redis_url, QUEUE_MODE="redis", INSTANCE_PATH=str(tmp), ROUNDCUBE_URL=roundcube)

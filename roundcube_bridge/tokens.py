@@ -1,8 +1,11 @@
-"""One-time hand-off tokens: minting, hashing, expiry and the shared-secret check.
+"""One-time hand-off tokens: minting, hashing, expiry, the browser binding and the shared-secret check.
 
 Pure functions, no Flask: the service layer (app.services.autologin.handoff) stores
 the hashes and does the compare-and-set redeem; this module only knows how a
-token looks, how it is hashed and how long it lives.
+token looks, how it is hashed, how long it lives, and how the confirmation that
+binds it to one browser is computed. The Roundcube plugin computes the same
+confirmation in PHP (``hash_hmac('sha256', 'bound:' . <token hash> . ':' .
+<browser hash>, <secret>)``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from datetime import datetime, timedelta
 TOKEN_BYTES = 32
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 SECRET_HEADER = "X-Bridge-Secret"
+# The plugin's browser key: 32 random bytes as hex, kept in a Roundcube cookie; hashes are SHA-256 hex too.
+HEX64_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,26 @@ def secret_matches(presented: str | None, expected: str | None) -> bool:
     if not expected or presented is None:
         return False
     return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+def looks_like_hex64(value: str | None) -> bool:
+    """True for 64 lower-case hex characters (a browser key, its hash, or a confirmation)."""
+    return isinstance(value, str) and HEX64_PATTERN.fullmatch(value) is not None
+
+
+def hash_browser(key: str) -> str:
+    """SHA-256 hex of the plugin's browser key: what the product stores and sees in the bind URL."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def confirmation(secret: str, token_hash: str, browser_hash: str) -> str:
+    """The proof, for the plugin, that the product bound this token to this browser (HMAC-SHA256 hex)."""
+    message = f"bound:{token_hash}:{browser_hash}".encode("ascii")
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def confirmation_matches(secret: str | None, token_hash: str, browser_hash: str, presented: str | None) -> bool:
+    """Constant-time check of a presented confirmation."""
+    if not secret or not looks_like_hex64(presented):
+        return False
+    return hmac.compare_digest(confirmation(secret, token_hash, browser_hash), presented)

@@ -5,13 +5,16 @@ scripts/roundcube.sh in a temporary folder) whose plugin redeems tokens at that 
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import socket
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
 from werkzeug.serving import make_server
 
 from app import create_app
@@ -26,6 +29,13 @@ from tests.ci import unavailable
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDCUBE_SH = ROOT / "scripts" / "roundcube.sh"
 PASSWORD = "correct horse battery"
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of the first form of a Flask page."""
+    match = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
 
 
 def free_port() -> int:
@@ -73,6 +83,31 @@ class Stack:
         with self.app.app_context():
             return mailbox_handoff.open_mailbox(db.session.get(User, user_id), account_id, "127.0.0.1")
 
+    def browser(self, username: str) -> requests.Session:
+        """A browser (a requests session) logged in to the Flask app as ``username``."""
+        session = requests.Session()
+        page = session.get(f"{self.flask_url}/login", timeout=10)
+        answer = session.post(f"{self.flask_url}/login", allow_redirects=False, timeout=30, data={
+            "username": username, "password": PASSWORD, "csrf_token": csrf_of(page.text)})
+        assert answer.status_code == 302, answer.text[:300]
+        return session
+
+    def click(self, session: requests.Session, account_id: int) -> tuple[str, str]:
+        """The mailbox button: POST /bridge/open/<id>; returns (Roundcube URL, token) of the hand-off form."""
+        page = session.get(f"{self.flask_url}/", timeout=10)
+        answer = session.post(f"{self.flask_url}/bridge/open/{account_id}", data={"csrf_token": csrf_of(page.text)},
+                              timeout=30)
+        assert answer.status_code == 200, answer.text[:300]
+        form = re.search(r'<form method="post" action="([^"]+)" data-autosubmit', answer.text)
+        token = re.search(r'name="_autologin" value="([A-Za-z0-9_-]+)"', answer.text)
+        assert form and token, answer.text[:500]
+        return html.unescape(form.group(1)), token.group(1)
+
+    def open_mailbox(self, session: requests.Session, account_id: int) -> requests.Response:
+        """The whole hand-off as a browser does it: click, post to Roundcube, bind, back to Roundcube."""
+        url, token = self.click(session, account_id)
+        return session.post(url, data={"_autologin": token}, timeout=60)
+
     def stop(self) -> None:
         for stop in reversed(self._stops):
             stop()
@@ -86,7 +121,9 @@ def start_stack(tmp_path: Path, *, default_imap: str = "127.0.0.1:1", default_sm
     flask_port, rc_port = free_port(), free_port()
     flask_url, rc_url = f"http://127.0.0.1:{flask_port}", f"http://127.0.0.1:{rc_port}/"
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'app.db'}",
-                     INSTANCE_PATH=str(tmp_path / "instance"), ROUNDCUBE_URL=rc_url)
+                     INSTANCE_PATH=str(tmp_path / "instance"), ROUNDCUBE_URL=rc_url,
+                     # The tests open mailboxes much faster than people do; the limit has its own test.
+                     AUTOLOGIN_MINT_LIMIT=10_000)
     with app.app_context():
         db.create_all()
     server = make_server("127.0.0.1", flask_port, app, threaded=True)

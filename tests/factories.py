@@ -141,3 +141,40 @@ def email(account=None, subject="Hello", from_addr="jane@acme.test", *, date=Non
     if commit:
         db.session.commit()
     return e
+
+
+# --- autologin hand-offs -------------------------------------------------------------------------
+
+_TOKEN_FIELD = re.compile(r'name="_autologin" value="([A-Za-z0-9_-]+)"')
+
+
+def handoff_token(response) -> str:
+    """The one-time token of a hand-off page (POST /bridge/open/<id>), as the page posts it to Roundcube."""
+    assert response.status_code == 200, response.status_code
+    match = _TOKEN_FIELD.search(response.get_data(as_text=True))
+    assert match, "no hand-off form on the page"
+    return match.group(1)
+
+
+def bind_token(token: str) -> tuple[str, str]:
+    """(browser key, confirmation): the bind step for the token's own user, as the browser and the plugin do it."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from app.models import AutologinToken
+    from app.services.autologin import handoff
+    from roundcube_bridge import tokens
+
+    row = db.session.scalar(select(AutologinToken).where(AutologinToken.token_hash == tokens.hash_token(token)))
+    assert row is not None, "no such token"
+    key = secrets.token_hex(32)
+    return key, handoff.bind(db.session.get(User, row.user_id), token, tokens.hash_browser(key))
+
+
+def redeem_bound(token: str, address: str | None = None):
+    """Bind ``token`` for its user, then redeem it (the whole hand-off, in process)."""
+    from app.services.autologin import handoff
+
+    key, confirmation = bind_token(token)
+    return handoff.redeem(token, address, browser_key=key, confirmation=confirmation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, jsonify, redirect, render_template, request
+from flask import current_app, jsonify, make_response, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from app.bridge.blueprint import bp
@@ -16,29 +16,61 @@ from roundcube_bridge import tokens
 log = logging.getLogger(__name__)
 
 
-def _roundcube_url(token: str) -> str:
+# The product's own copy of the token, for the bind step: only the browser that clicked has it.
+HANDOFF_COOKIE = "cm_autologin"
+BIND_PATH = "/bridge/bind"
+
+
+def _roundcube_url(**params: str) -> str:
     base = current_app.config["ROUNDCUBE_URL"]
-    return f"{base}{'&' if '?' in base else '?'}_autologin={token}"
+    if not params:
+        return base
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"{base}{'&' if '?' in base else '?'}{query}"
+
+
+def _private(response, status: int):
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.route("/open/<int:account_id>", methods=["POST"])
 @login_required
 def open_mailbox(account_id: int):
-    """Check the grant, mint a one-time token and send the browser to Roundcube with it."""
+    """Check the grant, mint a one-time token, and hand it to Roundcube through this browser.
+
+    The page posts the token to Roundcube (a form, sent at once by app.js): a POST body, so no URL and
+    no request log holds it. The same token goes into an HttpOnly cookie of this site that only the
+    bind step reads: the proof, later, that the browser arriving there is the one that clicked.
+    """
     try:
         token = mailbox_handoff.open_mailbox(current_user, account_id, request.remote_addr)
     except mailbox_handoff.AutologinRefused as exc:
-        return render_template("error.html", code=403, message=exc.message), 403
-    # The token travels in the URL because Roundcube is another site and a GET is what
-    # a new tab can open. That is acceptable for this value only: it is not the mailbox
-    # password, it opens nothing once redeemed (the plugin spends it on the very first
-    # request), it dies after AUTOLOGIN_TOKEN_TTL seconds anyway, and it is useless
-    # without the shared secret that only Roundcube's server holds. The password itself
-    # goes from Flask to Roundcube server-to-server and never through the browser.
-    response = redirect(_roundcube_url(token), code=303)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+        status = 429 if exc.reason == "too_many" else 403
+        return render_template("error.html", code=status, message=exc.message), status
+    response = make_response(render_template("bridge/handoff.html", token=token, roundcube_url=_roundcube_url()))
+    response.set_cookie(HANDOFF_COOKIE, token, max_age=int(current_app.config.get("AUTOLOGIN_TOKEN_TTL", 60)) + 5,
+                        path=BIND_PATH, httponly=True, samesite="Lax",
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return _private(response, 200)
+
+
+@bp.route("/bind")
+@login_required
+def bind():
+    """The browser back from Roundcube: bind the token of this browser's cookie to the plugin's browser key."""
+    token = request.cookies.get(HANDOFF_COOKIE)
+    try:
+        confirmation = mailbox_handoff.bind(current_user, token, request.args.get("browser"), request.remote_addr)
+    except mailbox_handoff.AutologinRefused as exc:
+        response = make_response(render_template("error.html", code=exc.status, message=exc.message))
+        status = exc.status
+    else:
+        response, status = redirect(_roundcube_url(_autologin_bound=confirmation)), 303
+    response.delete_cookie(HANDOFF_COOKIE, path=BIND_PATH)
+    return _private(response, status)
 
 
 @bp.route("/redeem", methods=["POST"])
@@ -54,11 +86,15 @@ def redeem():
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         body = {}
-    token = body.get("token") if isinstance(body.get("token"), str) else None
+
+    def text(name: str) -> str | None:
+        return body.get(name) if isinstance(body.get(name), str) else None
+
     # The browser's address as Roundcube saw it: where the hand-off came from, for the log.
-    address = body.get("client") if isinstance(body.get("client"), str) else client
+    address = text("client") or client
     try:
-        handoff = mailbox_handoff.redeem(token, address)
+        handoff = mailbox_handoff.redeem(text("token"), address, browser_key=text("browser"),
+                                         confirmation=text("confirmation"))
     except mailbox_handoff.AutologinRefused as exc:
         return _no_store(jsonify(ok=False, reason=exc.reason, message=exc.message), exc.status)
     return _no_store(jsonify(handoff.as_json()), 200)

@@ -131,6 +131,10 @@ class AutologinToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # SHA-256 of the key the Roundcube plugin set as a cookie in the browser that clicked; set once, by the
+    # product's bind step (which only that browser's session can pass). Redeem needs the key itself.
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
+    bound_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class AutologinEvent(db.Model):

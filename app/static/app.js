@@ -8,4 +8,11 @@
       event.preventDefault();
     }
   }, true);
+  // The mailbox hand-off page posts its one-time link to webmail at once (the button is there without script).
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.querySelector("form[data-autosubmit]");
+    if (form) {
+      form.submit();
+    }
+  });
 })();

@@ -300,6 +300,14 @@ def test_test_login_of_an_unconnected_oauth_scanner_says_connect_first(app, prov
     assert "not connected yet" in answer and "Connect account" in answer
 
 
+def _redeem(app, token: str):
+    """The plugin's redeem call for ``token``, bound to a browser as the bind step does it."""
+    key, confirmation = factories.bind_token(token)
+    return app.test_client().post("/bridge/redeem", headers={tokens_mod.SECRET_HEADER: app.config["BRIDGE_SECRET"]},
+                                  json={"token": token, "browser": key, "confirmation": confirmation,
+                                        "client": "127.0.0.1"})
+
+
 def test_handoff_of_an_oauth_mailbox_answers_with_a_fresh_access_token(app, provider, oauth_dovecot):
     login, _ = new_box(oauth_dovecot)
     account = scanner(oauth_server(app, provider, oauth_dovecot), login)
@@ -313,8 +321,7 @@ def test_handoff_of_an_oauth_mailbox_answers_with_a_fresh_access_token(app, prov
         mailbox_grants.set_grants(account.id, [alice.id])
     token = mailbox_handoff.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
 
-    response = app.test_client().post("/bridge/redeem", json={"token": token, "client": "127.0.0.1"},
-                                      headers={tokens_mod.SECRET_HEADER: app.config["BRIDGE_SECRET"]})
+    response = _redeem(app, token)
 
     body = response.get_json()
     assert response.status_code == 200, body
@@ -329,8 +336,7 @@ def test_handoff_of_an_oauth_mailbox_answers_with_a_fresh_access_token(app, prov
     provider.revoke_user(login)
     expire_stored_token(account.id)
     token = mailbox_handoff.open_mailbox(db.session.get(User, alice.id), account.id, "127.0.0.1")
-    refused = app.test_client().post("/bridge/redeem", json={"token": token, "client": "127.0.0.1"},
-                                     headers={tokens_mod.SECRET_HEADER: app.config["BRIDGE_SECRET"]})
+    refused = _redeem(app, token)
     assert refused.status_code == 409 and refused.get_json()["reason"] == "reconnect"
     db.session.expire_all()
     assert db.session.get(MailAccount, account.id).health == "reconnect"
@@ -360,9 +366,9 @@ def test_roundcube_opens_an_oauth_mailbox_with_xoauth2(provider, oauth_dovecot, 
             account_id = account.id
         user_id = stack.add_user("olivia")
         stack.grant(account_id, user_id)
-        session = requests.Session()
+        session = stack.browser("olivia")
 
-        page = session.get(stack.roundcube_url, params={"_autologin": stack.mint(user_id, account_id)}, timeout=30)
+        page = stack.open_mailbox(session, account_id)
 
         assert page.status_code == 200, roundcube_logs(stack)
         assert re.search(r'header-title username">([^<]+)<', page.text).group(1) == login

@@ -2,8 +2,10 @@
 
 A guessing run against /bridge/redeem hits the throttle; guesses without the
 shared secret are refused before any token is looked at; a token travels only
-in the JSON body, never accepted from the query string; a token for one user
-does nothing for another user's session.
+in the JSON body, never accepted from the query string; the hand-off page puts
+it in a form, never in a URL. What a foreign page can make a victim's browser
+send (the bind step with garbage, again and again) is refused without a row and
+never counts against anybody.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AutologinToken
+from app.models import AutologinEvent, AutologinToken
 from roundcube_bridge import tokens
 from tests import factories
 from tests.security import world
@@ -38,12 +40,20 @@ def w(app):
 def _mint(client, account_id: int) -> str:
     page = client.get("/")
     answer = client.post(f"/bridge/open/{account_id}", data={"csrf_token": factories.csrf_from(page)})
-    assert answer.status_code == 303
-    return re.search(r"_autologin=([A-Za-z0-9_-]+)", answer.headers["Location"]).group(1)
+    return factories.handoff_token(answer)
+
+
+_bound: dict[str, tuple[str, str]] = {}
 
 
 def _redeem(client, token: str, address: str = GUESSER, headers=SECRET):
-    return client.post("/bridge/redeem", json={"token": token, "client": address}, headers=headers)
+    """The plugin's call: for a real token, with the browser key and confirmation of its bind step."""
+    body = {"token": token, "client": address}
+    if db.session.scalar(select(AutologinToken.id).where(AutologinToken.token_hash == tokens.hash_token(token))):
+        if token not in _bound:
+            _bound[token] = factories.bind_token(token)
+        body["browser"], body["confirmation"] = _bound[token]
+    return client.post("/bridge/redeem", json=body, headers=headers)
 
 
 def test_a_guessing_run_over_http_hits_the_throttle(app, client, auth, w):
@@ -87,14 +97,34 @@ def test_the_token_is_only_read_from_the_json_body(client, auth, w):
     assert _redeem(client, good).status_code == 200
 
 
-def test_the_hand_off_redirect_leaks_nothing(client, auth, w):
+def test_the_hand_off_page_leaks_nothing_and_keeps_the_token_out_of_urls(client, auth, w):
     auth.login("alice")
     page = client.get("/")
     answer = client.post(f"/bridge/open/{w.granted.id}", data={"csrf_token": factories.csrf_from(page)})
-    assert answer.status_code == 303
-    assert "granted-pw-1" not in answer.headers["Location"] and "granted@corp.test" not in answer.headers["Location"]
+    assert answer.status_code == 200 and "Location" not in answer.headers
+    text = answer.get_data(as_text=True)
+    assert "granted-pw-1" not in text and "granted@corp.test" not in text
     assert answer.headers["Referrer-Policy"] == "no-referrer" and "no-store" in answer.headers["Cache-Control"]
+    token = factories.handoff_token(answer)
+    # In a form field (a POST body), in no link or form action.
+    assert not re.search(r'(href|src|action)="[^"]*' + re.escape(token), text)
     # Only the hash of the token is stored.
-    token = re.search(r"_autologin=([A-Za-z0-9_-]+)", answer.headers["Location"]).group(1)
     stored = db.session.scalars(select(AutologinToken.token_hash)).all()
     assert token not in stored and tokens.hash_token(token) in stored
+
+
+def test_what_a_foreign_page_can_make_a_browser_send_counts_against_nobody(app, client, auth, w):
+    """Garbage bind requests through the victim's own browser: refused, no row, no throttle for anybody."""
+    auth.login("alice")
+    limit = int(app.config.get("AUTOLOGIN_GUESS_LIMIT", 20))
+    before = db.session.scalar(select(func.count(AutologinEvent.id)))
+    for n in range(limit + 5):
+        client.set_cookie("cm_autologin", secrets.token_urlsafe(32), path="/bridge/bind")
+        answer = client.get(f"/bridge/bind?browser={secrets.token_hex(32) if n % 2 else 'junk'}")
+        # An unknown token, or no hand-off at all: answered as a link that does not exist.
+        assert answer.status_code == 404 and "Location" not in answer.headers
+    assert db.session.scalar(select(func.count(AutologinEvent.id))) == before
+    # alice's own hand-off right after goes through.
+    token = _mint(client, w.granted.id)
+    answer = _redeem(client, token, address="127.0.0.1")
+    assert answer.status_code == 200 and answer.get_json()["login"] == "granted@corp.test"

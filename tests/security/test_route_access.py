@@ -30,6 +30,7 @@ ACCESS: dict[str, str] = {
     "ops.metrics": TOKEN,
     "bridge.redeem": SECRET,
     "bridge.open_mailbox": USER,  # plus the grant check (403 without a grant), tested in test_autologin
+    "bridge.bind": USER,  # plus this browser's hand-off cookie and the token's own user (test_autologin_binding)
     "bridge.unread": USER,
     "desk.index": USER,
     "desk.mailbox": USER,

@@ -1,10 +1,8 @@
 """Sessions end for real: log-out, a password change and disabling a user make old cookies worthless.
 
 Each test keeps the cookies a browser (or a thief) had, ends the session the
-way a person would, and replays the cookies in a fresh client. Every request
-runs in an app context of its own, as in production: the test client would
-otherwise reuse the test's context, and with it the user flask-login loaded
-for the previous request (``g._login_user``).
+way a person would, and replays the cookies in a fresh client (a
+tests.clients.Browser: every request in an app context of its own).
 """
 
 from __future__ import annotations
@@ -14,38 +12,11 @@ import pytest
 from app.extensions import db
 from app.services import accounts
 from tests import factories
-
-
-class Browser:
-    """A test client whose every request gets a fresh app context (fresh ``g`` and database session)."""
-
-    def __init__(self, app):
-        self.app, self.client = app, app.test_client()
-
-    def get(self, url, **kwargs):
-        with self.app.app_context():
-            return self.client.get(url, **kwargs)
-
-    def post(self, url, **kwargs):
-        with self.app.app_context():
-            return self.client.post(url, **kwargs)
-
-    def get_cookie(self, name):
-        return self.client.get_cookie(name)
-
-    def set_cookie(self, name, value):
-        self.client.set_cookie(name, value)
-
-    def logout(self):
-        return self.post("/logout", data={"csrf_token": factories.csrf_from(self.get("/"))})
+from tests.clients import Browser
 
 
 def _login(browser, username: str, password: str = factories.PASSWORD, remember: bool = True):
-    token = factories.csrf_from(browser.get("/login"))
-    data = {"username": username, "password": password, "csrf_token": token}
-    if remember:
-        data["remember"] = "y"
-    answer = browser.post("/login", data=data)
+    answer = browser.login(username, password, remember=remember)
     assert answer.status_code == 302, answer.status_code
     return answer
 

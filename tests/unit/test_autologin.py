@@ -63,14 +63,19 @@ def open_via_client(client, account_id):
 
 
 def token_from(response) -> str:
-    assert response.status_code == 303
-    match = re.search(r"[?&]_autologin=([A-Za-z0-9_-]+)$", response.headers["Location"])
-    assert match, response.headers["Location"]
-    return match.group(1)
+    return factories.handoff_token(response)
+
+
+_bindings: dict[str, tuple[str, str]] = {}
 
 
 def redeem_via_client(client, token, headers=SECRET_HEADERS, client_address="203.0.113.7"):
-    return client.post("/bridge/redeem", json={"token": token, "client": client_address}, headers=headers)
+    """The plugin's redeem call, for a token bound (once) to a browser as the bind step does it."""
+    if token not in _bindings:
+        _bindings[token] = factories.bind_token(token)
+    key, confirmation = _bindings[token]
+    return client.post("/bridge/redeem", json={"token": token, "browser": key, "confirmation": confirmation,
+                                               "client": client_address}, headers=headers)
 
 
 def outcomes():
@@ -120,13 +125,13 @@ def test_token_is_one_time_and_only_its_hash_is_stored(app, user, mailbox):
     row = db.session.scalar(select(AutologinToken))
     assert row.token_hash == tokens.hash_token(token)
     assert token not in {row.token_hash}
-    handoff = mailbox_handoff.redeem(token, "198.51.100.1")
+    handoff = factories.redeem_bound(token, "198.51.100.1")
     assert handoff.login == "sales@corp.test" and handoff.password == MAILBOX_PASSWORD
     assert (handoff.imap_host, handoff.imap_port, handoff.imap_security) == ("imap.corp.test", 993, "ssl")
     assert (handoff.smtp_host, handoff.smtp_port, handoff.smtp_security, handoff.smtp_auth) == \
         ("smtp.corp.test", 465, "ssl", True)
     with pytest.raises(mailbox_handoff.AutologinRefused) as second:
-        mailbox_handoff.redeem(token, "198.51.100.1")
+        factories.redeem_bound(token, "198.51.100.1")
     assert second.value.reason == "used" and second.value.status == 410
     assert outcomes() == ["issued", "redeemed", "refused: used"]
 
@@ -138,9 +143,10 @@ def test_expired_token_is_refused(app, user, mailbox):
     row.expires_at = utcnow() - timedelta(seconds=1)
     db.session.commit()
     with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
-        mailbox_handoff.redeem(token, None)
+        factories.redeem_bound(token)
     assert refused.value.reason == "expired"
-    assert db.session.scalar(select(AutologinToken)).used_at is None
+    # A refused hand-off spends its token: it is never tried again.
+    assert db.session.scalar(select(AutologinToken)).used_at is not None
 
 
 def test_ttl_comes_from_configuration(app, user, mailbox, monkeypatch):
@@ -166,7 +172,7 @@ def test_token_is_bound_to_its_user_and_mailbox(app, user, mailbox):
     token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
     row = db.session.scalar(select(AutologinToken))
     assert (row.user_id, row.account_id) == (user.id, mailbox.id)
-    handoff = mailbox_handoff.redeem(token, None)
+    handoff = factories.redeem_bound(token)
     # The token opens the mailbox it was minted for, never another one of the user's.
     assert (handoff.account_id, handoff.login, handoff.imap_host) == (mailbox.id, "sales@corp.test", "imap.corp.test")
 
@@ -176,7 +182,7 @@ def test_revoked_grant_after_minting_is_refused(app, user, mailbox):
     token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
     mailbox_grants.set_grants(mailbox.id, [])
     with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
-        mailbox_handoff.redeem(token, None)
+        factories.redeem_bound(token)
     assert refused.value.reason == "revoked" and refused.value.status == 403
     assert outcomes()[-1] == "refused: revoked"
 
@@ -188,7 +194,7 @@ def test_revoked_grant_with_token_row_kept_says_revoked(app, user, mailbox):
     db.session.execute(AutologinGrant.__table__.delete())
     db.session.commit()
     with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
-        mailbox_handoff.redeem(token, None)
+        factories.redeem_bound(token)
     assert refused.value.reason == "revoked" and refused.value.status == 403
     assert outcomes()[-1] == "refused: revoked"
 
@@ -215,13 +221,14 @@ def test_disabled_mailbox_is_not_offered_nor_opened(app, user):
 def test_concurrent_redeems_spend_a_token_once(app, user, mailbox):
     grant(mailbox, user)
     token = mailbox_handoff.open_mailbox(user, mailbox.id, None)
+    key, confirmation = factories.bind_token(token)
     results, barrier = [], threading.Barrier(4)
 
     def attempt():
         with app.app_context():
             barrier.wait()
             try:
-                mailbox_handoff.redeem(token, None)
+                mailbox_handoff.redeem(token, None, browser_key=key, confirmation=confirmation)
                 results.append("ok")
             except mailbox_handoff.AutologinRefused as exc:
                 results.append(exc.reason)
@@ -243,11 +250,13 @@ def test_guessing_is_throttled(app, user, mailbox, monkeypatch):
             mailbox_handoff.redeem(tokens.mint(utcnow(), 60).value, "203.0.113.50")
     grant(mailbox, user)
     good = mailbox_handoff.open_mailbox(user, mailbox.id, None)
+    key, confirmation = factories.bind_token(good)
     with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
-        mailbox_handoff.redeem(good, "203.0.113.50")
+        mailbox_handoff.redeem(good, "203.0.113.50", browser_key=key, confirmation=confirmation)
     assert refused.value.reason == "throttled" and refused.value.status == 429
     # Another address is not affected.
-    assert mailbox_handoff.redeem(good, "203.0.113.51").login == "sales@corp.test"
+    assert mailbox_handoff.redeem(good, "203.0.113.51", browser_key=key,
+                                  confirmation=confirmation).login == "sales@corp.test"
 
 
 def test_host_that_roundcube_would_expand_is_never_handed_out(app, user):
@@ -255,20 +264,26 @@ def test_host_that_roundcube_would_expand_is_never_handed_out(app, user):
     grant(box, user)
     token = mailbox_handoff.open_mailbox(user, box.id, None)
     with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
-        mailbox_handoff.redeem(token, None)
+        factories.redeem_bound(token)
     assert refused.value.reason == "bad_server"
 
 
 # ---------------------------------------------------------------- HTTP: open and redeem
 
-def test_open_redirects_to_roundcube_with_a_one_time_token(app, client, auth, user, mailbox):
+def test_open_posts_a_one_time_token_to_roundcube_and_keeps_a_copy_for_the_bind_step(app, client, auth, user,
+                                                                                      mailbox):
     grant(mailbox, user)
     auth.login("alice")
     response = open_via_client(client, mailbox.id)
     token = token_from(response)
-    assert response.headers["Location"].startswith(app.config["ROUNDCUBE_URL"])
-    assert MAILBOX_PASSWORD not in response.headers["Location"]
-    assert response.headers["Cache-Control"] == "no-store"
+    page = response.get_data(as_text=True)
+    # A form that posts to Roundcube (sent by app.js): the token is in a POST body, never in a URL.
+    assert f'action="{app.config["ROUNDCUBE_URL"]}"' in page and "data-autosubmit" in page
+    assert "Location" not in response.headers and MAILBOX_PASSWORD not in page
+    assert response.headers["Cache-Control"] == "no-store" and response.headers["Referrer-Policy"] == "no-referrer"
+    cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("cm_autologin="))
+    assert f"cm_autologin={token};" in cookie and "Path=/bridge/bind" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     answer = redeem_via_client(client, token)
     assert answer.status_code == 200
     body = answer.get_json()
@@ -324,7 +339,8 @@ def test_redeem_uses_constant_time_compare(client, monkeypatch):
     seen = []
     real = hmac.compare_digest
     monkeypatch.setattr(tokens.hmac, "compare_digest", lambda a, b: seen.append(1) or real(a, b))
-    assert redeem_via_client(client, "x" * 43, headers={tokens.SECRET_HEADER: "nope"}).status_code == 401
+    answer = client.post("/bridge/redeem", json={"token": "x" * 43}, headers={tokens.SECRET_HEADER: "nope"})
+    assert answer.status_code == 401
     assert seen
 
 
@@ -547,7 +563,7 @@ def test_admin_pages_are_for_administrators_only(client, auth, user):
 def test_handoff_log_newest_first_and_paginated(app, client, auth, admin, user, mailbox, monkeypatch):
     grant(mailbox, user)
     for _ in range(3):
-        mailbox_handoff.redeem(mailbox_handoff.open_mailbox(user, mailbox.id, "192.0.2.1"), "192.0.2.1")
+        factories.redeem_bound(mailbox_handoff.open_mailbox(user, mailbox.id, "192.0.2.1"), "192.0.2.1")
     monkeypatch.setitem(app.config, "PER_PAGE", 4)
     auth.login("admin")
     html = client.get("/admin/handoffs").get_data(as_text=True)
@@ -607,7 +623,7 @@ def test_mailbox_without_a_secret_is_refused_with_reason(app, user):
     grant(box, user)
     token = mailbox_handoff.open_mailbox(user, box.id, None)
     with pytest.raises(mailbox_handoff.AutologinRefused) as refused:
-        mailbox_handoff.redeem(token, None)
+        factories.redeem_bound(token)
     assert refused.value.reason == "no_secret" and refused.value.status == 409
     assert outcomes()[-1] == "refused: no_secret"
 

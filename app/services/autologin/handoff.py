@@ -1,11 +1,23 @@
-"""The one-time hand-off from a mailbox button to Roundcube, and its log.
+"""The one-time hand-off from a mailbox button to Roundcube, bound to the browser that clicked, and its log.
 
-The flow: a user clicks a mailbox button → ``open_mailbox`` checks the grant and
-mints a one-time token (only its hash is stored) → the browser goes to
-Roundcube with it → the Roundcube plugin calls ``redeem`` server-to-server with
-the shared secret → the token is spent by compare-and-set, the grant is
-checked again, and only then are the mailbox's login, secret and IMAP/SMTP
-settings handed out. Every step, refusals included, is an ``AutologinEvent``.
+The flow (``docs/roundcube.md`` and ``docs/security.md`` say why each step is there):
+
+1. A user clicks a mailbox button → ``open_mailbox`` checks the grant and mints a
+   one-time token (only its hash is stored). The product gives the token to that
+   browser twice: in an HttpOnly cookie of its own (path /bridge/bind) and in a
+   form the page posts to Roundcube (a POST body, never a URL).
+2. The Roundcube plugin keeps the token with a random browser key in a Roundcube
+   cookie and sends the browser back to the product's /bridge/bind with the key's hash.
+3. ``bind``: the product reads the token from its own cookie, checks that the
+   logged-in user is the one it was minted for, records the browser key's hash on
+   the token, and sends the browser to Roundcube with a confirmation (an HMAC
+   under the shared secret) that the plugin checks before it calls the product.
+4. ``redeem``: the plugin calls the product server-to-server with the shared
+   secret, the token, the browser key and the confirmation; the token is spent by
+   compare-and-set, the grant is checked again, and only then are the mailbox's
+   login, secret and IMAP/SMTP settings handed out.
+
+Every step that concerns a known token, refusals included, is an ``AutologinEvent``.
 """
 
 from __future__ import annotations
@@ -40,6 +52,11 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "revoked": (403, "You are no longer allowed to open this mailbox. Ask an administrator."),
     "disabled": (403, "This mailbox is switched off. Ask an administrator."),
     "throttled": (429, "Too many invalid mailbox links from your address. Wait a few minutes."),
+    "too_many": (429, "You opened mailboxes very often in a short time. Wait a minute, then try again."),
+    # The link was opened in another browser than the one that clicked, or by another person: answered
+    # like a link that does not exist (404), as for objects of other users.
+    "wrong_browser": (404, "This mailbox link belongs to another browser or another person. Open the mailbox "
+                           "from Corporate Mailboxes in this browser."),
     "no_secret": (409, "This mailbox has no password stored. Ask an administrator to set it."),
     "bad_server": (409, "This mailbox's server settings are not usable. Ask an administrator to check them."),
     # OAuth 2.0 mailboxes: the provider refused the grant, or cannot be reached.
@@ -97,9 +114,21 @@ def _event(outcome: str, *, user_id: int | None = None, account_id: int | None =
 
 
 def record_refusal(reason: str, *, address: str | None = None) -> None:
-    """Record a refusal that happened before any token or user was known (e.g. a bad shared secret)."""
-    _event(f"refused: {reason}", address=address)
-    db.session.commit()
+    """Record a refusal that happened before any token or user was known (e.g. a bad shared secret).
+
+    At most one row per reason and address a minute: such calls come from anyone on the network,
+    and each one must not add a row (the log line of the request is kept either way).
+    """
+    outcome = f"refused: {reason}"[:40]
+    recent = db.session.scalar(select(AutologinEvent.id).where(
+        AutologinEvent.outcome == outcome, AutologinEvent.address == ((address or None) and address[:64]),
+        AutologinEvent.at > utcnow() - timedelta(seconds=60)).limit(1))
+    if recent is None:
+        _event(outcome, address=address)
+        db.session.commit()
+    else:
+        db.session.rollback()
+    log.info("autologin refused reason=%s address=%s", reason, address)
 
 
 # ---------------------------------------------------------------- hand-off
@@ -125,6 +154,10 @@ def open_mailbox(user: User, account_id: int, address: str | None) -> str:
         db.session.commit()
         raise AutologinRefused("reconnect")
     now = utcnow()
+    if _minting_too_fast(user.id, now):
+        _event("refused: too many", user_id=user.id, account_id=account.id, address=address)
+        db.session.commit()
+        raise AutologinRefused("too_many")
     minted = tokens.mint(now, current_app.config.get("AUTOLOGIN_TOKEN_TTL", 60))
     db.session.add(AutologinToken(token_hash=minted.token_hash, user_id=user.id, account_id=account.id,
                                   created_at=now, expires_at=minted.expires_at))
@@ -135,6 +168,58 @@ def open_mailbox(user: User, account_id: int, address: str | None) -> str:
     db.session.commit()
     log.info("autologin token issued user=%s mailbox=%s", user_id, mailbox_id)
     return minted.value
+
+
+def _minting_too_fast(user_id: int, now) -> bool:
+    """True when ``user_id`` minted AUTOLOGIN_MINT_LIMIT tokens within AUTOLOGIN_MINT_WINDOW seconds."""
+    limit = int(current_app.config.get("AUTOLOGIN_MINT_LIMIT", 10))
+    window = timedelta(seconds=int(current_app.config.get("AUTOLOGIN_MINT_WINDOW", 60)))
+    count = db.session.scalar(select(func.count(AutologinToken.id)).where(
+        AutologinToken.user_id == user_id, AutologinToken.created_at > now - window))
+    return (count or 0) >= limit
+
+
+def bind(user: User, token: str | None, browser_hash: str | None, address: str | None = None) -> str:
+    """Bind ``token`` (read from the product's own cookie) to the plugin's browser key; returns the confirmation.
+
+    Only the browser that clicked holds the cookie, and only its logged-in user
+    may bind: a token of someone else is spent and refused as "wrong_browser",
+    so a link passed to another person (login CSRF) opens nothing. A token is
+    bound once. An unknown or malformed value is refused without a row (anyone
+    can send one), with a log line.
+    """
+    if not tokens.looks_like_token(token) or not tokens.looks_like_hex64(browser_hash):
+        log.info("autologin bind refused: no hand-off cookie or browser key user=%s", user.id)
+        raise AutologinRefused("wrong_browser")
+    token_hash = tokens.hash_token(token)
+    now = utcnow()
+    row = db.session.scalar(select(AutologinToken).where(AutologinToken.token_hash == token_hash))
+    if row is None:
+        log.info("autologin bind refused: unknown token user=%s", user.id)
+        raise AutologinRefused("unknown")
+    if row.user_id != user.id:
+        _spend(row.id, now)
+        return _refuse("wrong_browser", user_id=user.id, account_id=row.account_id, address=address)
+    bound = db.session.execute(
+        update(AutologinToken)
+        .where(AutologinToken.id == row.id, AutologinToken.used_at.is_(None), AutologinToken.browser_hash.is_(None),
+               AutologinToken.expires_at > now)
+        .values(browser_hash=browser_hash, bound_at=now)
+        .execution_options(synchronize_session=False))
+    if bound.rowcount != 1:
+        db.session.rollback()
+        db.session.refresh(row)
+        reason = "expired" if row.used_at is None and row.expires_at <= now else "used"
+        _spend(row.id, now)
+        return _refuse(reason, user_id=row.user_id, account_id=row.account_id, address=address)
+    db.session.commit()
+    return tokens.confirmation(current_app.config["BRIDGE_SECRET"], token_hash, browser_hash)
+
+
+def _spend(token_id: int, now) -> None:
+    """Make a token unusable (a failed step spends it: it is never retried)."""
+    db.session.execute(update(AutologinToken).where(AutologinToken.id == token_id, AutologinToken.used_at.is_(None))
+                       .values(used_at=now).execution_options(synchronize_session=False))
 
 
 def _guessing(address: str | None) -> bool:
@@ -149,13 +234,16 @@ def _guessing(address: str | None) -> bool:
     return (count or 0) >= limit
 
 
-def redeem(token: str | None, address: str | None) -> Handoff:
-    """Spend ``token`` once and return the mailbox's login settings.
+def redeem(token: str | None, address: str | None, *, browser_key: str | None = None,
+           confirmation: str | None = None) -> Handoff:
+    """Spend ``token`` once, for the browser it was bound to, and return the mailbox's login settings.
 
-    ``address`` is where the browser came from (as Roundcube saw it), kept in
-    the event log. Raises AutologinRefused with the reason: unknown (forged or
-    malformed), used, expired, revoked (grant removed after minting), disabled,
-    throttled, no_secret, bad_server.
+    ``browser_key`` is the plugin's cookie value whose hash ``bind`` recorded, and
+    ``confirmation`` what ``bind`` returned; ``address`` is where the browser came
+    from (as Roundcube saw it), kept in the event log. Raises AutologinRefused with
+    the reason: unknown (forged or malformed), used, expired, wrong_browser (not
+    bound, or bound to another browser), revoked (grant removed after minting),
+    disabled, throttled, no_secret, bad_server. Every refusal of a known token spends it.
     """
     if _guessing(address):
         _event("refused: throttled", address=address)
@@ -165,19 +253,28 @@ def redeem(token: str | None, address: str | None) -> Handoff:
         return _refuse("unknown", address=address)
     token_hash = tokens.hash_token(token)
     now = utcnow()
-    # Compare-and-set: of two concurrent redeems of the same token only one
-    # UPDATE matches a row whose used_at is still NULL; the other gets rowcount 0.
+    browser_hash = tokens.hash_browser(browser_key) if tokens.looks_like_hex64(browser_key) else None
+    confirmed = browser_hash is not None and tokens.confirmation_matches(
+        current_app.config.get("BRIDGE_SECRET"), token_hash, browser_hash, confirmation)
+    # Compare-and-set: of two concurrent redeems of the same token only one UPDATE matches a row
+    # whose used_at is still NULL; the other gets rowcount 0. Only the browser it was bound to may spend it.
     spent = db.session.execute(
         update(AutologinToken)
         .where(AutologinToken.token_hash == token_hash, AutologinToken.used_at.is_(None),
-               AutologinToken.expires_at > now)
+               AutologinToken.expires_at > now, AutologinToken.browser_hash == browser_hash)
         .values(used_at=now)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)) if confirmed else None
     row = db.session.scalar(select(AutologinToken).where(AutologinToken.token_hash == token_hash))
-    if spent.rowcount != 1:
+    if spent is None or spent.rowcount != 1:
         if row is None:
             return _refuse("unknown", address=address)
-        reason = "used" if row.used_at is not None else "expired"
+        if row.used_at is not None:
+            reason = "used"
+        elif row.expires_at <= now:
+            reason = "expired"
+        else:
+            reason = "wrong_browser"
+        _spend(row.id, now)
         return _refuse(reason, user_id=row.user_id, account_id=row.account_id, address=address)
     account = db.session.get(MailAccount, row.account_id)
     user = db.session.get(User, row.user_id)

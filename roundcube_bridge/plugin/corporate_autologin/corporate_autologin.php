@@ -3,16 +3,28 @@
 /**
  * Corporate Mailboxes autologin for Roundcube.
  *
- * The product sends the browser here with ?_autologin=<one-time token>. This
- * plugin redeems the token server-to-server (POST to the product's
- * /bridge/redeem with the shared secret in a header) and, only if the product
- * answers with a mailbox, logs in to that mailbox's IMAP server and sends
- * through its SMTP server.
+ * A hand-off takes three steps in the user's browser, and one call server to server:
  *
- * Roundcube does not check a host that a plugin supplies in the authenticate
- * hook, so the IMAP and SMTP hosts come ONLY from the product's answer (which
- * only ever names configured mail servers), never from this request.
- * Requests without a token leave Roundcube's own login form untouched.
+ * 1. The product's page POSTs a one-time token here (_autologin, in the body: no URL or
+ *    request log ever holds it). This plugin keeps the token with a random browser key in
+ *    an HttpOnly cookie and sends the browser to the product's bind URL with the key's hash.
+ * 2. The product binds the token to that key, but only for the browser that clicked (its
+ *    own cookie) and only for the user the token was minted for, and sends the browser
+ *    back here with a confirmation: an HMAC of the token and key hashes under the shared
+ *    secret.
+ * 3. This plugin checks the confirmation against its cookie before anything else. A
+ *    request that does not carry one for this browser's cookie (a forged or foreign link,
+ *    an <img> on another site, a link opened in another browser) is refused here, without
+ *    calling the product and without touching the current Roundcube session.
+ * 4. Only then does it redeem the token (POST to the product's /bridge/redeem with the
+ *    shared secret in a header, the token, the browser key and the confirmation) and, if
+ *    the product answers with a mailbox, end the current session and log in to that
+ *    mailbox's IMAP server, sending through its SMTP server.
+ *
+ * Roundcube does not check a host that a plugin supplies in the authenticate hook, so
+ * the IMAP and SMTP hosts come ONLY from the product's answer (which only ever names
+ * configured mail servers), never from this request. Requests without a hand-off leave
+ * Roundcube's own login form untouched.
  */
 class corporate_autologin extends rcube_plugin
 {
@@ -20,11 +32,14 @@ class corporate_autologin extends rcube_plugin
     // (opening a second mailbox in the same browser switches the session).
 
     const TOKEN_PATTERN = '/^[A-Za-z0-9_-]{16,128}$/';
+    const HEX64_PATTERN = '/^[0-9a-f]{64}$/';
     const SESSION_KEY = 'corporate_autologin';
     const SECRET_HEADER = 'X-Bridge-Secret';
+    const COOKIE = 'corporate_autologin';
+    const COOKIE_SECONDS = 120;
 
-    /** @var string|null the token of this request, once it has the right shape */
-    private $token;
+    /** @var array|null [token, browser key, confirmation] of this request, once the confirmation checked out */
+    private $handoff;
 
     public function init()
     {
@@ -36,36 +51,89 @@ class corporate_autologin extends rcube_plugin
     }
 
     /**
-     * A request carrying a well-formed token becomes a login request.
+     * Step 1 (a posted token) or step 3 (a confirmation for this browser's cookie).
      */
     public function startup($args)
     {
-        $token = rcube_utils::get_input_string('_autologin', rcube_utils::INPUT_GET);
+        $token = rcube_utils::get_input_string('_autologin', rcube_utils::INPUT_POST);
         if (is_string($token) && preg_match(self::TOKEN_PATTERN, $token)) {
-            $this->token = $token;
+            $this->start_binding($token);  // does not return
+        }
+        $confirmation = rcube_utils::get_input_string('_autologin_bound', rcube_utils::INPUT_GET);
+        if (!is_string($confirmation) || $confirmation === '') {
+            return $args;
+        }
+        $cookie = isset($_COOKIE[self::COOKIE]) && is_string($_COOKIE[self::COOKIE]) ? $_COOKIE[self::COOKIE] : '';
+        rcube_utils::setcookie(self::COOKIE, '', time() - 3600);  // one hand-off per cookie
+        $parts = explode(':', $cookie);
+        if (count($parts) === 2 && preg_match(self::TOKEN_PATTERN, $parts[0])
+            && preg_match(self::HEX64_PATTERN, $parts[1]) && preg_match(self::HEX64_PATTERN, $confirmation)
+            && hash_equals(self::confirmation($this->secret(), $parts[0], $parts[1]), $confirmation)
+        ) {
+            $this->handoff = [$parts[0], $parts[1], $confirmation];
             $args['task'] = 'login';
             $args['action'] = 'login';
+        }
+        else {
+            // Not a hand-off this browser started: nothing is sent to the product, and whatever
+            // session this browser has stays as it is.
+            rcmail::get_instance()->output->show_message($this->message_for('not_this_browser'), 'warning');
         }
         return $args;
     }
 
     /**
-     * Redeem the token and fill in the mailbox's login; without a token, do nothing.
+     * The product's confirmation that a token was bound to a browser key (see roundcube_bridge/tokens.py).
+     */
+    public static function confirmation($secret, $token, $browser_key)
+    {
+        return hash_hmac('sha256', 'bound:' . hash('sha256', $token) . ':' . hash('sha256', $browser_key), $secret);
+    }
+
+    /**
+     * Keep the token with a new browser key in a cookie and send the browser to the product's bind step.
+     */
+    private function start_binding($token)
+    {
+        $rcmail = rcmail::get_instance();
+        $bind_url = (string) $rcmail->config->get('corporate_autologin_bind_url');
+        if ($bind_url === '' || $this->secret() === '') {
+            rcube::write_log('errors', 'corporate_autologin: corporate_autologin_bind_url or _secret is not configured');
+            $rcmail->output->show_message($this->message_for('unreachable'), 'error');
+            return;
+        }
+        $key = bin2hex(random_bytes(32));
+        rcube_utils::setcookie(self::COOKIE, $token . ':' . $key, time() + self::COOKIE_SECONDS);
+        $separator = strpos($bind_url, '?') === false ? '?' : '&';
+        header('Cache-Control: no-store');
+        header('Referrer-Policy: no-referrer');
+        header('Location: ' . $bind_url . $separator . 'browser=' . hash('sha256', $key), true, 303);
+        exit;
+    }
+
+    private function secret()
+    {
+        return (string) rcmail::get_instance()->config->get('corporate_autologin_secret');
+    }
+
+    /**
+     * Redeem the confirmed hand-off and fill in the mailbox's login; without one, do nothing.
      */
     public function authenticate($args)
     {
-        if ($this->token === null) {
+        if ($this->handoff === null) {
             return $args;
         }
         $rcmail = rcmail::get_instance();
-        $token = $this->token;
-        $this->token = null;
+        list($token, $key, $confirmation) = $this->handoff;
+        $this->handoff = null;
 
-        list($answer, $reason) = $this->redeem($token);
+        list($answer, $reason) = $this->redeem($token, $key, $confirmation);
 
-        // A hand-off always ends the current Roundcube session: on success the new
-        // mailbox replaces it, on failure the user must not silently stay in another
-        // mailbox than the one they clicked.
+        // Only now, with the outcome known, does the current session end: on success the new mailbox
+        // replaces it; on failure of a hand-off this browser itself started, the user must not silently
+        // stay in another mailbox than the one they clicked. A request that is not such a hand-off
+        // never gets here (see startup).
         $rcmail->kill_session();
 
         if ($answer === null) {
@@ -148,13 +216,13 @@ class corporate_autologin extends rcube_plugin
     }
 
     /**
-     * POST the token to the product; returns [answer, null] or [null, reason].
+     * POST the hand-off to the product; returns [answer, null] or [null, reason].
      */
-    private function redeem($token)
+    private function redeem($token, $key, $confirmation)
     {
         $rcmail = rcmail::get_instance();
         $url = (string) $rcmail->config->get('corporate_autologin_url');
-        $secret = (string) $rcmail->config->get('corporate_autologin_secret');
+        $secret = $this->secret();
         if ($url === '' || $secret === '') {
             rcube::write_log('errors', 'corporate_autologin: corporate_autologin_url or _secret is not configured');
             return [null, 'unreachable'];
@@ -167,7 +235,8 @@ class corporate_autologin extends rcube_plugin
             ]);
             $response = $client->post($url, [
                 'headers' => [self::SECRET_HEADER => $secret, 'Accept' => 'application/json'],
-                'json' => ['token' => $token, 'client' => rcube_utils::remote_addr()],
+                'json' => ['token' => $token, 'browser' => $key, 'confirmation' => $confirmation,
+                           'client' => rcube_utils::remote_addr()],
             ]);
         } catch (\Throwable $e) {
             // The exception text names the URL only; neither the token nor the secret is logged.
@@ -233,6 +302,13 @@ class corporate_autologin extends rcube_plugin
             case 'unknown':
                 return 'This mailbox link has expired or was already used. '
                     . 'Open the mailbox again from Corporate Mailboxes.';
+            case 'wrong_browser':
+            case 'not_this_browser':
+                return 'This mailbox link was not opened from Corporate Mailboxes in this browser, or it belongs to '
+                    . 'another person. Open the mailbox again from Corporate Mailboxes.';
+            case 'too_many':
+                return 'Too many mailboxes were opened in a short time. Wait a minute, then open the mailbox again '
+                    . 'from Corporate Mailboxes.';
             case 'revoked':
             case 'no_grant':
                 return 'You are no longer allowed to open this mailbox. Ask an administrator of Corporate Mailboxes.';
