@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import Boolean, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -11,6 +12,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
 from app.models.base import normalize_email, utcnow
+
+
+def password_hash_options() -> dict[str, str]:
+    """Keyword arguments for ``generate_password_hash``: the configured method, when one is."""
+    method = current_app.config.get("PASSWORD_HASH_METHOD") if has_app_context() else None
+    return {"method": method} if method else {}
 
 
 class User(UserMixin, db.Model):
@@ -31,8 +38,8 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_version or 0}"
 
     def set_password(self, password: str) -> None:
-        """Store a salted hash, never the password."""
-        self.password_hash = generate_password_hash(password)
+        """Store a salted hash, never the password (werkzeug's method, or ``PASSWORD_HASH_METHOD``)."""
+        self.password_hash = generate_password_hash(password, **password_hash_options())
 
     def check_password(self, password: str) -> bool:
         """True when ``password`` matches the stored hash."""

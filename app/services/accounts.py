@@ -21,6 +21,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
 from app.models import User
+from app.models.users import password_hash_options
 from app.services import login_throttle
 from app.services.records import is_valid_email
 from app.services.validation import has_control_chars
@@ -96,15 +97,15 @@ def create_user(username: str, password: str, *, admin: bool = False, email: str
     return user
 
 
-@lru_cache(maxsize=1)
-def _dummy_hash() -> str:
+@lru_cache(maxsize=4)
+def _dummy_hash(method: str | None) -> str:
     # Hashed the same way as real passwords, so that an unknown name costs as long as a known one.
-    return generate_password_hash(secrets.token_urlsafe(16))
+    return generate_password_hash(secrets.token_urlsafe(16), **({"method": method} if method else {}))
 
 
 def _password_matches(user: User | None, password: str) -> bool:
     if user is None:
-        check_password_hash(_dummy_hash(), password)
+        check_password_hash(_dummy_hash(password_hash_options().get("method")), password)
         return False
     return user.check_password(password)
 
