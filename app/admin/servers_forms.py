@@ -46,11 +46,16 @@ class ServerForm(FlaskForm):
     oauth_redirect_uri = StringField("Redirect URI",
                                      description="The address registered with the provider; optional.")
     visible = BooleanField("Active (offered when configuring scanners)", default=True)
+    max_connections = StringField("Connections per mailbox (at most)", default="10",
+                                  render_kw={"inputmode": "numeric"},
+                                  description="How many connections the watcher and a scan may hold to one mailbox "
+                                              "at once; the provider's own limit or less (Gmail allows 15). "
+                                              "Folders beyond them are checked by polling.")
 
     DATA_FIELDS = ("name", "imap_host", "imap_port", "imap_security", "smtp_host", "smtp_port", "smtp_security",
                    "smtp_auth", "validate_cert", "auth_method", "oauth_provider", "oauth_client_id",
                    "oauth_client_secret", "oauth_authorize_url", "oauth_token_url", "oauth_scopes",
-                   "oauth_redirect_uri", "visible")
+                   "oauth_redirect_uri", "visible", "max_connections")
 
     def values(self) -> dict:
         """The submitted values, keyed like the service's fields."""

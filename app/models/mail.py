@@ -41,6 +41,9 @@ class MailServer(db.Model):
     oauth_scopes: Mapped[str | None] = mapped_column(String(500))
     oauth_redirect_uri: Mapped[str | None] = mapped_column(String(500))
     visible: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The most connections the watcher opens to one mailbox at once (one more is left for its scan);
+    # providers limit them per account (Gmail: 15). Folders beyond them are polled over those it has.
+    max_connections: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

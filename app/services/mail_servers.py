@@ -29,6 +29,7 @@ from app.services.validation import (
     clean_bool,
     clean_choice,
     clean_host,
+    clean_int,
     clean_port,
     clean_url,
     collect,
@@ -61,12 +62,15 @@ OAUTH_PROVIDERS = {
 DEFAULTS = {
     "imap_port": 993, "imap_security": "ssl", "smtp_port": 465, "smtp_security": "ssl",
     "smtp_auth": True, "validate_cert": True, "auth_method": "password", "visible": True,
+    "max_connections": 10,
 }
+MAX_CONNECTIONS = (2, 1000)
 
 # Fields shown in the audit trail when they change (the client secret only as "changed").
 _AUDITED = ("name", "imap_host", "imap_port", "imap_security", "smtp_host", "smtp_port", "smtp_security",
             "smtp_auth", "validate_cert", "auth_method", "oauth_provider", "oauth_client_id",
-            "oauth_authorize_url", "oauth_token_url", "oauth_scopes", "oauth_redirect_uri", "visible")
+            "oauth_authorize_url", "oauth_token_url", "oauth_scopes", "oauth_redirect_uri", "visible",
+            "max_connections")
 
 # The OAuth 2.0 URLs of a server and their names in messages; the first two are required.
 _OAUTH_URLS = (("oauth_authorize_url", "authorize URL"), ("oauth_token_url", "token URL"),
@@ -205,6 +209,8 @@ def validate(data: Mapping, *, server: MailServer | None = None) -> dict:
     clean: dict = {"name": name, **_clean_endpoints(given, errors)}
     for key in ("smtp_auth", "validate_cert", "visible"):
         clean[key] = clean_bool(given(key))
+    clean["max_connections"] = collect(errors, "max_connections", clean_int, given("max_connections"),
+                                       "Connections per mailbox", *MAX_CONNECTIONS)
     clean["auth_method"] = collect(errors, "auth_method", clean_choice, given("auth_method") or "password",
                                    AUTH_METHODS, "authentication method")
     clean.update(_clean_oauth(given, data.get("oauth_client_secret"), clean["auth_method"], errors))
