@@ -86,6 +86,21 @@ class Config:
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     # Bearer token for /metrics; unset means /metrics answers 404.
     METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    # The watcher (watcher.py): IDLE re-issued this often (RFC 2177 asks for less than 29 minutes);
+    # heartbeat and leases in Redis (a dead watcher's scanners are taken over within the lease);
+    # the scanners re-read this often; reconnects wait at most this long (doubling, with jitter).
+    WATCH_IDLE_RENEW_SECONDS = env_int("WATCH_IDLE_RENEW_SECONDS", 25 * 60)
+    WATCH_HEARTBEAT_SECONDS = env_int("WATCH_HEARTBEAT_SECONDS", 5)
+    WATCH_LEASE_SECONDS = env_int("WATCH_LEASE_SECONDS", 30)
+    WATCH_REFRESH_SECONDS = env_int("WATCH_REFRESH_SECONDS", 2)
+    WATCH_RECONNECT_MAX_SECONDS = env_int("WATCH_RECONNECT_MAX_SECONDS", 20)
+    WATCH_HEALTHY_SECONDS = env_int("WATCH_HEALTHY_SECONDS", 60)
+    # Folders without IDLE are polled at the check frequency of the mail configuration unless this is set.
+    WATCH_POLL_SECONDS = env_int("WATCH_POLL_SECONDS", 0) or None
+    # The schedule still scans a watched scanner this often, as a backstop (unwatched ones: check frequency).
+    WATCH_BACKSTOP_MINUTES = env_int("WATCH_BACKSTOP_MINUTES", 60)
+    # A run on another host whose RQ job is gone is taken for dead once its heartbeat is this old.
+    RUN_DEAD_GRACE_SECONDS = env_int("RUN_DEAD_GRACE_SECONDS", 120)
     ALERT_NO_SUCCESS_MINUTES = env_int("ALERT_NO_SUCCESS_MINUTES", 120)
     # Alert e-mails to administrators; unset host means alerts are only shown as a banner.
     ALERT_SMTP_HOST = os.environ.get("ALERT_SMTP_HOST") or None

@@ -102,8 +102,20 @@ def job_running(job_id: str, app: Flask | None = None) -> bool:
     return job.get_status(refresh=False) == JobStatus.STARTED and worker_alive(conn, job.worker_name)
 
 
-def enqueue_scan_job(app: Flask, account_id: int, trigger: str = "manual") -> str:
+def enqueue_scan_job(app: Flask, account_id: int, trigger: str = "manual", *, meta: dict | None = None) -> str:
     """Enqueue the scan job of ``account_id`` unless the same scan is already queued or running."""
+    return submit_scan_job(app, account_id, trigger, meta=meta)[0]
+
+
+def submit_scan_job(app: Flask, account_id: int, trigger: str = "manual", *,
+                    meta: dict | None = None) -> tuple[str, str]:
+    """Enqueue a scan like ``enqueue_scan_job``; returns (job id, what happened).
+
+    What happened is "queued" (a new job), "waiting" (the same scan was already waiting in the
+    queue: it will see everything there is now) or "running" (the same scan is running on a live
+    worker, and may have looked at the mailbox before the latest mail came). ``meta`` is added to
+    the new job's meta (the watcher's event time, for the delivery latency).
+    """
     conn = redis_connection(app)
     queue = get_queue(app)
     job_id = scan_job_id(account_id)
@@ -112,18 +124,19 @@ def enqueue_scan_job(app: Flask, account_id: int, trigger: str = "manual") -> st
             queue.enqueue_call(SCAN_JOB, args=(account_id, trigger), job_id=job_id, unique=True,
                                timeout=job_timeout(app), result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
                                retry=Retry(**SCAN_RETRY), description=f"scan of scanner {account_id}",
-                               meta={"account_id": account_id, "trigger": trigger})
-            return job_id
+                               meta={"account_id": account_id, "trigger": trigger, **(meta or {})})
+            return job_id, "queued"
         except DuplicateJobError:
             try:
                 job = Job.fetch(job_id, connection=conn)
             except NoSuchJobError:
                 continue  # it ended between the two calls: enqueue again
             if _active(conn, job):
-                return job_id  # the same scan is already on its way
+                # The same scan is already on its way.
+                return job_id, "running" if job.get_status(refresh=False) == JobStatus.STARTED else "waiting"
             # Finished, failed, or started on a worker that died: replace it.
             job.delete(remove_from_queue=True)
-    return job_id
+    return job_id, "running"  # it kept changing under us: the caller asks again
 
 
 def job_progress(app: Flask, account_id: int) -> tuple[dict, bool]:

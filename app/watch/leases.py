@@ -1,0 +1,100 @@
+"""Several watchers share the scanners through Redis: heartbeats, rendezvous hashing and leases.
+
+- Each watcher heartbeats into one sorted set (``cm:watch:watchers``, member = watcher id,
+  score = when its heartbeat runs out). A watcher whose score passed is dead.
+- A scanner belongs to the live watcher with the highest weight ``hash(watcher, scanner)``
+  (rendezvous or highest-random-weight hashing): adding a watcher moves only the scanners it
+  now wins, removing one moves only its own.
+- Before connecting, a watcher takes the scanner's lease (``SET NX PX``) and renews it on every
+  heartbeat; it drops the lease (and the connection) only when the scanner moved away. A dead
+  watcher's leases run out, and the new owners take them.
+
+These functions are synchronous (redis-py); the watcher calls them in a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+
+import redis
+
+PREFIX = "cm:watch"
+WATCHERS = f"{PREFIX}:watchers"
+
+# Renew only a lease that is still ours; release only our own.
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def lease_key(account_id: int) -> str:
+    """The Redis key of a scanner's watch lease (its value: the holding watcher's id)."""
+    return f"{PREFIX}:lease:{int(account_id)}"
+
+
+def heartbeat(conn: redis.Redis, watcher_id: str, ttl: float) -> list[str]:
+    """Say this watcher lives for ``ttl`` more seconds; returns the ids of every live watcher."""
+    now = time.time()
+    pipe = conn.pipeline()
+    pipe.zadd(WATCHERS, {watcher_id: now + ttl})
+    pipe.zremrangebyscore(WATCHERS, "-inf", now)
+    pipe.zrange(WATCHERS, 0, -1)
+    return sorted(w.decode() if isinstance(w, bytes) else w for w in pipe.execute()[2])
+
+
+def live_watchers(conn: redis.Redis) -> list[str]:
+    """The ids of the watchers whose heartbeat has not run out."""
+    return sorted(w.decode() if isinstance(w, bytes) else w
+                  for w in conn.zrangebyscore(WATCHERS, time.time(), "+inf"))
+
+
+def leave(conn: redis.Redis, watcher_id: str, held: Iterable[int]) -> None:
+    """A watcher stopping: its heartbeat and its leases go at once, so others take over now."""
+    release = conn.register_script(_RELEASE)
+    pipe = conn.pipeline()
+    pipe.zrem(WATCHERS, watcher_id)
+    for account_id in held:
+        release(keys=[lease_key(account_id)], args=[watcher_id], client=pipe)
+    pipe.execute()
+
+
+def weight(watcher_id: str, account_id: int) -> int:
+    """The rendezvous weight of a (watcher, scanner) pair: stable across processes and hosts."""
+    digest = hashlib.blake2b(f"{watcher_id}|{account_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def owner(account_id: int, watchers: Iterable[str]) -> str | None:
+    """The live watcher a scanner belongs to, or None when no watcher lives."""
+    return max(watchers, key=lambda w: weight(w, account_id), default=None)
+
+
+def sync_leases(conn: redis.Redis, watcher_id: str, wanted: Iterable[int], held: Iterable[int],
+                ttl: float) -> set[int]:
+    """Take or renew the leases of ``wanted``, release those of ``held`` no longer wanted.
+
+    Returns the scanners whose lease this watcher holds now. A lease another watcher still holds
+    (it has not let go yet, or died and its lease has not run out) is not taken.
+    """
+    wanted = sorted(set(wanted))
+    ms = max(1, int(ttl * 1000))
+    renew, release = conn.register_script(_RENEW), conn.register_script(_RELEASE)
+    pipe = conn.pipeline()
+    for account_id in wanted:
+        pipe.set(lease_key(account_id), watcher_id, nx=True, px=ms)
+        renew(keys=[lease_key(account_id)], args=[watcher_id, ms], client=pipe)
+    dropped = sorted(set(held) - set(wanted))
+    for account_id in dropped:
+        release(keys=[lease_key(account_id)], args=[watcher_id], client=pipe)
+    results = pipe.execute()
+    return {account_id for i, account_id in enumerate(wanted) if results[2 * i + 1]}
+
+
+def lease_holders(conn: redis.Redis, account_ids: Iterable[int]) -> dict[int, str]:
+    """Which watcher holds the lease of each of ``account_ids`` (scanners without one are left out)."""
+    ids = list(account_ids)
+    if not ids:
+        return {}
+    values = conn.mget([lease_key(a) for a in ids])
+    return {a: (v.decode() if isinstance(v, bytes) else v) for a, v in zip(ids, values, strict=True) if v}
