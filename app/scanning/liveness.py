@@ -31,6 +31,7 @@ RUN_UNRECORDED = ("The database was unavailable when the run ended, so its end c
                   "What was stored before is kept.")
 # A run on another host whose RQ job Redis does not know is taken for dead only once its heartbeat (written
 # every batch) is this old: a Redis restart without persistence forgets the jobs of runs still working.
+# RUN_DEAD_GRACE_SECONDS in the configuration changes it.
 RQ_GONE_GRACE = timedelta(minutes=2)
 
 _runs = ScanRun.__table__
@@ -87,6 +88,11 @@ def _rq_job_gone(job_id: str) -> bool:
         return False
 
 
+def _rq_gone_grace() -> timedelta:
+    seconds = current_app.config.get("RUN_DEAD_GRACE_SECONDS")
+    return timedelta(seconds=int(seconds)) if seconds is not None else RQ_GONE_GRACE
+
+
 def _is_dead(run_id: int, last_sign: datetime, runner: str | None, job_id: str | None, *,
              timed_out: datetime, rq_grace_over: datetime, current_job_id: str | None) -> bool:
     """The rules of ``close_dead_runs`` for one running run; ``last_sign`` is its heartbeat (or start)."""
@@ -117,7 +123,7 @@ def close_dead_runs(account_id: int | None = None, *, current_job_id: str | None
         query = query.where(ScanRun.account_id == account_id)
     dead = [run_id for run_id, heartbeat, started, runner, job_id in db.session.execute(query).all()
             if _is_dead(run_id, heartbeat or started, runner, job_id, timed_out=timed_out,
-                        rq_grace_over=now - RQ_GONE_GRACE, current_job_id=current_job_id)]
+                        rq_grace_over=now - _rq_gone_grace(), current_job_id=current_job_id)]
     closed = 0
     for run_id in dead:
         reason = RUN_UNRECORDED if _unrecorded_key(run_id) in _unrecorded else RUN_DIED

@@ -59,7 +59,26 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
             return {"status": "already_running", "run_id": busy.run_id}
         except ScanError as exc:  # the scanner was deleted meanwhile: nothing to retry
             return {"status": "gone", "message": str(exc)}
+        if job is not None and run.downloaded:
+            _record_latency(job)
         if run.status == "failed" and getattr(run, "failure_kind", None) in RETRYABLE_KINDS:
             raise ScanConnectionError(run.message)
         return {"status": run.status, "run_id": run.id, "downloaded": run.downloaded, "created": run.created,
                 "message": run.message}
+
+
+def _record_latency(job) -> None:
+    """A run a watcher asked for stored mail: add the time from the watcher's event to now."""
+    import time
+
+    from redis.exceptions import RedisError
+
+    from app.watch.telemetry import EVENT_META, record_latency
+
+    event_at = (job.meta or {}).get(EVENT_META)
+    if not event_at:
+        return
+    try:
+        record_latency(job.connection, time.time() - float(event_at))
+    except RedisError:  # a figure lost; the scan itself is done
+        pass

@@ -21,8 +21,12 @@ PERIODIC = {
 }
 
 
-def due_scanners(now=None) -> list[int]:
-    """Enabled, non-blocked scanners whose last run is older than the check frequency (or never ran)."""
+def due_scanners(now=None, watched: set[int] | None = None, backstop: timedelta | None = None) -> list[int]:
+    """Enabled, non-blocked scanners whose last run is older than the check frequency (or never ran).
+
+    A scanner in ``watched`` (a watcher listens to it: IDLE, NOTIFY or its own polling) is due only
+    once its last run is older than ``backstop``: the watcher enqueues its scans when mail comes.
+    """
     from app.extensions import db
     from app.models import MailAccount, MailSettings
     from app.models.base import utcnow
@@ -35,7 +39,27 @@ def due_scanners(now=None) -> list[int]:
                MailAccount.running_run_id.is_(None))
         .order_by(MailAccount.id)).all()
     db.session.commit()
-    return [aid for aid, last in rows if last is None or now - last >= every]
+    watched = watched or set()
+    backstop = max(backstop or timedelta(hours=1), every)
+    return [aid for aid, last in rows if last is None or now - last >= (backstop if aid in watched else every)]
+
+
+def watched_scanners(app: Flask) -> set[int]:
+    """The scanners a live watcher listens to (none when Redis cannot say: they are all polled)."""
+    from redis.exceptions import RedisError
+
+    from app.extensions import db
+    from app.jobqueue.connection import redis_connection
+    from app.models import MailAccount
+    from app.watch.state import watched_ids
+
+    if app.config.get("QUEUE_MODE") != "redis":
+        return set()
+    ids = list(db.session.scalars(select(MailAccount.id).where(MailAccount.enabled.is_(True))))
+    try:
+        return watched_ids(redis_connection(app), ids)
+    except RedisError:
+        return set()
 
 
 def enqueue_due(app: Flask) -> list[str]:
@@ -46,7 +70,8 @@ def enqueue_due(app: Flask) -> list[str]:
     job_ids = []
     with app.app_context():
         close_dead_runs()
-        for account_id in due_scanners():
+        backstop = timedelta(minutes=app.config.get("WATCH_BACKSTOP_MINUTES") or 60)
+        for account_id in due_scanners(watched=watched_scanners(app), backstop=backstop):
             try:
                 job_ids.append(scans.enqueue_scan(account_id, trigger="schedule"))
             except Exception:  # one scanner's problem never stops the others being scheduled

@@ -45,8 +45,8 @@ def heartbeat(conn: redis.Redis, watcher_id: str, ttl: float) -> list[str]:
 
 def live_watchers(conn: redis.Redis) -> list[str]:
     """The ids of the watchers whose heartbeat has not run out."""
-    return sorted(w.decode() if isinstance(w, bytes) else w
-                  for w in conn.zrangebyscore(WATCHERS, time.time(), "+inf"))
+    found: list = conn.zrangebyscore(WATCHERS, time.time(), "+inf")
+    return sorted(w.decode() if isinstance(w, bytes) else str(w) for w in found)
 
 
 def leave(conn: redis.Redis, watcher_id: str, held: Iterable[int]) -> None:

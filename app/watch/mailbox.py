@@ -24,14 +24,14 @@ import logging
 import ssl
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from flask import Flask
 
 from app.watch.backoff import Backoff
 from app.watch.imap import ImapConnection, ImapError, Response
+from app.watch.settings import WatchSettings
 from app.watch.targets import WatchTarget, watch_secret
-
-if TYPE_CHECKING:
-    from app.watch.engine import Watcher
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,23 @@ async def _all_or_nothing(coros: list[Coroutine[Any, Any, None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Watcher(Protocol):
+    """What a watch needs of the watcher that runs it (``app.watch.engine.Watcher``)."""
+
+    app: Flask
+    settings: WatchSettings
+    poll_seconds: float
+    connections: int
+    connect_slots: asyncio.Semaphore
+
+    def report(self, account_id: int, name: str, *, reason: str | None = None, connected: bool = False,
+               connections: int | None = None) -> None: ...
+
+    def new_mail(self, account_id: int, folder: str) -> None: ...
+
+    def reconnected(self, account_id: int) -> None: ...
 
 
 class MailboxWatch:
@@ -202,9 +219,9 @@ class MailboxWatch:
             await conn.idle_start()
             deadline = time.monotonic() + renew
             while (left := deadline - time.monotonic()) > 0:
-                response = await conn.idle_wait(left)
-                if response is not None:
-                    self._take_status(response, folders)
+                heard = await conn.idle_wait(left)
+                if heard is not None:
+                    self._take_status(heard, folders)
             for response in await conn.idle_done():
                 self._take_status(response, folders)
 

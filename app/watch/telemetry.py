@@ -27,7 +27,7 @@ def figures_key(watcher_id: str) -> str:
     return f"{PREFIX}:figures:{watcher_id}"
 
 
-def write_figures(conn: redis.Redis, watcher_id: str, figures: Mapping[str, float], ttl: float) -> None:
+def write_figures(conn: redis.Redis, watcher_id: str, figures: Mapping[str, object], ttl: float) -> None:
     """Publish a watcher's counters for ``ttl`` seconds."""
     conn.set(figures_key(watcher_id), json.dumps(dict(figures)), ex=max(1, int(ttl)))
 
