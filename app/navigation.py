@@ -16,6 +16,7 @@ MENUS = [
     ("Mail tools", "Mail autologin", "admin.autologin", True),
     ("Mail tools", "Mail configuration", "admin.mail_config", True),
     ("Mail tools", "Queues", "admin.queues", True),
+    ("Mail tools", "Watch", "admin.watch", True),
     ("Logs", "Mails – download history", "admin.history", True),
     ("Logs", "Mailbox hand-offs", "admin.handoffs", True),
     ("Logs", "Audit", "admin.audit", True),

@@ -25,6 +25,7 @@ from app.jobqueue.connection import redis_connection
 from app.models import Alert, AutologinEvent, MailAccount, ScanRun
 from app.models.runs import RUN_STATUSES
 from app.services.queues import queue_names, registry_counts
+from app.watch import state, telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ProductCollector:
         yield from _runs()
         yield from _scanners()
         yield from _queues()
+        yield from _watch()
 
 
 def render_metrics() -> bytes:
@@ -156,3 +158,43 @@ def _queues() -> Iterator[Metric]:
     yield jobs
     yield failed
     yield GaugeMetricFamily("cm_workers", "RQ workers alive.", value=len(workers))
+
+
+def _watch() -> Iterator[Metric]:
+    """The watchers: connections, reconnects, events, scanners per watch state, delivery latency."""
+    if current_app.config.get("QUEUE_MODE") == "inline":
+        return
+    conn = redis_connection()
+    ids = list(db.session.scalars(select(MailAccount.id).where(MailAccount.enabled.is_(True))))
+    try:
+        watchers = telemetry.read_figures(conn)
+        states = state.read_states(conn, ids)
+        buckets, count, total = telemetry.read_latency(conn)
+    except redis.RedisError:
+        return  # cm_redis_up already says so
+    yield GaugeMetricFamily("cm_watchers", "Watcher processes alive.", value=len(watchers))
+    families = {
+        "connections": GaugeMetricFamily("cm_watch_connections", "IMAP connections a watcher holds open.",
+                                         labels=["watcher"]),
+        "reconnects": CounterMetricFamily("cm_watch_reconnects", "Watch connections lost and opened again.",
+                                          labels=["watcher"]),
+        "events": CounterMetricFamily("cm_watch_events", "New-mail events the watcher heard.", labels=["watcher"]),
+        "owed": GaugeMetricFamily("cm_watch_scans_owed", "Scans a watcher could not enqueue yet (Redis down).",
+                                  labels=["watcher"]),
+    }
+    for watcher_id, figures in sorted(watchers.items()):
+        for key, family in families.items():
+            family.add_metric([watcher_id], figures.get(key, 0))
+    yield from families.values()
+    by_state = GaugeMetricFamily("cm_watch_scanners", "Enabled scanners by watch state (off: no watcher holds "
+                                                      "it; the schedule polls it).", labels=["state"])
+    counts: dict[str, int] = {name: 0 for name in state.STATES}
+    for account_id in ids:
+        record = states.get(account_id)
+        counts[record.state if record else "off"] = counts.get(record.state if record else "off", 0) + 1
+    for name in sorted(counts):
+        by_state.add_metric([name], counts[name])
+    yield by_state
+    yield HistogramMetricFamily(
+        "cm_watch_delivery_latency_seconds", "From the watcher hearing of new mail to the scan that stored it.",
+        buckets=[(str(float(b)), n) for b, n in buckets] + [("+Inf", count)], sum_value=round(total, 3))

@@ -133,7 +133,9 @@ class Watcher:
         await self.loaded.wait()
         while True:
             self._leases_due.clear()
-            snapshot = {a: WatchState(**vars(s)) for a, s in self.states.items() if a in self.held}
+            snapshot = {a: WatchState(**{**vars(s), "uidnext": dict(self.watches[a].uidnext)})
+                        if a in self.watches else WatchState(**vars(s))
+                        for a, s in self.states.items() if a in self.held}
             try:
                 self.live, held = await asyncio.to_thread(self._redis_tick, set(self.targets), set(self.held),
                                                           snapshot)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import redis
@@ -47,6 +47,7 @@ class WatchState:
     last_event_at: float | None = None
     updated_at: float = 0.0
     connections: int = 0
+    uidnext: dict[str, int] = field(default_factory=dict)  # folder → UIDNEXT the watcher saw last
 
     @property
     def watching(self) -> bool:

@@ -200,3 +200,60 @@ def test_server_settings_are_read_for_every_scanner(app, dovecot):
         db.session.commit()
     found = load_targets(app).by_id
     assert found[first].watch_connections == 9 and found[second].watch_connections == 14
+
+
+def test_the_watch_page_and_metrics_show_each_scanners_watch(app, dovecot):
+    from tests import factories
+    from tests.conftest import AuthActions
+
+    app.config["METRICS_TOKEN"] = "watch-metrics-token"
+    login, password = dovecot.new_user("page")
+    watched = add_scanner(app, dovecot, 0, login=(login, password), name="Watched inbox")
+    refused = add_scanner(app, dovecot, 0, name="Wrong password")
+    with app.app_context():
+        db.session.get(MailAccount, refused).password_enc = encrypt_secret(KEY, "wrong")
+        factories.user(username="admin", admin=True)
+        db.session.commit()
+    client = app.test_client()
+    AuthActions(client).login()
+    with WatcherThread(app) as watcher:
+        wait_until(lambda: watcher.state(watched) == "notify" and watcher.state(refused) == "reconnecting",
+                   timeout=15, what="both watches")
+        dovecot.append(login, password, "INBOX", order_mail(1))
+        wait_for_scan(app, watched, timeout=5)
+        conn = redis_connection(app)
+        wait_until(lambda: (state.read_states(conn, [watched]).get(watched) or state.WatchState("", "")
+                            ).last_event_at, timeout=5, what="the event in Redis")
+        page = client.get("/admin/watch").get_data(as_text=True)
+        metrics = client.get("/metrics", headers={"Authorization": "Bearer watch-metrics-token"}).get_data(
+            as_text=True)
+    assert f'id="watch-{watched}" data-state="notify"' in page
+    assert f'id="watch-{refused}" data-state="reconnecting"' in page and "refused the login" in page
+    assert watcher.watcher.id in page
+    row = page.split(f'id="watch-{watched}"')[1].split("</tr>")[0]
+    assert "<td>1</td>" in row, "one message on the server beyond what the scans stored"
+    lines = set(metrics.splitlines())
+    assert "cm_watchers 1.0" in lines
+    assert f'cm_watch_connections{{watcher="{watcher.watcher.id}"}} 1.0' in lines
+    assert 'cm_watch_scanners{state="notify"} 1.0' in lines and 'cm_watch_scanners{state="reconnecting"} 1.0' in lines
+    assert any(line.startswith("cm_watch_delivery_latency_seconds_count") for line in lines)
+
+
+def test_a_watched_message_is_stored_and_its_delivery_latency_recorded(tmp_path, watch_redis, dovecot):
+    from app.watch import telemetry
+    from tests.scan_helpers import count_emails, run_burst
+
+    app, worker_env = shared_app(tmp_path / "latency", watch_redis.url)
+    try:
+        login, password = dovecot.new_user("latency")
+        account_id = add_scanner(app, dovecot, 0, login=(login, password))
+        with WatcherThread(app) as watcher:
+            wait_until(lambda: watcher.state(account_id) == "notify", timeout=15, what="the watch")
+            dovecot.append(login, password, "INBOX", order_mail(5))
+            wait_for_scan(app, account_id, timeout=5)
+        run_burst(worker_env)
+        assert count_emails(app, account_id) == 1
+        buckets, count, total = telemetry.read_latency(redis_connection(app))
+        assert count == 1 and total > 0 and buckets[-1][1] == 1
+    finally:
+        close_app(app)

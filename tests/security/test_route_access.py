@@ -87,6 +87,7 @@ ACCESS: dict[str, str] = {
     "admin.server_new": ADMIN,
     "admin.server_test": ADMIN,
     "admin.servers": ADMIN,
+    "admin.watch": ADMIN,
 }
 
 # State-changing routes that do not take a CSRF token, each with the reason.
