@@ -243,6 +243,7 @@ def test_a_watched_message_is_stored_and_its_delivery_latency_recorded(tmp_path,
     from app.watch import telemetry
     from tests.scan_helpers import count_emails, run_burst
 
+    (tmp_path / "latency").mkdir()
     app, worker_env = shared_app(tmp_path / "latency", watch_redis.url)
     try:
         login, password = dovecot.new_user("latency")
