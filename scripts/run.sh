@@ -4,8 +4,8 @@
 #   2. starts Dovecot, Redis, the SMTP sink and Roundcube (scripts/services.sh start all)
 #   3. creates or upgrades the database (SQLite in instance/ unless DATABASE_URL is set)
 #   4. seeds the demo: users, records, a mailbox with sample mail, and scans it once
-#   5. runs the scan worker in the background and the web app (gunicorn) in the foreground
-# Ctrl-C stops the web app and the worker; the services keep running
+#   5. runs the scan worker and the watcher in the background and the web app (gunicorn) in the foreground
+# Ctrl-C stops the web app, the worker and the watcher; the services keep running
 # (scripts/services.sh stop all stops them).
 set -euo pipefail
 
@@ -20,6 +20,7 @@ RUN_DIR="$ROOT/.state/run"
 LOGS="$ROOT/.state/logs"
 WEB_PID_FILE="$RUN_DIR/web.pid"
 WORKER_PID_FILE="$RUN_DIR/worker.pid"
+WATCHER_PID_FILE="$RUN_DIR/watcher.pid"
 FLASK=("$ROOT/.venv/bin/flask" --app wsgi)
 
 scripts/install.sh
@@ -27,7 +28,7 @@ scripts/services.sh start all
 
 mkdir -p "$RUN_DIR" "$LOGS"
 # A web app or worker left behind by an earlier run that was killed hard.
-for file in "$WEB_PID_FILE" "$WORKER_PID_FILE"; do
+for file in "$WEB_PID_FILE" "$WORKER_PID_FILE" "$WATCHER_PID_FILE"; do
     if pid_alive "$file"; then
         stop_pid "$file" "the $(basename "$file" .pid) of an earlier run"
     fi
@@ -61,18 +62,19 @@ else
 fi
 
 WORKER_PID=""
+WATCHER_PID=""
 WEB_PID=""
 cleanup() {
     trap - EXIT INT TERM
     local pid
-    for pid in "$WEB_PID" "$WORKER_PID"; do
+    for pid in "$WEB_PID" "$WORKER_PID" "$WATCHER_PID"; do
         [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in "$WEB_PID" "$WORKER_PID"; do
+    for pid in "$WEB_PID" "$WORKER_PID" "$WATCHER_PID"; do
         [[ -n "$pid" ]] && wait "$pid" 2>/dev/null || true
     done
-    rm -f "$WEB_PID_FILE" "$WORKER_PID_FILE"
-    echo "Stopped the web app and the worker. The services still run; scripts/services.sh stop all stops them."
+    rm -f "$WEB_PID_FILE" "$WORKER_PID_FILE" "$WATCHER_PID_FILE"
+    echo "Stopped the web app, the worker and the watcher. The services still run; scripts/services.sh stop all stops them."
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -80,6 +82,11 @@ trap 'exit 130' INT TERM
 .venv/bin/python worker.py >>"$LOGS/worker.log" 2>&1 &
 WORKER_PID=$!
 echo "$WORKER_PID" >"$WORKER_PID_FILE"
+
+# The watcher: IDLE/NOTIFY connections to the mailboxes; it queues a scan the moment mail arrives.
+.venv/bin/python watcher.py >>"$LOGS/watcher.log" 2>&1 &
+WATCHER_PID=$!
+echo "$WATCHER_PID" >"$WATCHER_PID_FILE"
 
 .venv/bin/gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --timeout 60 \
     --access-logfile "$LOGS/web-access.log" --error-logfile "$LOGS/web.log" wsgi:app &
@@ -97,9 +104,9 @@ cat <<EOF
   Roundcube (via the top-bar button "Demo mailbox", or directly): $ROUNDCUBE_URL
   Demo mailbox:                     demo@corp.test / demopw  (IMAP 127.0.0.1:${CM_DOVECOT_PORT:-10143}, no TLS)
   Mail sent from Roundcube lands in .state/smtp/messages/ (SMTP sink on 127.0.0.1:${CM_SMTP_PORT:-10025})
-  Logs:                             .state/logs/ (web.log, worker.log)
+  Logs:                             .state/logs/ (web.log, worker.log, watcher.log)
 
-  Press Ctrl-C to stop the web app and the worker.
+  Press Ctrl-C to stop the web app, the worker and the watcher.
 
 EOF
 

@@ -104,7 +104,17 @@ auth_mechanisms = plain login
 # Tests log in with wrong passwords on purpose: no artificial delay, no penalty.
 auth_failure_delay = 0
 mail_fsync = never
+# NOTIFY (RFC 5465) for the watcher: the mailbox list index lets Dovecot tell one connection about
+# every folder of a mailbox.
+mailbox_list_index = yes
+# One IMAP process per connection; the watcher holds one or more per mailbox and the watcher-cost
+# benchmark opens 1,000 at once.
+default_process_limit = 1200
+default_client_limit = 4000
 $extra
+service imap {
+  process_limit = 1200
+}
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
