@@ -1,6 +1,6 @@
 """What the watcher watches: the enabled scanners read from the database, and what changed since.
 
-``load_targets`` is one query over the scanners, their servers and folders (synchronous: the
+``load_targets`` reads the scanners, their servers and folders in plain queries (synchronous: the
 watcher calls it in a thread with an app context, every few seconds). Each target carries a
 fingerprint of everything that needs a new connection when it changes (server, login, secret,
 folders, the connection cap); the folders' progress (UIDVALIDITY and last UID stored) travels
@@ -9,15 +9,16 @@ beside it, because it changes with every scan and must not restart a watch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from app.extensions import db
-from app.models import MailAccount, MailServer, MailSettings
+from app.models import MailAccount, MailServer, MailSettings, ScanFolder
 
 # Scanner health that keeps it from being watched: the scans themselves decide when it is well again.
 UNWATCHED_HEALTH = ("blocked", "reconnect")
@@ -61,36 +62,55 @@ class Targets:
     poll_seconds: float
 
 
-def _target(account: MailAccount, server: MailServer) -> WatchTarget:
-    oauth = (server.auth_method or "password") == "oauth2"
-    secret = (account.oauth_refresh_token_enc if oauth else account.password_enc) or ""
-    return WatchTarget(
-        account_id=account.id, name=account.name, server_id=server.id, host=server.imap_host,
-        port=int(server.imap_port), security=server.imap_security, validate_cert=server.validate_cert is not False,
-        oauth=oauth, login=account.login, secret_version=secret[-24:],
-        folders=tuple(f.name for f in account.folders), max_connections=server.max_connections or 10,
-        progress={f.name: (f.uidvalidity, f.last_uid or 0) for f in account.folders})
+_accounts, _servers, _folders = MailAccount.__table__, MailServer.__table__, ScanFolder.__table__
 
 
-def load_targets(app: Flask, poll_override: float | None = None) -> Targets:
-    """The enabled, healthy scanners with at least one folder (OAuth ones only once connected)."""
+def _read(app: Flask) -> tuple[Sequence[Any], Sequence[Any], int]:
+    """The rows of the enabled, healthy scanners with their servers, and their folders (Core: no ORM)."""
     with app.app_context():
         try:
-            every = timedelta(minutes=MailSettings.get().check_frequency_minutes or 5)
-            accounts = db.session.scalars(
-                select(MailAccount).join(MailServer)
-                .where(MailAccount.enabled.is_(True), MailAccount.health.not_in(UNWATCHED_HEALTH))
-                .options(selectinload(MailAccount.folders), selectinload(MailAccount.server))
-                .order_by(MailAccount.id)).all()
-            found = {}
-            for account in accounts:
-                target = _target(account, account.server)
-                if target.folders and (target.secret_version or not target.oauth):
-                    found[target.account_id] = target
+            minutes = MailSettings.get().check_frequency_minutes or 5
+            accounts = db.session.execute(
+                select(_accounts.c.id, _accounts.c.name, _accounts.c.login, _accounts.c.password_enc,
+                       _accounts.c.oauth_refresh_token_enc, _servers.c.id, _servers.c.imap_host,
+                       _servers.c.imap_port, _servers.c.imap_security, _servers.c.validate_cert,
+                       _servers.c.auth_method, _servers.c.max_connections)
+                .join(_servers, _servers.c.id == _accounts.c.server_id)
+                .where(_accounts.c.enabled.is_(True), _accounts.c.health.not_in(UNWATCHED_HEALTH))
+                .order_by(_accounts.c.id)).all()
+            folders = db.session.execute(
+                select(_folders.c.account_id, _folders.c.name, _folders.c.uidvalidity, _folders.c.last_uid)
+                .join(_accounts, _accounts.c.id == _folders.c.account_id)
+                .where(_accounts.c.enabled.is_(True)).order_by(_folders.c.id)).all()
             db.session.commit()
         finally:
             db.session.remove()
-    return Targets(found, poll_override or every.total_seconds())
+    return accounts, folders, minutes
+
+
+def load_targets(app: Flask, poll_override: float | None = None) -> Targets:
+    """The enabled, healthy scanners with at least one folder (OAuth ones only once connected).
+
+    Three plain queries, no ORM objects: the watcher runs this every few seconds over every scanner.
+    """
+    accounts, folder_rows, minutes = _read(app)
+    folders: dict[int, list[tuple[str, int | None, int]]] = {}
+    for account_id, name, uidvalidity, last_uid in folder_rows:
+        folders.setdefault(account_id, []).append((name, uidvalidity, last_uid or 0))
+    found = {}
+    for (account_id, name, login, password_enc, refresh_enc, server_id, host, port, security, validate,
+         method, cap) in accounts:
+        oauth = (method or "password") == "oauth2"
+        secret = (refresh_enc if oauth else password_enc) or ""
+        own = folders.get(account_id, [])
+        if not own or (oauth and not secret):
+            continue
+        found[account_id] = WatchTarget(
+            account_id=account_id, name=name, server_id=server_id, host=host, port=int(port), security=security,
+            validate_cert=validate is not False, oauth=oauth, login=login, secret_version=secret[-24:],
+            folders=tuple(f[0] for f in own), max_connections=cap or 10,
+            progress={f[0]: (f[1], f[2]) for f in own})
+    return Targets(found, poll_override or timedelta(minutes=minutes).total_seconds())
 
 
 def watch_secret(app: Flask, account_id: int) -> str | None:
