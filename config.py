@@ -92,7 +92,7 @@ class Config:
     WATCH_IDLE_RENEW_SECONDS = env_int("WATCH_IDLE_RENEW_SECONDS", 25 * 60)
     WATCH_HEARTBEAT_SECONDS = env_int("WATCH_HEARTBEAT_SECONDS", 5)
     WATCH_LEASE_SECONDS = env_int("WATCH_LEASE_SECONDS", 30)
-    WATCH_REFRESH_SECONDS = env_int("WATCH_REFRESH_SECONDS", 2)
+    WATCH_REFRESH_SECONDS = env_int("WATCH_REFRESH_SECONDS", 3)
     WATCH_RECONNECT_MAX_SECONDS = env_int("WATCH_RECONNECT_MAX_SECONDS", 20)
     WATCH_HEALTHY_SECONDS = env_int("WATCH_HEALTHY_SECONDS", 60)
     # Folders without IDLE are polled at the check frequency of the mail configuration unless this is set.

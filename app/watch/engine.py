@@ -33,7 +33,7 @@ from app.watch import leases, state, telemetry
 from app.watch.mailbox import MailboxWatch
 from app.watch.settings import WatchSettings
 from app.watch.state import WatchState
-from app.watch.targets import WatchTarget, load_targets
+from app.watch.targets import Rows, WatchTarget, build_targets, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class Watcher:
         self.watches: dict[int, MailboxWatch] = {}
         self.held: set[int] = set()
         self.states: dict[int, WatchState] = {}
+        self._dirty: set[int] = set()  # states changed since they were last written to Redis
+        self._written: set[int] = set()  # states Redis holds for this watcher
         self.live: list[str] | None = None
         self.redis_up = True
         self.connections = self.reconnects = self.events = self.enqueued = 0
@@ -65,6 +67,7 @@ class Watcher:
         self._leases_due = asyncio.Event()
         self._owed_added = asyncio.Event()
         self.loaded = asyncio.Event()  # the scanners were read at least once
+        self._rows: Rows | None = None
 
     # ------------------------------------------------------------------ what the watches tell us
 
@@ -75,8 +78,9 @@ class Watcher:
         record = WatchState(state=name, watcher=self.id, reason=reason,
                             last_event_at=old.last_event_at if old else None,
                             connected_at=time.time() if connected else None,
-                            connections=connections or 0)
+                            updated_at=time.time(), connections=connections or 0)
         self.states[account_id] = record
+        self._dirty.add(account_id)
 
     def new_mail(self, account_id: int, folder: str) -> None:
         """A watch saw new mail: owe a scan of its scanner."""
@@ -86,6 +90,7 @@ class Watcher:
         record = self.states.get(account_id)
         if record is not None:
             record.last_event_at = now
+            self._dirty.add(account_id)
         logger.info("new mail in %s of scanner %s", folder, account_id)
         self._owed_added.set()
 
@@ -115,10 +120,15 @@ class Watcher:
     async def _refresh_loop(self) -> None:
         while True:
             try:
-                found = await asyncio.to_thread(load_targets, self.app, self.settings.poll_override)
+                rows = await asyncio.to_thread(read_rows, self.app)
             except Exception:  # the database down: keep watching what we watch
                 logger.warning("could not read the scanners; the watches go on as they are", exc_info=True)
             else:
+                if rows == self._rows:
+                    await asyncio.sleep(self.settings.refresh)
+                    continue
+                self._rows = rows
+                found = build_targets(rows, self.settings.poll_override)
                 changed = {a for a in found.by_id.keys() | self.targets.keys()
                            if (a in found.by_id) != (a in self.targets)
                            or (a in found.by_id and found.by_id[a].fingerprint != self.targets[a].fingerprint)}
@@ -133,12 +143,10 @@ class Watcher:
         await self.loaded.wait()
         while True:
             self._leases_due.clear()
-            snapshot = {a: WatchState(**{**vars(s), "uidnext": dict(self.watches[a].uidnext)})
-                        if a in self.watches else WatchState(**vars(s))
-                        for a, s in self.states.items() if a in self.held}
+            changed = {a: self._state_json(a) for a in self._dirty & self.held}
             try:
-                self.live, held = await asyncio.to_thread(self._redis_tick, set(self.targets), set(self.held),
-                                                          snapshot)
+                self.live, held, kept = await asyncio.to_thread(self._redis_tick, set(self.targets), set(self.held),
+                                                                changed)
             except RedisError as exc:
                 if self.redis_up:
                     logger.warning("Redis unreachable (%s): the watches and leases stay as they are", exc)
@@ -148,6 +156,12 @@ class Watcher:
                     logger.info("Redis answers again")
                 self.redis_up = True
                 self.held = held
+                self._dirty -= changed.keys()
+                self._written = (self._written | changed.keys()) & held
+                if not kept:  # the states hash was gone (Redis restarted): write every state again
+                    self._written = set()
+                    self._dirty |= held
+                self._dirty |= held - self._written
                 self._owed_added.set()
             await self._reconcile()
             try:
@@ -155,29 +169,37 @@ class Watcher:
             except TimeoutError:
                 pass
 
-    def _redis_tick(self, targets: set[int], held: set[int], states: dict[int, WatchState]
-                    ) -> tuple[list[str], set[int]]:
-        """Heartbeat, leases, states and figures in Redis (in a thread); returns (live watchers, leases held)."""
+    def _state_json(self, account_id: int) -> str:
+        record = self.states.get(account_id) or WatchState(state="connecting", watcher=self.id,
+                                                           updated_at=time.time())
+        watch = self.watches.get(account_id)
+        if watch is not None:
+            record.uidnext = dict(watch.uidnext)
+        return record.to_json()
+
+    def _redis_tick(self, targets: set[int], held: set[int], changed: dict[int, str]
+                    ) -> tuple[list[str], set[int], bool]:
+        """Heartbeat, leases, states and figures in Redis (in a thread).
+
+        Returns (live watchers, leases held now, whether the states hash was still there).
+        """
         conn = redis_connection(self.app)
         settings = self.settings
         live = leases.heartbeat(conn, self.id, settings.state_ttl)
         wanted = {a for a in targets if leases.owner(a, live) == self.id}
         now_held = leases.sync_leases(conn, self.id, wanted, held, settings.lease_ttl)
-        for account_id in now_held - states.keys():
-            states[account_id] = WatchState(state="connecting", watcher=self.id)
-        state.write_states(conn, {a: s for a, s in states.items() if a in now_held}, settings.state_ttl)
-        gone = held - now_held - targets  # deleted or disabled: nobody watches it now
-        state.clear_states(conn, gone)
+        kept = state.write_states(conn, self.id, {a: v for a, v in changed.items() if a in now_held},
+                                  (self._written | held) - now_held, settings.state_ttl)
         telemetry.write_figures(conn, self.id, {
             "connections": self.connections, "reconnects": self.reconnects, "events": self.events,
             "enqueued": self.enqueued, "scanners": len(now_held), "owed": len(self.owed),
             "host": socket.gethostname(), "pid": os.getpid()}, settings.state_ttl)
-        return live, now_held
+        return live, now_held, kept
 
     def _leave(self, held: set[int]) -> None:
         conn = redis_connection(self.app)
         leases.leave(conn, self.id, held)
-        state.clear_states(conn, held)
+        state.clear_watcher(conn, self.id)
 
     async def _reconcile(self) -> None:
         """Run a watch for every scanner whose lease we hold; stop the others; restart changed ones."""
@@ -197,6 +219,7 @@ class Watcher:
         await asyncio.gather(*(w.stop() for w in watches), return_exceptions=True)
         for watch in watches:
             self.states.pop(watch.target.account_id, None)
+            self._dirty.discard(watch.target.account_id)
 
     # ------------------------------------------------------------------ enqueueing
 

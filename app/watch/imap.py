@@ -156,7 +156,8 @@ class ImapConnection:
                    timeout: float = COMMAND_TIMEOUT) -> ImapConnection:
         """Connect, read the greeting and (for ``starttls``) switch to TLS; ``security``: ssl/starttls/none."""
         where = f"{host}:{port}"
-        context = ssl_context or ssl.create_default_context()
+        # A default context loads the CA store (about 100 KB and a millisecond each): only when TLS is used.
+        context = (ssl_context or ssl.create_default_context()) if security != "none" else None
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(
                 host, port, ssl=context if security == "ssl" else None,
@@ -177,7 +178,7 @@ class ImapConnection:
                 said = greeting.text[:120].decode(errors="replace") if greeting else "nothing"
                 raise ImapError("protocol", f"{where} did not greet like an IMAP server (it said: {said}).")
             conn._take_capabilities(greeting)
-            if security == "starttls":
+            if security == "starttls" and context is not None:
                 await conn._starttls(host, context, timeout)
             if not conn.capabilities:
                 await conn.capability()

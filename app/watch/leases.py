@@ -23,9 +23,31 @@ import redis
 PREFIX = "cm:watch"
 WATCHERS = f"{PREFIX}:watchers"
 
-# Renew only a lease that is still ours; release only our own.
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+# Release only our own lease.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# Every lease of a watcher in one call: the first ARGV[3] keys are taken (when free) or renewed (when
+# ours), the others released (when ours). Returns 1 for each key held afterwards, else 0.
+_SYNC = """
+local out, me, ms, wanted = {}, ARGV[1], ARGV[2], tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('get', key)
+  if i <= wanted then
+    if not holder then
+      redis.call('set', key, me, 'PX', ms)
+      out[i] = 1
+    elseif holder == me then
+      redis.call('pexpire', key, ms)
+      out[i] = 1
+    else
+      out[i] = 0
+    end
+  else
+    if holder == me then redis.call('del', key) end
+    out[i] = 0
+  end
+end
+return out
+"""
 
 
 def lease_key(account_id: int) -> str:
@@ -72,23 +94,18 @@ def owner(account_id: int, watchers: Iterable[str]) -> str | None:
 
 def sync_leases(conn: redis.Redis, watcher_id: str, wanted: Iterable[int], held: Iterable[int],
                 ttl: float) -> set[int]:
-    """Take or renew the leases of ``wanted``, release those of ``held`` no longer wanted.
+    """Take or renew the leases of ``wanted``, release those of ``held`` no longer wanted (one Redis call).
 
     Returns the scanners whose lease this watcher holds now. A lease another watcher still holds
     (it has not let go yet, or died and its lease has not run out) is not taken.
     """
     wanted = sorted(set(wanted))
-    ms = max(1, int(ttl * 1000))
-    renew, release = conn.register_script(_RENEW), conn.register_script(_RELEASE)
-    pipe = conn.pipeline()
-    for account_id in wanted:
-        pipe.set(lease_key(account_id), watcher_id, nx=True, px=ms)
-        renew(keys=[lease_key(account_id)], args=[watcher_id, ms], client=pipe)
     dropped = sorted(set(held) - set(wanted))
-    for account_id in dropped:
-        release(keys=[lease_key(account_id)], args=[watcher_id], client=pipe)
-    results = pipe.execute()
-    return {account_id for i, account_id in enumerate(wanted) if results[2 * i + 1]}
+    if not wanted and not dropped:
+        return set()
+    keys = [lease_key(a) for a in (*wanted, *dropped)]
+    results = conn.register_script(_SYNC)(keys=keys, args=[watcher_id, max(1, int(ttl * 1000)), len(wanted)])
+    return {account_id for account_id, got in zip(wanted, results, strict=False) if got}
 
 
 def lease_holders(conn: redis.Redis, account_ids: Iterable[int]) -> dict[int, str]:

@@ -36,12 +36,18 @@ from app.watch.targets import WatchTarget, watch_secret
 logger = logging.getLogger(__name__)
 
 
+_contexts: dict[bool, ssl.SSLContext] = {}
+
+
 def _ssl_context(validate: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not validate:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    """One TLS context per certificate policy, shared by every connection (each holds the CA store)."""
+    if validate not in _contexts:
+        context = ssl.create_default_context()
+        if not validate:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        _contexts[validate] = context
+    return _contexts[validate]
 
 
 async def _all_or_nothing(coros: list[Coroutine[Any, Any, None]]) -> None:
@@ -139,8 +145,8 @@ class MailboxWatch:
     async def _open(self, secret: str | None) -> ImapConnection:
         target = self.target
         async with self.watcher.connect_slots:
-            conn = await ImapConnection.open(target.host, target.port, target.security,
-                                             ssl_context=_ssl_context(target.validate_cert),
+            context = _ssl_context(target.validate_cert) if target.security != "none" else None
+            conn = await ImapConnection.open(target.host, target.port, target.security, ssl_context=context,
                                              timeout=self.watcher.settings.command_timeout)
             self.connections.append(conn)
             self.watcher.connections += 1

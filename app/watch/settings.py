@@ -14,7 +14,7 @@ class WatchSettings:
     idle_renew: float = 25 * 60.0  # IDLE is ended and started again this often (RFC 2177: before 29 min)
     heartbeat: float = 5.0  # heartbeat, leases, states and figures are written this often
     lease_ttl: float = 30.0  # a dead watcher's scanners are taken over after at most this
-    refresh: float = 2.0  # the scanners are read from the database this often
+    refresh: float = 3.0  # the scanners are read from the database this often
     poll_override: float | None = None  # polling interval instead of the check frequency (tests)
     reconnect_first: float = 1.0
     reconnect_longest: float = 20.0
@@ -36,7 +36,7 @@ class WatchSettings:
         return cls(idle_renew=float(config.get("WATCH_IDLE_RENEW_SECONDS", 1500)),
                    heartbeat=float(config.get("WATCH_HEARTBEAT_SECONDS", 5)),
                    lease_ttl=float(config.get("WATCH_LEASE_SECONDS", 30)),
-                   refresh=float(config.get("WATCH_REFRESH_SECONDS", 2)),
+                   refresh=float(config.get("WATCH_REFRESH_SECONDS", 3)),
                    poll_override=float(poll) if poll else None,
                    reconnect_longest=float(config.get("WATCH_RECONNECT_MAX_SECONDS", 20)),
                    healthy_after=float(config.get("WATCH_HEALTHY_SECONDS", 60)))

@@ -1,8 +1,9 @@
 """Each scanner's watch state in Redis, for the operators' page and for the schedule.
 
-The watcher writes one small JSON record per watched scanner (``cm:watch:state:<id>``) on every
-heartbeat, with a time to live of a few heartbeats: a watcher killed with SIGKILL leaves nothing
-behind for long. The states:
+Each watcher keeps one Redis hash (``cm:watch:states:<watcher id>``): a small JSON record per
+scanner it holds, written when the state changes; the hash's time to live is renewed on every
+heartbeat, so a watcher killed with SIGKILL leaves nothing behind for long. A scanner's state is
+read from the watcher holding its lease. The states:
 
 - ``idle``: an IDLE connection per folder (folders beyond the connection cap are polled over them);
 - ``notify``: one NOTIFY connection for all the scanner's folders;
@@ -18,22 +19,21 @@ cannot connect is polled at the check frequency as if no watcher existed.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import redis
 
-from app.watch.leases import PREFIX
+from app.watch.leases import PREFIX, lease_holders
 
 WATCHING = ("idle", "notify", "polling")
 STATES = (*WATCHING, "connecting", "reconnecting", "off")
 
 
-def state_key(account_id: int) -> str:
-    """The Redis key of a scanner's watch state."""
-    return f"{PREFIX}:state:{int(account_id)}"
+def states_key(watcher_id: str) -> str:
+    """The Redis hash of one watcher's scanners (field: scanner id, value: its state as JSON)."""
+    return f"{PREFIX}:states:{watcher_id}"
 
 
 @dataclass
@@ -45,7 +45,7 @@ class WatchState:
     reason: str | None = None
     connected_at: float | None = None
     last_event_at: float | None = None
-    updated_at: float = 0.0
+    updated_at: float = 0.0  # when the state last changed
     connections: int = 0
     uidnext: dict[str, int] = field(default_factory=dict)  # folder → UIDNEXT the watcher saw last
 
@@ -58,38 +58,54 @@ class WatchState:
         value = getattr(self, name)
         return datetime.fromtimestamp(value, UTC).replace(tzinfo=None) if value else None
 
-
-def write_states(conn: redis.Redis, states: Mapping[int, WatchState], ttl: float) -> None:
-    """Write (and keep alive for ``ttl`` seconds) the states of a watcher's scanners."""
-    if not states:
-        return
-    now = time.time()
-    pipe = conn.pipeline(transaction=False)
-    for account_id, state in states.items():
-        state.updated_at = now
-        pipe.set(state_key(account_id), json.dumps(asdict(state), separators=(",", ":")), ex=max(1, int(ttl)))
-    pipe.execute()
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
 
 
-def clear_states(conn: redis.Redis, account_ids: Iterable[int]) -> None:
-    """Forget the states of scanners this watcher no longer watches."""
-    keys = [state_key(a) for a in account_ids]
-    if keys:
-        conn.delete(*keys)
+def write_states(conn: redis.Redis, watcher_id: str, changed: Mapping[int, str], removed: Iterable[int],
+                 ttl: float) -> bool:
+    """Write a watcher's changed states (JSON by scanner), drop the removed ones, keep the rest alive.
+
+    Returns False when the watcher's hash had vanished (Redis restarted, or it ran out): the
+    caller writes every state again.
+    """
+    key = states_key(watcher_id)
+    pipe = conn.pipeline()
+    if changed:
+        pipe.hset(key, mapping={str(a): v for a, v in changed.items()})
+    gone = [str(a) for a in removed]
+    if gone:
+        pipe.hdel(key, *gone)
+    pipe.expire(key, max(1, int(ttl)))
+    return bool(pipe.execute()[-1])
+
+
+def clear_watcher(conn: redis.Redis, watcher_id: str) -> None:
+    """Forget every state of a watcher that stops."""
+    conn.delete(states_key(watcher_id))
 
 
 def read_states(conn: redis.Redis, account_ids: Iterable[int]) -> dict[int, WatchState]:
-    """The watch states of ``account_ids`` that have one (the others are "off")."""
-    ids = list(account_ids)
-    if not ids:
+    """The watch states of ``account_ids`` that have one (the others are "off").
+
+    A scanner's state is read from the watcher that holds its lease.
+    """
+    by_watcher: dict[str, list[int]] = {}
+    for account_id, watcher_id in lease_holders(conn, account_ids).items():
+        by_watcher.setdefault(watcher_id, []).append(account_id)
+    if not by_watcher:
         return {}
+    pipe = conn.pipeline(transaction=False)
+    for watcher_id, ids in by_watcher.items():
+        pipe.hmget(states_key(watcher_id), [str(a) for a in ids])
     found = {}
-    for account_id, raw in zip(ids, conn.mget([state_key(a) for a in ids]), strict=True):
-        if raw:
-            try:
-                found[account_id] = WatchState(**json.loads(raw))
-            except (TypeError, ValueError):
-                continue  # written by another version: treated as off until rewritten
+    for (_watcher_id, ids), values in zip(by_watcher.items(), pipe.execute(), strict=True):
+        for account_id, raw in zip(ids, values, strict=True):
+            if raw:
+                try:
+                    found[account_id] = WatchState(**json.loads(raw))
+                except (TypeError, ValueError):
+                    continue  # written by another version: treated as off until rewritten
     return found
 
 

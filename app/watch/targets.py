@@ -65,8 +65,15 @@ class Targets:
 _accounts, _servers, _folders = MailAccount.__table__, MailServer.__table__, ScanFolder.__table__
 
 
-def _read(app: Flask) -> tuple[Sequence[Any], Sequence[Any], int]:
-    """The rows of the enabled, healthy scanners with their servers, and their folders (Core: no ORM)."""
+Rows = tuple[Sequence[Any], Sequence[Any], int]
+
+
+def read_rows(app: Flask) -> Rows:
+    """The rows of the enabled, healthy scanners with their servers, their folders, and the check frequency.
+
+    Plain queries, no ORM objects: the watcher runs this every few seconds over every scanner and
+    builds the targets again only when the rows changed.
+    """
     with app.app_context():
         try:
             minutes = MailSettings.get().check_frequency_minutes or 5
@@ -89,11 +96,13 @@ def _read(app: Flask) -> tuple[Sequence[Any], Sequence[Any], int]:
 
 
 def load_targets(app: Flask, poll_override: float | None = None) -> Targets:
-    """The enabled, healthy scanners with at least one folder (OAuth ones only once connected).
+    """The enabled, healthy scanners with at least one folder (OAuth ones only once connected)."""
+    return build_targets(read_rows(app), poll_override)
 
-    Three plain queries, no ORM objects: the watcher runs this every few seconds over every scanner.
-    """
-    accounts, folder_rows, minutes = _read(app)
+
+def build_targets(rows: Rows, poll_override: float | None = None) -> Targets:
+    """The targets of the rows ``read_rows`` returned."""
+    accounts, folder_rows, minutes = rows
     folders: dict[int, list[tuple[str, int | None, int]]] = {}
     for account_id, name, uidvalidity, last_uid in folder_rows:
         folders.setdefault(account_id, []).append((name, uidvalidity, last_uid or 0))
