@@ -99,6 +99,9 @@ class Config:
     WATCH_POLL_SECONDS = env_int("WATCH_POLL_SECONDS", 0) or None
     # The schedule still scans a watched scanner this often, as a backstop (unwatched ones: check frequency).
     WATCH_BACKSTOP_MINUTES = env_int("WATCH_BACKSTOP_MINUTES", 60)
+    # A worker running a job heartbeats this often (RQ's job monitoring interval); three missed heartbeats
+    # and it is taken for dead on every host.
+    WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 30)
     # A run on another host whose RQ job is gone is taken for dead once its heartbeat is this old.
     RUN_DEAD_GRACE_SECONDS = env_int("RUN_DEAD_GRACE_SECONDS", 120)
     ALERT_NO_SUCCESS_MINUTES = env_int("ALERT_NO_SUCCESS_MINUTES", 120)

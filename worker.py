@@ -60,7 +60,8 @@ def main(argv=None) -> int:
         threading.Thread(target=scheduler_loop, args=(app, stop), name="scheduler", daemon=True).start()
     try:
         while True:
-            worker = Worker([jobs.get_queue(app, name, blocking=True) for name in names], connection=conn)
+            worker = Worker([jobs.get_queue(app, name, blocking=True) for name in names], connection=conn,
+                            job_monitoring_interval=int(app.config.get("WORKER_HEARTBEAT_SECONDS") or 30))
             try:
                 # with_scheduler: RQ's own scheduler moves retries (Retry intervals) back to the queue when due.
                 worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import Flask, current_app
@@ -63,16 +64,31 @@ def job_timeout(app: Flask) -> int:
     return int(minutes * 60 + 120)
 
 
-def worker_alive(conn: redis.Redis, name: str | None) -> bool:
+def busy_worker_stale_after(app: Flask | None = None) -> timedelta:
+    """How old the heartbeat of a worker running a job may be before the worker is taken for dead.
+
+    A worker running a job heartbeats every ``WORKER_HEARTBEAT_SECONDS`` (RQ's job monitoring
+    interval); three missed heartbeats mean it is gone, whatever host it ran on.
+    """
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    return timedelta(seconds=3 * int(app.config.get("WORKER_HEARTBEAT_SECONDS") or 30))
+
+
+def worker_alive(conn: redis.Redis, name: str | None, stale_after: timedelta | None = None) -> bool:
     """True when the worker is registered and, if it runs on this host, its process exists.
 
     A worker killed with SIGKILL stays registered until its key expires (a
-    minute or more); on the same host its missing process tells us at once.
+    minute or more); on the same host its missing process tells us at once, on
+    another host a heartbeat older than ``stale_after`` does (for a worker that
+    runs a job, which heartbeats regularly).
     """
     if not name:
         return False
     worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=conn)
     if worker is None:
+        return False
+    if stale_after is not None and worker.last_heartbeat is not None and \
+            datetime.now(UTC) - worker.last_heartbeat.replace(tzinfo=UTC) > stale_after:
         return False
     if worker.hostname == socket.gethostname() and worker.pid:
         try:
@@ -84,12 +100,12 @@ def worker_alive(conn: redis.Redis, name: str | None) -> bool:
     return True
 
 
-def _active(conn: redis.Redis, job: Job) -> bool:
+def _active(conn: redis.Redis, job: Job, stale_after: timedelta | None = None) -> bool:
     """Queued, scheduled (a retry waiting) or started on a worker that is still alive."""
     status = job.get_status(refresh=False)
     if status in WAITING:
         return True
-    return status == JobStatus.STARTED and worker_alive(conn, job.worker_name)
+    return status == JobStatus.STARTED and worker_alive(conn, job.worker_name, stale_after)
 
 
 def job_running(job_id: str, app: Flask | None = None) -> bool:
@@ -99,7 +115,8 @@ def job_running(job_id: str, app: Flask | None = None) -> bool:
         job = Job.fetch(job_id, connection=conn)
     except NoSuchJobError:
         return False
-    return job.get_status(refresh=False) == JobStatus.STARTED and worker_alive(conn, job.worker_name)
+    return job.get_status(refresh=False) == JobStatus.STARTED and \
+        worker_alive(conn, job.worker_name, busy_worker_stale_after(app))
 
 
 def enqueue_scan_job(app: Flask, account_id: int, trigger: str = "manual", *, meta: dict | None = None) -> str:
@@ -131,7 +148,7 @@ def submit_scan_job(app: Flask, account_id: int, trigger: str = "manual", *,
                 job = Job.fetch(job_id, connection=conn)
             except NoSuchJobError:
                 continue  # it ended between the two calls: enqueue again
-            if _active(conn, job):
+            if _active(conn, job, busy_worker_stale_after(app)):
                 # The same scan is already on its way.
                 return job_id, "running" if job.get_status(refresh=False) == JobStatus.STARTED else "waiting"
             # Finished, failed, or started on a worker that died: replace it.

@@ -64,14 +64,22 @@ def watched_scanners(app: Flask) -> set[int]:
 
 def enqueue_due(app: Flask) -> list[str]:
     """Enqueue a scan for every due scanner (already queued or running ones are left alone)."""
+    from app.extensions import db
+    from app.models import MailAccount
     from app.scanning.liveness import close_dead_runs
     from app.services import scans
 
     job_ids = []
+    held = select(MailAccount.id).where(MailAccount.running_run_id.is_not(None))
     with app.app_context():
+        running = set(db.session.scalars(held))
         close_dead_runs()
+        # A mailbox freed from a dead run (a worker killed, here or on another host) is scanned again at
+        # once: its run stopped half-way, and a watched scanner would otherwise wait for the backstop.
+        freed = running - set(db.session.scalars(held))
         backstop = timedelta(minutes=app.config.get("WATCH_BACKSTOP_MINUTES") or 60)
-        for account_id in due_scanners(watched=watched_scanners(app), backstop=backstop):
+        due = due_scanners(watched=watched_scanners(app), backstop=backstop)
+        for account_id in sorted(set(due) | freed):
             try:
                 job_ids.append(scans.enqueue_scan(account_id, trigger="schedule"))
             except Exception:  # one scanner's problem never stops the others being scheduled

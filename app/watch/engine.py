@@ -144,6 +144,7 @@ class Watcher:
         while True:
             self._leases_due.clear()
             changed = {a: self._state_json(a) for a in self._dirty & self.held}
+            self._dirty -= changed.keys()  # a state that changes while Redis is written is dirty again
             try:
                 self.live, held, kept = await asyncio.to_thread(self._redis_tick, set(self.targets), set(self.held),
                                                                 changed)
@@ -151,12 +152,12 @@ class Watcher:
                 if self.redis_up:
                     logger.warning("Redis unreachable (%s): the watches and leases stay as they are", exc)
                 self.redis_up = False
+                self._dirty |= changed.keys()
             else:
                 if not self.redis_up:
                     logger.info("Redis answers again")
                 self.redis_up = True
                 self.held = held
-                self._dirty -= changed.keys()
                 self._written = (self._written | changed.keys()) & held
                 if not kept:  # the states hash was gone (Redis restarted): write every state again
                     self._written = set()
