@@ -106,16 +106,19 @@ def test_idle_per_folder_within_the_cap_and_the_rest_polled(app, dovecot):
         account_id = add_scanner(app, dovecot, 1, login=(login, password))
         _point_at(app, account_id, proxy.port, folders=("INBOX", "Sent", "Archive"), max_connections=3)
         _scanned_up_to_date(app, account_id, {"INBOX": 2, "Sent": 2, "Archive": 2})
-        settings = type(FAST)(**{**vars(FAST), "poll_override": 1.0})
+        # IDLE ended and started again every second (in production every 25 minutes).
+        settings = type(FAST)(**{**vars(FAST), "poll_override": 1.0, "idle_renew": 1.0})
         with WatcherThread(app, settings) as watcher:
             wait_until(lambda: watcher.state(account_id) == "idle", timeout=15, what="the IDLE watch")
             assert watcher.watcher.states[account_id].connections == 2
+            time.sleep(2.5)  # a few IDLE renewals
             for folder in ("INBOX", "Sent", "Archive"):
                 dovecot.append(login, password, folder, order_mail(20))
                 wait_for_scan(app, account_id, timeout=5)
                 forget_scan(app, account_id)
             assert proxy.open == 2, "two connections for three folders (cap 3, one left for the scan)"
             assert proxy.connections == 2, "polling reuses the connection: no new login per cycle"
+            assert watcher.watcher.reconnects == 0, "renewing IDLE keeps the connection"
     finally:
         proxy.close()
 
