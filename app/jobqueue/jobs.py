@@ -119,19 +119,21 @@ def job_running(job_id: str, app: Flask | None = None) -> bool:
         worker_alive(conn, job.worker_name, busy_worker_stale_after(app))
 
 
-def enqueue_scan_job(app: Flask, account_id: int, trigger: str = "manual", *, meta: dict | None = None) -> str:
+def enqueue_scan_job(app: Flask, account_id: int, trigger: str = "manual", *,
+                     event_at: float | None = None) -> str:
     """Enqueue the scan job of ``account_id`` unless the same scan is already queued or running."""
-    return submit_scan_job(app, account_id, trigger, meta=meta)[0]
+    return submit_scan_job(app, account_id, trigger, event_at=event_at)[0]
 
 
 def submit_scan_job(app: Flask, account_id: int, trigger: str = "manual", *,
-                    meta: dict | None = None) -> tuple[str, str]:
+                    event_at: float | None = None) -> tuple[str, str]:
     """Enqueue a scan like ``enqueue_scan_job``; returns (job id, what happened).
 
     What happened is "queued" (a new job), "waiting" (the same scan was already waiting in the
     queue: it will see everything there is now) or "running" (the same scan is running on a live
-    worker, and may have looked at the mailbox before the latest mail came). ``meta`` is added to
-    the new job's meta (the watcher's event time, for the delivery latency).
+    worker, and may have looked at the mailbox before the latest mail came). ``event_at`` (seconds
+    since the epoch) is when the server reported the new mail: kept in the new job's meta as
+    ``event_at``, from which the scan job measures the delivery latency.
     """
     conn = redis_connection(app)
     queue = get_queue(app)
@@ -141,7 +143,8 @@ def submit_scan_job(app: Flask, account_id: int, trigger: str = "manual", *,
             queue.enqueue_call(SCAN_JOB, args=(account_id, trigger), job_id=job_id, unique=True,
                                timeout=job_timeout(app), result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
                                retry=Retry(**SCAN_RETRY), description=f"scan of scanner {account_id}",
-                               meta={"account_id": account_id, "trigger": trigger, **(meta or {})})
+                               meta={"account_id": account_id, "trigger": trigger,
+                                     **({"event_at": event_at} if event_at is not None else {})})
             return job_id, "queued"
         except DuplicateJobError:
             try:

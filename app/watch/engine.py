@@ -248,8 +248,7 @@ class Watcher:
         done = []
         for account_id, event_at in batch.items():
             try:
-                _job_id, outcome = jobs.submit_scan_job(self.app, account_id, TRIGGER,
-                                                        meta={telemetry.EVENT_META: event_at})
+                _job_id, outcome = jobs.submit_scan_job(self.app, account_id, TRIGGER, event_at=event_at)
             except RedisError as exc:
                 if self.redis_up:
                     logger.warning("cannot enqueue scans (%s); %d kept until Redis answers", exc, len(batch))

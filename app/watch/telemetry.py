@@ -19,7 +19,7 @@ from app.watch.leases import PREFIX, live_watchers
 LATENCY_KEY = f"{PREFIX}:latency"
 LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 # The job meta key holding the Unix time of the watcher's event that asked for the scan.
-EVENT_META = "watch_event_at"
+EVENT_META = "event_at"
 
 
 def figures_key(watcher_id: str) -> str:
