@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 
 from app import create_app
 from app.watch.engine import Watcher
@@ -34,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
                                                  "queue.")
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_watch(create_app()))
+    app = create_app()
+    if app.config.get("QUEUE_MODE") != "redis":
+        print("watcher.py: QUEUE_MODE is not 'redis': the watcher queues scans for the workers on Redis, "
+              "and there are none to queue for. Unset QUEUE_MODE (or set it to redis).", file=sys.stderr)
+        return 2
+    asyncio.run(_watch(app))
     return 0
 
 
