@@ -7,7 +7,7 @@ Read it in this order:
    scanners read from the database every few seconds (``targets``), the scans owed and enqueued.
 2. ``mailbox.MailboxWatch``: one scanner's connections, with NOTIFY, IDLE or polling, and its
    reconnects (``backoff``).
-3. ``imap``: the small asyncio IMAP client they use (why our own: its docstring).
+3. ``imap``: the small asyncio IMAP client they use (why our own: its docstring, with the figures).
 4. ``state`` and ``telemetry``: what operators see (each scanner's watch state; the watchers'
    connections, reconnects and the delivery latency), kept in Redis with a time to live.
 
