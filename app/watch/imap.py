@@ -34,6 +34,7 @@ _TAGGED = re.compile(rb"^(\S+) (OK|NO|BAD)\b ?(.*)$", re.S)
 _CODE = re.compile(rb"^\[([^\]]*)\]")
 _NUMBERED = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE|RECENT)\b", re.I)
 _STATUS_ITEMS = re.compile(rb"([A-Z]+) (\d+)")
+_QUOTED = re.compile(rb'^"((?:[^"\\]|\\.)*)"')
 
 
 class ImapError(Exception):
@@ -88,26 +89,13 @@ class Response:
         if self.literals:
             name = self.literals[0]
             rest = rest.split(b"}", 1)[-1] if rest.startswith(b"{") else rest
-        elif rest.startswith(b'"'):
-            end = _closing_quote(rest)
-            name, rest = re.sub(rb'\\(["\\])', rb"\1", rest[1:end]), rest[end + 1:]
+        elif quoted := _QUOTED.match(rest):
+            name, rest = re.sub(rb'\\(["\\])', rb"\1", quoted.group(1)), rest[quoted.end():]
         else:
             name, _, rest = rest.partition(b" ")
         items = rest[rest.find(b"(") + 1:rest.rfind(b")")]
         values = {key.decode().upper(): int(value) for key, value in _STATUS_ITEMS.findall(items.upper())}
         return utf7_decode(name), values
-
-
-def _closing_quote(text: bytes) -> int:
-    i = 1
-    while i < len(text):
-        if text[i:i + 1] == b"\\":
-            i += 2
-            continue
-        if text[i:i + 1] == b'"':
-            return i
-        i += 1
-    return len(text)
 
 
 def quote_folder(name: str) -> bytes:
