@@ -68,6 +68,7 @@ class Watcher:
         self._owed_added = asyncio.Event()
         self.loaded = asyncio.Event()  # the scanners were read at least once
         self._rows: Rows | None = None
+        self._reconciling = asyncio.Lock()  # the refresh and the lease loops both reconcile
 
     # ------------------------------------------------------------------ what the watches tell us
 
@@ -204,6 +205,10 @@ class Watcher:
 
     async def _reconcile(self) -> None:
         """Run a watch for every scanner whose lease we hold; stop the others; restart changed ones."""
+        async with self._reconciling:
+            await self._reconcile_now()
+
+    async def _reconcile_now(self) -> None:
         should = {a for a in self.held if a in self.targets}
         stale = [a for a, w in self.watches.items()
                  if a not in should or w.target.fingerprint != self.targets[a].fingerprint]

@@ -222,7 +222,8 @@ class MailboxWatch:
         self.watcher.report(self.target.account_id, "notify", connected=True, connections=1)
         renew = self.watcher.settings.idle_renew
         while True:
-            await conn.idle_start()
+            for response in await conn.idle_start():  # a notification may come before IDLE's go-ahead
+                self._take_status(response, folders)
             deadline = time.monotonic() + renew
             while (left := deadline - time.monotonic()) > 0:
                 heard = await conn.idle_wait(left)

@@ -76,7 +76,8 @@ def read_rows(app: Flask) -> Rows:
     """
     with app.app_context():
         try:
-            minutes = MailSettings.get().check_frequency_minutes or 5
+            # Read only: MailSettings.get() would create the row, racing the web app doing the same.
+            minutes = db.session.scalar(select(MailSettings.check_frequency_minutes)) or 5
             accounts = db.session.execute(
                 select(_accounts.c.id, _accounts.c.name, _accounts.c.login, _accounts.c.password_enc,
                        _accounts.c.oauth_refresh_token_enc, _servers.c.id, _servers.c.imap_host,
