@@ -6,8 +6,8 @@ It speaks TLS from the first byte, STARTTLS or plain; logs in with LOGIN, AUTHEN
 
 Why our own client instead of aioimaplib, measured against Dovecot 2.3 with one process holding
 1,000 connections idling in IDLE (``python -m bench.watch_cost``; ``bench/results/watch_cost.json``):
-this module 8.5 KB per connection and 0.08 % of a core over 60 s idle (opened in 13.6 s);
-aioimaplib 2.0.3 18.8 KB per connection and 0.0 % (opened in 17.9 s). aioimaplib also has no NOTIFY,
+this module 8.6 KB per connection and 0.07 % of a core over 60 s idle (opened in 14.9 s);
+aioimaplib 2.0.3 18.9 KB per connection and 0.15 % (opened in 17.6 s). aioimaplib also has no NOTIFY,
 no STARTTLS method and no AUTHENTICATE PLAIN, which we would have added through its internals.
 A first version of this module took 146 KB per connection: ``ssl.create_default_context()`` (which
 loads the CA store) was made for every connection, TLS or not; now only for TLS, and shared.
