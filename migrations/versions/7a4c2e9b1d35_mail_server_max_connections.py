@@ -1,7 +1,7 @@
 """mail_servers.max_connections: the most connections to one mailbox at once
 
 Revision ID: 7a4c2e9b1d35
-Revises: 5e2b7c4d9f11
+Revises: a7c3e91d2b40
 Create Date: 2026-12-03 10:30:00
 
 The watcher keeps connections open to every watched mailbox; providers limit how many one
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "7a4c2e9b1d35"
-down_revision = "5e2b7c4d9f11"
+down_revision = "a7c3e91d2b40"
 branch_labels = None
 depends_on = None
 

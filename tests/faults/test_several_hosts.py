@@ -26,6 +26,7 @@ from app.extensions import db
 from app.jobqueue.connection import redis_connection
 from app.models import MailAccount, ScanRun
 from app.watch import state
+from tests.ci import unavailable
 from tests.faults.tcp_proxy import FetchBreakingProxy
 from tests.scan_helpers import (
     ROOT,
@@ -36,7 +37,6 @@ from tests.scan_helpers import (
     server_uids,
     wait_until,
 )
-from tests.services import ServiceUnavailable, _unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def _backend() -> str:
 def test_a_host_killed_mid_scan_its_run_and_scanners_are_taken_over_by_the_others(tmp_path, dovecot,
                                                                                   private_redis):
     if os.geteuid() != 0 or shutil.which("unshare") is None:
-        _unavailable(ServiceUnavailable("the several-hosts test needs root and unshare (util-linux)"))
+        unavailable("the several-hosts test needs root and unshare (util-linux)")
     (ROOT / ".state" / "logs").mkdir(parents=True, exist_ok=True)
     backend = _backend()
     with database_app(tmp_path, private_redis.url, backend) as (app, worker_env, _url):
