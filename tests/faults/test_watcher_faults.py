@@ -47,6 +47,13 @@ from tests.watch_helpers import FAST, ImapProxy, WatcherThread, forget_scan, wai
 pytestmark = pytest.mark.integration
 
 
+def _mailbox_free(app, account_id: int) -> bool:
+    with app.app_context():
+        free = db.session.get(MailAccount, account_id).running_run_id is None
+        db.session.commit()
+    return free
+
+
 def _deliver_to_maildir(maildir, raw: bytes) -> None:
     """Put a message into Maildir/new as a delivery agent does while the IMAP server is down."""
     new = maildir / "new"
@@ -141,6 +148,7 @@ def test_watcher_killed_with_sigkill_polling_still_stores_the_mail(tmp_path, dov
         killed = time.monotonic()
         dovecot.append(login, password, "INBOX", order_mail(7))
         wait_until(lambda: count_emails(app, account_id) == 1, timeout=120, what="the schedule's scan")
+        wait_until(lambda: _mailbox_free(app, account_id), timeout=30, what="the run to end")
         print(f"watcher killed: the message was stored by polling {time.monotonic() - killed:.1f} s later")
     finally:
         if watcher.poll() is None:
