@@ -3,7 +3,15 @@
 from app.models.alerts import Alert
 from app.models.audit import AuditEntry
 from app.models.emails import Email, EmailAttachment, EmailLink
-from app.models.mail import AutologinEvent, AutologinGrant, AutologinToken, MailAccount, MailServer, ScanFolder
+from app.models.mail import (
+    AutologinEvent,
+    AutologinGrant,
+    AutologinToken,
+    MailAccount,
+    MailServer,
+    PendingMailAction,
+    ScanFolder,
+)
 from app.models.records import Contact, Lead, Organization, Ticket, ticket_number
 from app.models.runs import IgnoreFilter, MailSettings, ScanRun
 from app.models.users import LoginThrottle, User
@@ -11,6 +19,6 @@ from app.models.users import LoginThrottle, User
 __all__ = [
     "Alert", "AuditEntry", "AutologinEvent", "AutologinGrant", "AutologinToken", "Contact", "Email",
     "EmailAttachment", "EmailLink", "IgnoreFilter", "Lead", "LoginThrottle", "MailAccount",
-    "MailServer", "MailSettings", "Organization", "ScanFolder", "ScanRun", "Ticket", "User",
+    "MailServer", "MailSettings", "Organization", "PendingMailAction", "ScanFolder", "ScanRun", "Ticket", "User",
     "ticket_number",
 ]

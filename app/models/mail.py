@@ -14,6 +14,8 @@ SECURITY_CHOICES = ("ssl", "starttls", "none")
 AUTH_METHODS = ("password", "oauth2")
 ACTIONS = ("create_email", "bind_email", "open_ticket", "create_ticket")
 SEARCH_FIELDS = ("contacts", "organizations", "leads", "users")
+# What a scanner does on the server with a message once it is stored.
+AFTER_STORE_ACTIONS = ("keep", "mark_read", "move", "delete")
 
 
 class MailServer(db.Model):
@@ -67,6 +69,9 @@ class MailAccount(db.Model):
     actions: Mapped[str] = mapped_column(String(200), default="create_email,bind_email")
     search_fields: Mapped[str] = mapped_column(String(200), default="contacts,organizations,leads,users")
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # After storing a message: keep it as it is, mark it read, move it to after_store_folder, or delete it.
+    after_store: Mapped[str] = mapped_column(String(20), default="keep", server_default="keep")
+    after_store_folder: Mapped[str | None] = mapped_column(String(255))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # active / blocked (after repeated login failures) / reconnect (OAuth token dead)
     health: Mapped[str] = mapped_column(String(20), default="active")
@@ -109,6 +114,28 @@ class ScanFolder(db.Model):
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
 
     account: Mapped[MailAccount] = relationship(back_populates="folders")
+
+
+class PendingMailAction(db.Model):
+    """An action owed on the server for a stored message (mark read, move, delete).
+
+    Written in the transaction that stores the message and deleted once the server confirmed
+    the action, so a run killed in between performs it on the next run, and never loses the
+    message. ``step`` says how far a COPY + STORE + EXPUNGE fallback got: pending, copied
+    (the copy exists in the target), flagged (marked deleted, waiting for a safe expunge).
+    """
+
+    __tablename__ = "pending_mail_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"), index=True)
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str | None] = mapped_column(String(255))
+    step: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class AutologinGrant(db.Model):

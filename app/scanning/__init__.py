@@ -17,7 +17,10 @@ Read it in this order; each module's docstring says what it owns.
    batch (``store.lookups``) → the per-message decisions, pure (``app.scanner.decide``) → rows
    (``store.rows``) → bulk writes in the dialect's fastest form (``store.postgres``,
    ``store.sqlite``).
-5. ``progress`` reports where the scan is (to the RQ job's meta and to this process) and saves
+5. ``housekeeping``: what a scanner does on the server with a stored message (mark it read, move
+   it, delete it). The action is recorded in the chunk's transaction and done after the folder
+   loop; a run first does what a killed run still owed.
+6. ``progress`` reports where the scan is (to the RQ job's meta and to this process) and saves
    the counters and heartbeat; ``runtime`` holds the interpreter tuning a worker applies around
    a scan and the SQLite writer's turn every batch takes.
 

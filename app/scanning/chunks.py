@@ -28,7 +28,7 @@ from app.extensions import db
 from app.models import ScanFolder
 from app.scanner import filters, parse
 from app.scanner.types import BatchItem, RunCounters
-from app.scanning import imap_reads
+from app.scanning import housekeeping, imap_reads
 from app.scanning.progress import merge, save_progress
 from app.scanning.runtime import WriterTurn
 from app.scanning.setup import FolderScan, RunSetup
@@ -129,7 +129,7 @@ def store_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: Ru
         stored = RunCounters()
         batch.store_batch(setup.store, read.items, stored, before_writes=turn.take)
         turn.take()  # nothing stored (all duplicates or ignored): the folder and counters still are
-        _commit_chunk(setup.run_id, folder, read, totals, stored)
+        _commit_chunk(setup, folder, read, totals, stored)
     except OperationalError:
         raise  # the database itself is unavailable: the run fails, the next one resumes here
     except Exception as exc:
@@ -142,22 +142,24 @@ def store_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: Ru
                            setup.account_id, folder.plan.name, exc, exc_info=True)
         turn.take()
         stored = _store_one_by_one(setup, folder, read)
-        _commit_chunk(setup.run_id, folder, read, totals, stored)
+        _commit_chunk(setup, folder, read, totals, stored)
     finally:
         turn.release()
     merge(totals, read.counters)
     merge(totals, stored)
 
 
-def _commit_chunk(run_id: int, folder: FolderScan, read: ReadChunk, totals: RunCounters,
+def _commit_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: RunCounters,
                   stored: RunCounters) -> None:
-    """Advance the folder and save the counters with the chunk's rows, then commit."""
+    """Advance the folder, record the actions owed on the server and save the counters with the
+    chunk's rows, then commit."""
+    housekeeping.record(setup, folder, read.items, read.counters)
     db.session.execute(update(_folders).where(_folders.c.id == folder.folder_id)
                        .values(uidvalidity=folder.plan.uidvalidity, last_uid=read.last_uid))
     trial = RunCounters()
     for part in (totals, read.counters, stored):
         merge(trial, part)
-    save_progress(run_id, trial)
+    save_progress(setup.run_id, trial)
     db.session.commit()
 
 

@@ -5,7 +5,8 @@
    run: two workers never scan the same mailbox.
 2. The run's setup is read once (``setup``), and nothing is held open in the database while
    the scan logs in (``login``).
-3. The folder loop reads and stores the new mail (``folders``, ``chunks``, ``store``).
+3. The folder loop reads and stores the new mail (``folders``, ``chunks``, ``store``); before and
+   after it, the actions owed on the server for stored messages are done (``housekeeping``).
 4. The run ends as done, partial (some messages could not be handled), stopped, or failed, with
    its counters and a readable message, and the mailbox is freed (``_finish``).
 
@@ -27,7 +28,7 @@ from app.extensions import db
 from app.models import MailAccount, MailSettings, ScanRun
 from app.models.base import utcnow
 from app.scanner.types import RunCounters
-from app.scanning import liveness, login, progress
+from app.scanning import housekeeping, liveness, login, progress
 from app.scanning.errors import RunFailed, RunStopped, ScanAlreadyRunning, ScanError
 from app.scanning.folders import scan_folders
 from app.scanning.imap_reads import ImapReadError
@@ -108,13 +109,15 @@ def _acquire(account: MailAccount, trigger: str, job_id: str | None) -> ScanRun:
 
 
 def _scan(run_id: int, account: MailAccount, totals: RunCounters, callback: ProgressCallback | None) -> None:
-    """Set up, log in, run the folder loop, log out."""
+    """Set up, log in, do the actions a killed run still owed, run the folder loop, do its actions, log out."""
     settings = MailSettings.get()
     setup = load_setup(run_id, account, settings)
     db.session.commit()  # nothing held open while we talk to the server
     box = login.log_in(account, settings)
     try:
+        housekeeping.perform(box.client, setup, totals)
         scan_folders(box.client, setup, totals, Reporter(run_id, setup.account_id, totals, callback))
+        housekeeping.perform(box.client, setup, totals)
     except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as exc:
         raise RunFailed(f"The connection to the mail server broke during the scan ({exc}). What was stored so far "
                         "is kept; the next run continues from there.", "protocol") from None

@@ -28,6 +28,19 @@ NO_BUDGET = 10**9
 
 
 @dataclass(frozen=True)
+class AfterStore:
+    """What the scanner does on the server with a message once it is stored (``housekeeping``)."""
+
+    action: str = "keep"  # keep / mark_read / move / delete
+    folder: str | None = None  # the folder a move goes to
+
+    @property
+    def acts(self) -> bool:
+        """True when stored messages are acted on at all."""
+        return self.action in ("mark_read", "delete") or (self.action == "move" and bool(self.folder))
+
+
+@dataclass(frozen=True)
 class RunSetup:
     """One run's settings and the scanner's configuration, read once at its start."""
 
@@ -40,6 +53,7 @@ class RunSetup:
     batch_bytes: int  # about this many bytes of message data per fetch chunk
     max_message_bytes: int  # a message over this is stored as its header only
     budget: int  # messages the run may read, over all its folders
+    after_store: AfterStore = AfterStore()  # what is done on the server with a stored message
 
 
 @dataclass
@@ -67,7 +81,14 @@ def load_setup(run_id: int, account: MailAccount, settings: MailSettings) -> Run
         batch_bytes=int(current_app.config.get("SCAN_BATCH_BYTES") or DEFAULT_BATCH_BYTES),
         max_message_bytes=int(current_app.config.get("MAX_MESSAGE_BYTES") or DEFAULT_MAX_MESSAGE_BYTES),
         budget=settings.max_per_run if settings.max_per_run and settings.max_per_run > 0 else NO_BUDGET,
+        after_store=after_store_of(account),
     )
+
+
+def after_store_of(account: MailAccount) -> AfterStore:
+    """The scanner's after-store action; a move without a folder acts on nothing."""
+    action = account.after_store or "keep"
+    return AfterStore(action, account.after_store_folder if action == "move" else None)
 
 
 def compiled_rules(account_id: int) -> tuple[list[filters.CompiledRule], list[str]]:

@@ -25,6 +25,7 @@ from app.models import (
     EmailLink,
     IgnoreFilter,
     MailAccount,
+    PendingMailAction,
     ScanFolder,
     ScanRun,
 )
@@ -200,6 +201,9 @@ def update_scanner(account_id: RowId, *, name: str, server_id: RowId | None, log
     _sync_folders(account, data.folders, reset_progress=moved)
     if folders_text(account) != before:
         changes.append(f"folders={folders_text(account)}")
+    if moved:
+        # Actions still owed name UIDs of the old mailbox: on another mailbox they would hit other messages.
+        db.session.execute(delete(PendingMailAction).where(PendingMailAction.account_id == account.id))
     if moved or password:
         changes += _new_credentials(account, moved=moved)
     audit.record("mail_scanner.update", f"mail scanner {account.id} ({account.name})",
@@ -221,6 +225,7 @@ def delete_scanner(account_id: RowId) -> str:
     db.session.execute(delete(EmailLink).where(EmailLink.email_id.in_(email_ids)))
     db.session.execute(delete(Email).where(Email.account_id == account.id))
     db.session.execute(delete(ScanRun).where(ScanRun.account_id == account.id))
+    db.session.execute(delete(PendingMailAction).where(PendingMailAction.account_id == account.id))
     db.session.execute(delete(IgnoreFilter).where(IgnoreFilter.account_id == account.id))
     db.session.execute(delete(AutologinGrant).where(AutologinGrant.account_id == account.id))
     db.session.execute(delete(AutologinToken).where(AutologinToken.account_id == account.id))

@@ -1,0 +1,123 @@
+"""Housekeeping after storing, against the real Dovecot (MOVE and UIDPLUS offered): each action is done
+once the messages are committed, only on stored messages, and never makes the scan read or skip mail."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Email, IgnoreFilter, PendingMailAction, ScanFolder
+from app.scanning.run import run_scan
+from tests.integration.test_scan_dovecot import flags, mail, make_scanner, stored_uids
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def box(app, dovecot):
+    return dovecot.new_user("tidy")
+
+
+def scanner(app, dovecot, login, password, action, folder=None, **kwargs):
+    account = make_scanner(app, dovecot, login, password, actions="create_email,bind_email", **kwargs)
+    account.after_store, account.after_store_folder = action, folder
+    db.session.commit()
+    return account
+
+
+def pending() -> int:
+    value = db.session.scalar(select(func.count(PendingMailAction.id)))
+    db.session.commit()
+    return value
+
+
+def test_mark_read_sets_seen_on_every_stored_message(app, dovecot, box):
+    login, password = box
+    dovecot.append_many(login, password, "INBOX", [mail(i) for i in range(1, 6)])
+    assert all("\\Seen" not in f for f in flags(dovecot, login, password).values())
+    account = scanner(app, dovecot, login, password, "mark_read")
+
+    run = run_scan(account.id)
+
+    assert run.status == "done", run.message
+    assert run.created == 5 and stored_uids(account.id) == [1, 2, 3, 4, 5]
+    assert all("\\Seen" in f for f in flags(dovecot, login, password).values())
+    assert pending() == 0
+
+
+def test_move_puts_stored_messages_in_the_folder_and_the_next_run_reads_only_new_mail(app, dovecot, box):
+    login, password = box
+    dovecot.append_many(login, password, "INBOX", [mail(i) for i in range(1, 8)])
+    dovecot.append_many(login, password, "Done", [mail(100)])  # the target exists, with mail of its own
+    account = scanner(app, dovecot, login, password, "move", "Done")
+
+    run = run_scan(account.id)
+
+    assert run.status == "done", run.message
+    assert run.created == 7 and pending() == 0
+    assert flags(dovecot, login, password) == {}  # INBOX is empty
+    assert len(flags(dovecot, login, password, "Done")) == 8
+    dovecot.append_many(login, password, "INBOX", [mail(8), mail(9)])  # UIDs 8 and 9: after the moved ones
+
+    again = run_scan(account.id)
+
+    assert again.status == "done", again.message
+    assert (again.downloaded, again.created, again.duplicates) == (2, 2, 0)
+    assert stored_uids(account.id) == list(range(1, 10))
+    assert len(flags(dovecot, login, password, "Done")) == 10
+    assert db.session.scalar(select(ScanFolder.last_uid).where(ScanFolder.account_id == account.id)) == 9
+
+
+def test_delete_removes_stored_messages_and_keeps_ignored_ones(app, dovecot, box):
+    login, password = box
+    dovecot.append_many(login, password, "INBOX", [mail(1), mail(2, frm="noreply@spam.test"), mail(3)])
+    account = scanner(app, dovecot, login, password, "delete")
+    db.session.add(IgnoreFilter(account_id=account.id, field="from", match="equals", value="noreply@spam.test",
+                                stops="store", enabled=True))
+    db.session.commit()
+
+    run = run_scan(account.id)
+
+    assert run.status == "done", run.message
+    assert (run.created, run.ignored) == (2, 1)
+    assert list(flags(dovecot, login, password)) == [2]  # the ignored message was not stored: it stays
+    assert stored_uids(account.id) == [1, 3]
+    assert pending() == 0
+
+
+def test_move_to_a_folder_that_is_gone_keeps_the_messages_and_tries_again(app, dovecot, box):
+    login, password = box
+    dovecot.append_many(login, password, "INBOX", [mail(1), mail(2)])
+    account = scanner(app, dovecot, login, password, "move", "Later")
+
+    run = run_scan(account.id)
+
+    assert run.status == "partial"
+    assert "Could not move them to 'Later'" in run.error_details
+    assert list(flags(dovecot, login, password)) == [1, 2]  # nothing lost
+    assert run.created == 2 and pending() == 2
+    dovecot.append_many(login, password, "Later", [mail(50)])  # someone creates the folder
+
+    again = run_scan(account.id)
+
+    assert again.status == "done", again.message
+    assert again.downloaded == 0  # the messages were not read again
+    assert flags(dovecot, login, password) == {}
+    assert len(flags(dovecot, login, password, "Later")) == 3
+    assert db.session.scalar(select(func.count(Email.id))) == 2 and pending() == 0
+
+
+def test_changing_the_setting_drops_what_the_old_one_still_owed(app, dovecot, box):
+    login, password = box
+    dovecot.append_many(login, password, "INBOX", [mail(1)])
+    account = scanner(app, dovecot, login, password, "move", "Missing")
+    assert run_scan(account.id).status == "partial" and pending() == 1
+    account.after_store, account.after_store_folder = "keep", None
+    db.session.commit()
+
+    run = run_scan(account.id)
+
+    assert run.status == "done", run.message
+    assert pending() == 0
+    assert list(flags(dovecot, login, password)) == [1]  # left as it is
