@@ -31,7 +31,8 @@ MAIL_ROOT = STATE / "mail"
 class PrivateDovecot:
     """Start, stop and restart a private Dovecot; ``handle`` is the usual test helper for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: str = "") -> None:
+        """``extra``: settings appended to the configuration (e.g. ``imap_capability``)."""
         if not SHARED_CONF.exists():
             raise RuntimeError(f"{SHARED_CONF} is missing: start the shared Dovecot first (scripts/services.sh)")
         self.port = free_port()
@@ -49,7 +50,7 @@ class PrivateDovecot:
         self.instance_name = f"cm-fault-{self.dir.name}"
         text = re.sub(r"^instance_name = .*$", f"instance_name = {self.instance_name}", text, flags=re.M)
         text = re.sub(r"(inet_listener imap \{[^}]*?port = )\d+", rf"\g<1>{self.port}", text, flags=re.S)
-        self.conf.write_text(text)
+        self.conf.write_text(text + extra)
         (self.dir / "users").touch()
         (self.dir / "users").chmod(0o644)
         self.handle = Dovecot(host="127.0.0.1", port=self.port, users_file=self.dir / "users")
