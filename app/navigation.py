@@ -20,6 +20,7 @@ MENUS = [
     ("Logs", "Mails – download history", "admin.history", True),
     ("Logs", "Mailbox hand-offs", "admin.handoffs", True),
     ("Logs", "Audit", "admin.audit", True),
+    ("Settings", "Users", "admin.users", True),
     ("Virtual desk", "Mailbox", "desk.mailbox", False),
     ("Virtual desk", "Tickets", "records.tickets", False),
     ("Records", "Contacts", "records.contacts", False),

@@ -54,7 +54,8 @@ def _check_username(username: str) -> str:
     return username
 
 
-def _check_password(password: str | None) -> str:
+def check_password(password: str | None) -> str:
+    """``password`` when its length is allowed; raises :class:`AccountError` saying the limit."""
     if len(password or "") < MIN_PASSWORD:
         raise AccountError(f"The password must have at least {MIN_PASSWORD} characters.")
     if len(password) > MAX_PASSWORD:
@@ -62,7 +63,8 @@ def _check_password(password: str | None) -> str:
     return password
 
 
-def _check_email(email: str | None) -> str | None:
+def check_email(email: str | None) -> str | None:
+    """The address stripped (None when empty); raises :class:`AccountError` when it is not an address."""
     email = (email or "").strip() or None
     if email is not None and not is_valid_email(email):
         raise AccountError(f"{email!r} is not an e-mail address (expected name@example.com).")
@@ -79,11 +81,14 @@ def find_user(username: str | None) -> User | None:
 
 
 def create_user(username: str, password: str, *, admin: bool = False, email: str | None = None,
-                full_name: str = "") -> User:
-    """Create a user; refuses a taken name (ignoring case), control characters, a short password or a bad address."""
+                full_name: str = "", commit: bool = True) -> User:
+    """Create a user; refuses a taken name (ignoring case), control characters, a short password or a bad address.
+
+    ``commit=False`` leaves the commit to the caller (which adds its audit entry first).
+    """
     username = _check_username(username)
-    password = _check_password(password)
-    email = _check_email(email)
+    password = check_password(password)
+    email = check_email(email)
     full_name = (full_name or "").strip()
     if len(full_name) > 200 or has_control_chars(full_name):
         raise AccountError("A full name has at most 200 characters and no control characters.")
@@ -93,7 +98,8 @@ def create_user(username: str, password: str, *, admin: bool = False, email: str
     user.set_password(password)
     user.set_email(email)
     db.session.add(user)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return user
 
 
@@ -141,7 +147,7 @@ def end_sessions(user: User) -> None:
 
 def change_password(user: User, new_password: str) -> None:
     """Store a new password for ``user`` and end all of their sessions."""
-    user.set_password(_check_password(new_password))
+    user.set_password(check_password(new_password))
     db.session.commit()
     end_sessions(user)
 

@@ -10,6 +10,7 @@ from app.extensions import db
 from app.models import Contact, Lead, Organization, Ticket
 from app.models.base import normalize_email, utcnow
 from app.models.records import TICKET_STATUSES
+from app.services import audit
 
 # A pragmatic address check: the dot-atom forms people type, any domain with a dot (internal ones such as
 # corp.local or example.test included, which stricter validators refuse), and fast enough for big imports.
@@ -114,11 +115,12 @@ def save_lead(lead: Lead | None, *, name: str, company: str | None, email: str |
 
 
 def set_ticket_status(ticket: Ticket, status: str) -> bool:
-    """Change a ticket's status; False when it already had that status."""
+    """Change a ticket's status, audited; False when it already had that status."""
     if status not in TICKET_STATUSES:
         raise RecordError(f"Unknown ticket status {status!r}.", "status")
     if ticket.status == status:
         return False
+    audit.record("ticket.status", f"ticket {ticket.number or ticket.id}", f"status: {ticket.status} → {status}")
     ticket.status = status
     ticket.updated_at = utcnow()
     db.session.commit()

@@ -88,6 +88,14 @@ ACCESS: dict[str, str] = {
     "admin.server_test": ADMIN,
     "admin.servers": ADMIN,
     "admin.watch": ADMIN,
+    "admin.users": ADMIN,
+    "admin.user_new": ADMIN,
+    "admin.user_edit": ADMIN,
+    "admin.user_password": ADMIN,
+    "admin.user_disable": ADMIN,
+    "admin.user_enable": ADMIN,
+    "admin.user_promote": ADMIN,
+    "admin.user_demote": ADMIN,
 }
 
 # State-changing routes that do not take a CSRF token, each with the reason.

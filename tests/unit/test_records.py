@@ -146,6 +146,19 @@ def test_ticket_status_change_needs_csrf_and_a_known_status(client, logged_in_ad
     assert db.session.get(Ticket, ticket.id).status == "waiting"
 
 
+def test_ticket_status_changes_are_audited(client, logged_in_admin):
+    from app.models import AuditEntry
+
+    ticket = factories.ticket()
+    token = factories.csrf_from(client.get(f"/records/tickets/{ticket.id}"))
+    for status in ("closed", "closed"):  # the second changes nothing and is not audited
+        client.post(f"/records/tickets/{ticket.id}/status", data={"status": status, "csrf_token": token})
+    (entry,) = db.session.query(AuditEntry).all()
+    assert (entry.action, entry.target, entry.details) == ("ticket.status", f"ticket {ticket.number}",
+                                                           "status: open → closed")
+    assert entry.user_id == logged_in_admin.id
+
+
 def test_create_contact_validates_and_normalizes_email(client, logged_in_admin):
     page = client.get("/records/contacts/new")
     token = factories.csrf_from(page)

@@ -66,8 +66,8 @@ def has_grant(user_id: int, account_id: int) -> bool:
 
 
 def mailboxes_for(user: Viewer) -> list[MailAccount]:
-    """The enabled mailboxes ``user`` may open, by name."""
-    if user is None or not getattr(user, "is_authenticated", False):
+    """The enabled mailboxes ``user`` may open, by name (none for a disabled user)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
         return []
     return list(db.session.scalars(
         select(MailAccount)
