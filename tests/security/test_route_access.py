@@ -49,6 +49,9 @@ ACCESS: dict[str, str] = {
     "records.tickets": USER,
     "records.ticket_detail": USER,
     "records.ticket_status": USER,
+    "records.contact_delete": ADMIN,
+    "records.organization_delete": ADMIN,
+    "records.lead_delete": ADMIN,
     "records.users": USER,
     "records.user_detail": USER,
     "records.emails": USER,  # plus the per-mailbox rule, tested in test_object_access
