@@ -102,18 +102,15 @@ def _register_cli(app: Flask) -> None:
 
 
 def _register_security_headers(app: Flask) -> None:
+    from app import csp
+
     @app.after_request
     def add_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         # E-mail bodies are shown in a sandboxed iframe with their own, stricter policy.
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "frame-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self' "
-            + app.config.get("ROUNDCUBE_URL", ""),
-        )
+        response.headers.setdefault("Content-Security-Policy", csp.policy(app.config.get("ROUNDCUBE_URL")))
         return response
 
 

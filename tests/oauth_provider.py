@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from html import escape
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -83,6 +84,9 @@ class OAuthProvider:
     client_secret: str = CLIENT_SECRET
     approve_as: str | None = None
     deny: str | None = None  # e.g. "access_denied": /authorize answers this error instead of a code
+    # True: GET /authorize shows a consent page (as real providers do) whose Allow/Deny buttons
+    # POST back to /authorize; the browser test clicks them. False: it approves ``approve_as`` at once.
+    consent_page: bool = False
     access_ttl: int = 3600
     rotate: bool = True
     token_delay: float = 0.0  # seconds /token takes (lets a test hold two refreshes in flight at once)
@@ -204,9 +208,14 @@ class OAuthProvider:
         if not args.get("code_challenge") or args.get("code_challenge_method") != "S256":
             return _redirect(redirect_uri, error="invalid_request", state=state,
                              error_description="PKCE with S256 is required")
-        if self.deny:
-            return _redirect(redirect_uri, error=self.deny, state=state,
+        if self.consent_page and request.method == "GET":
+            return _consent_page(args)
+        decision = request.form.get("decision") if request.method == "POST" else None
+        if self.deny or decision == "deny":
+            return _redirect(redirect_uri, error=self.deny or "access_denied", state=state,
                              error_description="The user declined to grant access")
+        if decision == "allow":
+            self.approve_as = request.form.get("user") or None
         if not self.approve_as:
             return _redirect(redirect_uri, error="login_required", state=state,
                              error_description="No user is signed in")
@@ -285,6 +294,20 @@ class OAuthProvider:
             elif token in self._access:
                 self._access[token].revoked = True
         return Response("", 200)  # RFC 7009: 200 even for an unknown token
+
+
+def _consent_page(args) -> Response:
+    """The provider's sign-in and consent page: who signs in, and Allow or Deny (posted back to /authorize)."""
+    hint = escape(args.get("login_hint", ""))
+    page = (f"<!doctype html><html><head><title>Test provider: sign in</title></head><body>"
+            f"<h1>Sign in to the test provider</h1>"
+            f'<form method="post" action="/authorize?{escape(urlencode(list(args.items(multi=True))))}">'
+            f'<label>Account <input name="user" value="{hint}"></label>'
+            f"<p>Corporate Mailboxes asks to read and send mail as this account "
+            f"(scopes: {escape(args.get('scope', ''))}).</p>"
+            f'<button name="decision" value="allow" id="allow">Allow</button> '
+            f'<button name="decision" value="deny" id="deny">Deny</button></form></body></html>')
+    return Response(page, 200, content_type="text/html; charset=utf-8")
 
 
 def _json(data: dict, status: int = 200) -> Response:

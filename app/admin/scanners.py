@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from app import csp
 from app.admin.blueprint import bp
 from app.admin.scanner_forms import ScannerForm
 from app.extensions import db
@@ -40,8 +41,17 @@ def _apply_errors(form: ScannerForm, exc: ScannerError) -> None:
             flash(message, "error")
 
 
+def _allow_connect(accounts) -> None:
+    """The page may post Connect account, which the provider's sign-in page answers."""
+    csp.allow_form_targets(a.server.oauth_authorize_url for a in accounts
+                           if a.server.auth_method == "oauth2")
+
+
 def _render_form(form: ScannerForm, account=None):
-    return render_template("admin/scanners_form.html", form=form, account=account,
+    if account is not None:
+        _allow_connect([account])
+    oauth_ids = db.session.scalars(select(MailServer.id).where(MailServer.auth_method == "oauth2")).all()
+    return render_template("admin/scanners_form.html", form=form, account=account, oauth_server_ids=oauth_ids,
                            folder_error=getattr(form, "folder_error", None))
 
 
@@ -60,6 +70,7 @@ def scanner_list():
     # One query for every assignee instead of one per row.
     assignees = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(assignee_ids)))} \
         if assignee_ids else {}
+    _allow_connect(accounts)
     return render_template("admin/scanners.html", accounts=accounts, assignees=assignees,
                            health_of=scanners.health_of, action_labels=scanner_fields.ACTION_LABELS,
                            search_labels=scanner_fields.SEARCH_FIELD_LABELS)

@@ -33,9 +33,17 @@ def _labels() -> dict:
 
 def _test_form(server, form: TestConnectionForm | None = None) -> TestConnectionForm:
     form = form or TestConnectionForm(formdata=None)
+    scanners_here = mail_servers.scanners_using(server)
+    if server.auth_method == "oauth2":
+        # No password exists on an OAuth 2.0 server: a test uses a connected scanner's authorization.
+        form.account_id.label.text = "Authorization"
+        form.account_id.choices = [
+            SelectChoice(str(a.id), f"Scanner \"{a.name}\" ({a.login}), with its authorization")
+            for a in scanners_here if a.oauth_refresh_token_enc]
+        return form
     form.account_id.choices = [SelectChoice("", "The login and password typed below")] + [
         SelectChoice(str(a.id), f"Scanner \"{a.name}\" ({a.login}), with its stored credentials")
-        for a in mail_servers.scanners_using(server)]
+        for a in scanners_here]
     return form
 
 

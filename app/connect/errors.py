@@ -140,3 +140,18 @@ def network_error(exc: BaseException, host: str, port: int, security: str, timeo
     if isinstance(exc, OSError) and not isinstance(exc, (imaplib.IMAP4.error, smtplib.SMTPException)):
         return MailConnectError("refused", f"Cannot connect to {where}: {exc.strerror or exc}.")
     return None
+
+
+def login_refused(who: str, login: str, said: str, *, oauth: bool) -> str:
+    """The words of a refused login: a password to check, or an OAuth 2.0 authorization to renew.
+
+    ``said`` is the server's own reason; it gets its full stop, so the advice after it reads
+    as a sentence of its own.
+    """
+    said = " ".join(said.split()) or "no reason given"
+    if not said.endswith((".", "!", "?")):
+        said += "."
+    if oauth:
+        return (f"{who} refused the authorization for {login}: {said} The mailbox's access token was not "
+                f"accepted: press Connect account on the scanner to authorize the mailbox again.")
+    return f"{who} refused the login for {login}: {said} Check the login and the password."

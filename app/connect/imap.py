@@ -11,6 +11,7 @@ from imap_tools.errors import ImapToolsError, MailboxLoginError, UnexpectedComma
 from app.connect.errors import (
     MailConnectError,
     connect_timeout,
+    login_refused,
     network_error,
     scrub,
     server_text,
@@ -49,10 +50,9 @@ def _imap_greeting_error(exc: Exception, where: str) -> MailConnectError:
                                         f"port, and is the security setting right?")
 
 
-def _imap_login_error(exc: UnexpectedCommandStatusError, login: str, where: str) -> MailConnectError:
+def _imap_login_error(exc: UnexpectedCommandStatusError, login: str, where: str, oauth: bool) -> MailConnectError:
     text = server_text(exc.command_result[1]) if exc.command_result else ""
-    message = (f"The server refused the login for {login}: {text or 'no reason given.'} "
-               "Check the login and the password.")
+    message = login_refused("The server", login, text, oauth=oauth)
     upper = text.upper()
     if "PRIVACYREQUIRED" in upper or "PLAINTEXT AUTHENTICATION DISALLOWED" in upper:
         message += (" The server wants an encrypted connection before the password: choose STARTTLS "
@@ -118,7 +118,7 @@ def open_imap(server: MailServer, login: str, secret: str | None, *,
         return box
     except MailboxLoginError as exc:
         close_quietly(box)
-        raise MailConnectError(*_split(_imap_login_error(exc, login, where), secret)) from None
+        raise MailConnectError(*_split(_imap_login_error(exc, login, where, oauth), secret)) from None
     except imaplib.IMAP4.abort as exc:
         close_quietly(box)
         raise MailConnectError("protocol", scrub(f"{where} dropped the connection during the login "
@@ -126,8 +126,7 @@ def open_imap(server: MailServer, login: str, secret: str | None, *,
     except imaplib.IMAP4.error as exc:
         close_quietly(box)
         text = scrub(str(exc), secret)
-        raise MailConnectError("auth", f"The server refused the login for {login}: {text} "
-                                       "Check the login and the password.") from None
+        raise MailConnectError("auth", login_refused("The server", login, text, oauth=oauth)) from None
     except OSError as exc:
         close_quietly(box)
         mapped = network_error(exc, host, port, security, limit, "IMAP")

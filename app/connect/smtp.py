@@ -10,6 +10,7 @@ from app.connect.errors import (
     SECURITY_LABELS,
     MailConnectError,
     connect_timeout,
+    login_refused,
     network_error,
     scrub,
     server_text,
@@ -90,9 +91,9 @@ def check_smtp(server: MailServer, login: str | None, secret: str | None, *,
         raise MailConnectError(exc.kind, scrub(exc.message, secret)) from None
     except smtplib.SMTPAuthenticationError as exc:
         text = server_text(exc.smtp_error)
-        raise MailConnectError("auth", scrub(f"The SMTP server refused the login for {login}: "
-                                              f"{exc.smtp_code} {text} Check the login and the password.",
-                                              secret)) from None
+        oauth = (server.auth_method or "password") == "oauth2"
+        raise MailConnectError("auth", scrub(login_refused("The SMTP server", login or "", f"{exc.smtp_code} {text}",
+                                                           oauth=oauth), secret)) from None
     except smtplib.SMTPConnectError as exc:
         code = "" if exc.smtp_code == -1 else f"{exc.smtp_code} "
         raise MailConnectError("protocol", f"{where} did not greet like an SMTP server (it said: "

@@ -41,7 +41,8 @@ from app.services.validation import (
 SECURITY_LABELS = {"ssl": "SSL/TLS", "starttls": "STARTTLS", "none": "No encryption"}
 AUTH_LABELS = {"password": "Password", "oauth2": "OAuth 2.0 (XOAUTH2)"}
 
-# Presets fill the URLs and scopes an administrator leaves empty.
+# Presets fill the URLs and scopes an administrator leaves empty (on save, and in the form as soon as the
+# provider is picked, by static/servers.js); the form also takes the hosts when none is typed yet.
 OAUTH_PROVIDERS = {
     "microsoft": {
         "label": "Microsoft 365",
@@ -49,12 +50,16 @@ OAUTH_PROVIDERS = {
         "token_url": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
         "scopes": "offline_access https://outlook.office.com/IMAP.AccessAsUser.All "
                   "https://outlook.office.com/SMTP.Send",
+        "hosts": {"imap_host": "outlook.office365.com", "imap_port": "993", "imap_security": "ssl",
+                  "smtp_host": "smtp.office365.com", "smtp_port": "587", "smtp_security": "starttls"},
     },
     "google": {
         "label": "Google",
         "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
         "token_url": "https://oauth2.googleapis.com/token",
         "scopes": "https://mail.google.com/",
+        "hosts": {"imap_host": "imap.gmail.com", "imap_port": "993", "imap_security": "ssl",
+                  "smtp_host": "smtp.gmail.com", "smtp_port": "465", "smtp_security": "ssl"},
     },
     "generic": {"label": "Other (generic OAuth 2.0)", "authorize_url": "", "token_url": "", "scopes": ""},
 }
@@ -326,7 +331,8 @@ def _stored_credentials(server: MailServer, account_id: RowId) -> tuple[MailAcco
     try:
         secret = credentials.login_secret(account)
     except CredentialError as exc:
-        raise ServerError(f"The stored credentials of the scanner \"{account.name}\" cannot be used: {exc}",
+        what = "authorization" if server.auth_method == "oauth2" else "stored credentials"
+        raise ServerError(f"The {what} of the scanner \"{account.name}\" cannot be used: {exc}",
                           "account_id") from exc
     return account, account.login, secret
 
@@ -348,11 +354,11 @@ def _untestable_login(server: MailServer, login: str, secret: str | None, from_s
     """The report when the IMAP login cannot be tried with what was given (SMTP is greeted if it can be)."""
     if server.auth_method == "oauth2" and not from_scanner:
         # A typed password means nothing to an OAuth 2.0 server; its logins use a connected scanner's token.
-        imap = CheckResult("IMAP login", False, "This server uses OAuth 2.0: choose a connected scanner's "
-                                                "stored credentials to test the login.")
+        imap = CheckResult("IMAP login", False, "This server signs in with OAuth 2.0, not a password: choose a "
+                                                "connected scanner's authorization to test the login.")
         if server.smtp_auth:
             return [imap, CheckResult("SMTP", False, "Not tested: the SMTP login also needs a connected "
-                                                     "scanner's OAuth token.")]
+                                                     "scanner's authorization.")]
         return [imap, smtp_check(server, login, None, timeout=timeout)]
     if server.auth_method == "password" and not secret:
         imap = CheckResult("IMAP login", False, "No password given: type the mailbox's password to test "
@@ -372,6 +378,9 @@ def test_server(server_id: RowId, *, login: str | None = None, password: str | N
     account = None
     if account_id not in (None, "", 0, "0"):
         account, login, secret = _stored_credentials(server, account_id)
+    elif server.auth_method == "oauth2":
+        raise ServerError("This server signs in with OAuth 2.0: choose the scanner whose authorization the "
+                          "test uses (connect one first with Connect account).", "account_id")
     else:
         login, secret = _typed_credentials(login, password)
     untestable = _untestable_login(server, login, secret, account is not None, timeout)

@@ -51,9 +51,12 @@ class ScannerNotFound(ScannerError):
 
 
 def health_of(account: MailAccount) -> tuple[str, str]:
-    """The status an operator reads: (key, words). Key is active/disabled/blocked/reconnect."""
+    """The status an operator reads: (key, words). Key is active/disabled/blocked/reconnect/unconnected."""
     if not account.enabled:
         return "disabled", "Disabled"
+    if account.server.auth_method == "oauth2" and not account.oauth_refresh_token_enc:
+        return "unconnected", ("Not connected yet: press Connect account to sign the mailbox in at the "
+                               "provider. It is not scanned until then.")
     reason = (account.blocked_reason or "").strip()
     if account.health == "blocked":
         if reason.lower().startswith("blocked"):

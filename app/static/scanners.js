@@ -191,3 +191,25 @@
       .finally(function () { button.disabled = false; });
   });
 })();
+
+// Scanner form: an OAuth 2.0 server needs no password; say so instead of asking for one.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("scanner-form");
+    var server = form && form.querySelector("[name='server_id']");
+    var password = document.getElementById("password-field");
+    var note = document.getElementById("oauth-note");
+    if (!server || !password || !note) {
+      return;
+    }
+    var oauth = (form.getAttribute("data-oauth-servers") || "").split(",").filter(Boolean);
+    function update() {
+      var isOauth = oauth.indexOf(server.value) !== -1;
+      password.hidden = isOauth;
+      note.hidden = !isOauth;
+    }
+    server.addEventListener("change", update);
+    update();
+  });
+})();

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 logger = logging.getLogger(__name__)
 
@@ -24,19 +24,24 @@ PERIODIC = {
 def due_scanners(now=None, watched: set[int] | None = None, backstop: timedelta | None = None) -> list[int]:
     """Enabled, non-blocked scanners whose last run is older than the check frequency (or never ran).
 
+    An OAuth 2.0 scanner is due only once its account is connected: before that every run
+    would only fail with "not connected yet".
+
     A scanner in ``watched`` (a watcher listens to it: IDLE, NOTIFY or its own polling) is due only
     once its last run is older than ``backstop``: the watcher enqueues its scans when mail comes.
     """
     from app.extensions import db
-    from app.models import MailAccount, MailSettings
+    from app.models import MailAccount, MailServer, MailSettings
     from app.models.base import utcnow
 
     now = now or utcnow()
     every = timedelta(minutes=MailSettings.get().check_frequency_minutes or 5)
     rows = db.session.execute(
         select(MailAccount.id, MailAccount.last_run_at)
+        .join(MailServer, MailServer.id == MailAccount.server_id)
         .where(MailAccount.enabled.is_(True), MailAccount.health != "blocked",
-               MailAccount.running_run_id.is_(None))
+               MailAccount.running_run_id.is_(None),
+               or_(MailServer.auth_method != "oauth2", MailAccount.oauth_refresh_token_enc.is_not(None)))
         .order_by(MailAccount.id)).all()
     db.session.commit()
     watched = watched or set()

@@ -1,0 +1,49 @@
+"""The Content-Security-Policy of our pages.
+
+Every page may submit forms only to this site and to Roundcube (the mailbox
+hand-off posts its one-time token there). A page that carries a *Connect
+account* form also allows the origins of the OAuth 2.0 providers it connects
+to: Chromium applies ``form-action`` to every redirect that follows a form
+submission, so the POST to our connect route, answered by a redirect to the
+provider's sign-in page, would otherwise be blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from flask import g
+
+_BASE = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+         "frame-src 'self'; object-src 'none'; base-uri 'self'")
+
+
+def origin_of(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, or None for anything else."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c in parts.netloc for c in " ;,'\""):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def allow_form_targets(urls: Iterable[str | None]) -> None:
+    """Let the page being rendered submit forms to the origins of ``urls`` (for this response only)."""
+    extra = set(getattr(g, "csp_form_targets", ()))
+    extra.update(o for o in (origin_of(u) for u in urls) if o)
+    g.csp_form_targets = extra
+
+
+def policy(roundcube_url: str | None) -> str:
+    """The policy of the current response: the base rules and the form targets it allows."""
+    targets = ["'self'"]
+    roundcube = origin_of(roundcube_url)
+    if roundcube:
+        targets.append(roundcube)
+    targets.extend(sorted(set(getattr(g, "csp_form_targets", ())) - set(targets)))
+    return f"{_BASE}; form-action {' '.join(targets)}"
