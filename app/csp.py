@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from flask import g
+from flask import has_request_context, request
+
+# Kept with the request (not in ``g``, which outlives a request when an app context is already open).
+_KEY = "corporate_mailboxes.csp_form_targets"
 
 _BASE = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
          "frame-src 'self'; object-src 'none'; base-uri 'self'")
@@ -34,9 +37,8 @@ def origin_of(url: str | None) -> str | None:
 
 def allow_form_targets(urls: Iterable[str | None]) -> None:
     """Let the page being rendered submit forms to the origins of ``urls`` (for this response only)."""
-    extra = set(getattr(g, "csp_form_targets", ()))
+    extra = request.environ.setdefault(_KEY, set())
     extra.update(o for o in (origin_of(u) for u in urls) if o)
-    g.csp_form_targets = extra
 
 
 def policy(roundcube_url: str | None) -> str:
@@ -45,5 +47,6 @@ def policy(roundcube_url: str | None) -> str:
     roundcube = origin_of(roundcube_url)
     if roundcube:
         targets.append(roundcube)
-    targets.extend(sorted(set(getattr(g, "csp_form_targets", ())) - set(targets)))
+    extra = request.environ.get(_KEY, set()) if has_request_context() else set()
+    targets.extend(sorted(extra - set(targets)))
     return f"{_BASE}; form-action {' '.join(targets)}"

@@ -378,9 +378,6 @@ def test_server(server_id: RowId, *, login: str | None = None, password: str | N
     account = None
     if account_id not in (None, "", 0, "0"):
         account, login, secret = _stored_credentials(server, account_id)
-    elif server.auth_method == "oauth2":
-        raise ServerError("This server signs in with OAuth 2.0: choose the scanner whose authorization the "
-                          "test uses (connect one first with Connect account).", "account_id")
     else:
         login, secret = _typed_credentials(login, password)
     untestable = _untestable_login(server, login, secret, account is not None, timeout)

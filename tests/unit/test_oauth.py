@@ -243,3 +243,66 @@ def test_oauth_failures_reach_the_administrator_in_words(app, provider, client, 
     flashed = client.post(f"/admin/scanners/{down.id}/test-login", data={"csrf_token": factories.csrf_from(page)},
                           follow_redirects=True).get_data(as_text=True)
     assert "Login to down2@corp.test failed" in flashed and "cannot be reached" in flashed
+
+
+def test_an_oauth_scanner_is_scheduled_only_once_connected(app, provider):
+    from app.tasks import schedule
+
+    connected = make_account(app, provider, login="connected@corp.test")
+    unconnected = make_account(app, provider, login="unconnected@corp.test")
+    unconnected.oauth_refresh_token_enc = unconnected.oauth_access_token_enc = None
+    db.session.commit()
+    due = schedule.due_scanners()
+    assert connected.id in due and unconnected.id not in due
+    # Connect account stores the tokens: from then on the scanner is scheduled like any other.
+    unconnected.oauth_refresh_token_enc = connected.oauth_refresh_token_enc
+    db.session.commit()
+    assert unconnected.id in schedule.due_scanners()
+
+
+def test_scanner_pages_may_post_connect_account_to_the_provider_and_no_further(app, provider, client, auth, admin):
+    account = make_account(app, provider, login="csp@corp.test")
+    auth.login("admin")
+    for url in ("/admin/scanners", f"/admin/scanners/{account.id}/edit"):
+        policy = client.get(url).headers["Content-Security-Policy"]
+        form_action = policy.split("form-action", 1)[1].split(";")[0].split()
+        # Chromium checks form-action on the redirect that follows the POST: the provider must be listed.
+        assert provider.url in form_action, (url, policy)
+        assert "'self'" in form_action
+    # Other pages keep the strict list: this site and Roundcube only.
+    other = client.get("/admin/servers").headers["Content-Security-Policy"]
+    assert provider.url not in other
+
+
+def test_an_unconnected_scanner_says_so_and_cannot_be_scanned_yet(app, provider, client, auth, admin):
+    account = make_account(app, provider, login="fresh@corp.test")
+    account.oauth_refresh_token_enc = account.oauth_access_token_enc = None
+    db.session.commit()
+    auth.login("admin")
+    page = client.get("/admin/scanners").get_data(as_text=True)
+    assert "Not connected yet: press Connect account" in page
+    assert 'title="Connect the account first">Scan now' in page
+
+
+def test_test_connection_of_an_oauth_server_speaks_of_authorization(app, provider, client, auth, admin):
+    account = make_account(app, provider, login="tested@corp.test")
+    auth.login("admin")
+    page = client.get(f"/admin/servers/{account.server_id}/test").get_data(as_text=True)
+    assert 'name="password"' not in page
+    assert "with its authorization" in page and "No password is involved" in page
+    from app.services import mail_servers
+
+    imap, smtp = mail_servers.test_server(account.server_id, login="tested@corp.test", password="guess")
+    assert not imap.ok and "not a password" in imap.message and "connected scanner's authorization" in imap.message
+
+
+def test_a_refused_xoauth2_login_asks_to_connect_again_not_for_a_password():
+    from app.connect.errors import login_refused
+
+    oauth_text = login_refused("The server", "box@corp.test", "AUTHENTICATIONFAILED credentials invalid",
+                               oauth=True)
+    assert "password" not in oauth_text.lower()
+    assert "credentials invalid. The mailbox's access token" in oauth_text  # the server's words get a full stop
+    assert "Connect account" in oauth_text
+    password_text = login_refused("The server", "box@corp.test", "Authentication failed.", oauth=False)
+    assert password_text.endswith("Authentication failed. Check the login and the password.")
