@@ -12,9 +12,9 @@ from wtforms.fields import DateField
 from wtforms.validators import Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.models.mail import ACTIONS, SEARCH_FIELDS
+from app.models.mail import ACTIONS, AFTER_STORE_ACTIONS, SEARCH_FIELDS
 from app.models.runs import RUN_STATUSES
-from app.services.scanner_fields import ACTION_LABELS, SEARCH_FIELD_LABELS
+from app.services.scanner_fields import ACTION_LABELS, AFTER_STORE_LABELS, SEARCH_FIELD_LABELS
 
 DIRECTION_CHOICES = [("", "Don't scan"), ("incoming", "Incoming"), ("outgoing", "Outgoing")]
 
@@ -51,6 +51,17 @@ class ScannerForm(FlaskForm):
                                        description="Which records' e-mail addresses binding looks in.")
     assignee_id = SelectField("Assignee", coerce=str, validate_choice=False,
                               description="Who the tickets created from this mailbox are assigned to.")
+    after_store = SelectField(
+        "After storing a message", choices=[(a, AFTER_STORE_LABELS[a]) for a in AFTER_STORE_ACTIONS],
+        default="keep", validate_choice=False,
+        description="What the scanner does in the mailbox once a message is stored. Leaving it as it is "
+                    "changes nothing on the server. The action is done only after the message is saved, and "
+                    "a run that was cut off finishes it on the next run. Messages ignored by a filter or that "
+                    "could not be stored are always left as they are; Delete also spares messages over the "
+                    "size limit, whose body was not stored.")
+    after_store_folder = StringField(
+        "Move to folder", description="For Move: a folder that exists on the server and that the scanner does "
+                                      "not scan (Load folders from server lists them).")
 
     def folder_pairs(self) -> list[tuple[str, str]]:
         """The rows to scan: named, and not set to "Don't scan"."""

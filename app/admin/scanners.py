@@ -73,6 +73,7 @@ def scanner_list():
     _allow_connect(accounts)
     return render_template("admin/scanners.html", accounts=accounts, assignees=assignees,
                            health_of=scanners.health_of, action_labels=scanner_fields.ACTION_LABELS,
+                           after_store_labels=scanner_fields.AFTER_STORE_LABELS,
                            search_labels=scanner_fields.SEARCH_FIELD_LABELS)
 
 
@@ -92,7 +93,8 @@ def scanner_new():
             account = scanners.create_scanner(
                 form.name.data, form.server_id.data, form.login.data, form.password.data,
                 form.folder_pairs(), form.actions.data or [], form.search_fields.data or [],
-                form.assignee_id.data)
+                form.assignee_id.data, after_store=form.after_store.data,
+                after_store_folder=form.after_store_folder.data)
         except ScannerError as exc:
             _apply_errors(form, exc)
         else:
@@ -117,7 +119,8 @@ def scanner_edit(account_id: int):
             scanners.update_scanner(
                 account.id, name=form.name.data, server_id=form.server_id.data, login=form.login.data,
                 password=form.password.data, folders=form.folder_pairs(), actions=form.actions.data or [],
-                search_fields=form.search_fields.data or [], assignee_id=form.assignee_id.data)
+                search_fields=form.search_fields.data or [], assignee_id=form.assignee_id.data,
+                after_store=form.after_store.data, after_store_folder=form.after_store_folder.data)
         except ScannerError as exc:
             db.session.rollback()
             _apply_errors(form, exc)

@@ -2,7 +2,9 @@
 
 The admin form and the ``flask scanners`` commands give the same fields; each
 check puts a message for people under the field's name, and
-``app.services.scanners`` raises them together as one ``ScannerError``.
+``app.services.scanners`` raises them together as one ``ScannerError``. The error
+classes and ``get_scanner`` live here, below both ``scanners`` and
+``scanner_login``, so that saving a scanner can ask the server for its folders.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import TypeVar
 
 from app.extensions import db
 from app.models import MailAccount, MailServer, User
-from app.models.mail import ACTIONS, SEARCH_FIELDS
-from app.services.validation import RowId, db_id, has_control_chars
+from app.models.mail import ACTIONS, AFTER_STORE_ACTIONS, SEARCH_FIELDS
+from app.services.validation import FieldErrors, RowId, db_id, has_control_chars
 
 DIRECTIONS = ("incoming", "outgoing")
 DEFAULT_FOLDERS: list[tuple[str, str]] = [("INBOX", "incoming"), ("Sent", "outgoing")]
@@ -27,6 +29,12 @@ ACTION_LABELS = {
     "open_ticket": "Open a ticket",
     "create_ticket": "Create a ticket",
 }
+AFTER_STORE_LABELS = {
+    "keep": "Leave it as it is",
+    "mark_read": "Mark it as read",
+    "move": "Move it to a folder",
+    "delete": "Delete it",
+}
 SEARCH_FIELD_LABELS = {
     "contacts": "Contacts",
     "organizations": "Organizations",
@@ -36,6 +44,23 @@ SEARCH_FIELD_LABELS = {
 MAX_PASSWORD_LENGTH = 1000
 
 Row = TypeVar("Row", MailServer, User)
+
+
+class ScannerError(FieldErrors):
+    """A scanner cannot be saved or reached as asked; a message per form field ("name", "folders", ...)."""
+
+
+class ScannerNotFound(ScannerError):
+    """No scanner (or server) with that id."""
+
+
+def get_scanner(account_id: RowId | None) -> MailAccount:
+    """The scanner with this id, or ``ScannerNotFound`` in plain words."""
+    number = db_id(account_id)
+    account = db.session.get(MailAccount, number) if number else None
+    if account is None:
+        raise ScannerNotFound(f"There is no mail scanner with id {account_id!r}.")
+    return account
 
 
 @dataclass
@@ -49,6 +74,8 @@ class ScannerFields:
     folders: list[tuple[str, str]]
     actions: list[str]
     search_fields: list[str]
+    after_store: str = "keep"
+    after_store_folder: str | None = None  # only with after_store "move"
 
 
 # ---------------------------------------------------------------- the CLI's notation
@@ -143,6 +170,29 @@ def clean_choices(values: str | Iterable[str] | None, allowed: Sequence[str], la
     return [a for a in allowed if a in names]
 
 
+def clean_after_store(action: str | None, folder: str | None, folders: list[tuple[str, str]],
+                      errors: dict[str, str]) -> tuple[str, str | None]:
+    """(action, folder to move to): the folder only for a move, never one the scanner reads itself."""
+    action = (action or "keep").strip().lower()
+    if action not in AFTER_STORE_ACTIONS:
+        errors["after_store"] = ("Unknown choice for after storing: " + action + ". Choose from: "
+                                 + ", ".join(f"{AFTER_STORE_LABELS[a]} ({a})" for a in AFTER_STORE_ACTIONS) + ".")
+        return "keep", None
+    if action != "move":
+        return action, None
+    name = (folder or "").strip()
+    if name.upper() == "INBOX":
+        name = "INBOX"
+    if not name:
+        errors["after_store_folder"] = "Choose the folder stored messages are moved to."
+    elif has_control_chars(name) or len(name) > 255:
+        errors["after_store_folder"] = "A folder name has at most 255 characters, without control characters."
+    elif name in dict(folders):
+        errors["after_store_folder"] = (f"The scanner reads the folder {name!r} itself: moving mail there would "
+                                        "make it read every message twice. Choose a folder it does not scan.")
+    return action, name or None
+
+
 def _name_problem(name: str) -> str | None:
     if not name or len(name) > 100:
         return "A name of 1 to 100 characters is required (it is the label of the users' mailbox button)."
@@ -167,7 +217,8 @@ def _row(model: type[Row], value: RowId | None) -> Row | None:
 def clean_scanner_fields(*, name: str | None, server_id: RowId | None, login: str | None,
                          folders: Sequence | None, actions: str | Iterable[str] | None,
                          search_fields: str | Iterable[str] | None, assignee_id: RowId | None,
-                         errors: dict[str, str]) -> ScannerFields:
+                         errors: dict[str, str], after_store: str | None = None,
+                         after_store_folder: str | None = None) -> ScannerFields:
     """Check every field of a scanner at once; each problem goes to ``errors`` under its field."""
     name, login = (name or "").strip(), (login or "").strip()
     problems = {"name": _name_problem(name), "login": _login_problem(login)}
@@ -180,12 +231,15 @@ def clean_scanner_fields(*, name: str | None, server_id: RowId | None, login: st
         assignee = _row(User, assignee_id)
         if assignee is None:
             errors["assignee_id"] = "The chosen assignee does not exist; pick a user from the list."
+    cleaned_folders = clean_folders(folders, errors)
+    after, target = clean_after_store(after_store, after_store_folder, cleaned_folders, errors)
     return ScannerFields(
         name=name, login=login, server=server, assignee=assignee,
-        folders=clean_folders(folders, errors),
+        folders=cleaned_folders,
         actions=clean_choices(actions, ACTIONS, ACTION_LABELS, "actions", "action", errors),
         search_fields=clean_choices(search_fields, SEARCH_FIELDS, SEARCH_FIELD_LABELS, "search_fields",
-                                    "search field", errors))
+                                    "search field", errors),
+        after_store=after, after_store_folder=target)
 
 
 def password_problem(server: MailServer | None, password: str | None, *, has_stored: bool) -> str | None:

@@ -19,7 +19,7 @@ from app.connect.oauth_tokens import is_oauth
 from app.extensions import db
 from app.models import MailAccount, MailServer
 from app.services import audit
-from app.services.scanners import ScannerError, get_scanner
+from app.services.scanner_fields import ScannerError, get_scanner
 from app.services.validation import RowId, db_id
 
 
@@ -97,6 +97,24 @@ def list_server_folders(server_id: RowId | None, login: str | None, password: st
     names = [info.name for info in infos if "\\noselect" not in {f.lower() for f in info.flags}]
     # INBOX first, the rest alphabetically: the order people look for them.
     return sorted(names, key=lambda n: (n.upper() != "INBOX", n.lower()))
+
+
+def move_folder_problem(server: MailServer, login: str, password: str | None, account_id: RowId | None,
+                        folder: str) -> str | None:
+    """What is wrong with the folder stored messages are to be moved to: None when the server has it.
+
+    Logs in as the folder list does (the typed password, else the stored one of ``account_id``).
+    """
+    try:
+        names = list_server_folders(server.id, login, password, account_id)
+    except ScannerError as exc:
+        return (f"Could not check that the folder {folder!r} exists on the server: {exc} Save with another "
+                "choice for after storing, or try again once the server can be reached.")
+    if folder in names:
+        return None
+    shown = ", ".join(names[:15]) + (" ..." if len(names) > 15 else "")
+    return (f"The server has no folder {folder!r}: create it in the mailbox first, or choose one of its "
+            f"folders ({shown or 'none listed'}).")
 
 
 def test_login(account_id: RowId) -> LoginCheck:

@@ -4,7 +4,7 @@ Every function validates its input and raises ``ScannerError`` with plain words,
 so the admin pages and the CLI show the same messages. Functions that change
 something record an audit entry and commit. The fields and their checks are
 ``app.services.scanner_fields``; logging in for the administrator (*Test login*,
-the folder list) is ``app.services.scanner_login``.
+the folder list) is ``app.services.scanner_login``, which also checks that a move target exists.
 """
 
 from __future__ import annotations
@@ -29,25 +29,23 @@ from app.models import (
     ScanFolder,
     ScanRun,
 )
-from app.services import audit
+from app.services import audit, scanner_login
 from app.services.scanner_fields import (
     DEFAULT_ACTIONS,
     DEFAULT_FOLDERS,
     DEFAULT_SEARCH_FIELDS,
+    ScannerError,
     ScannerFields,
+    ScannerNotFound,
     clean_scanner_fields,
     folders_text,
+    get_scanner,
     password_problem,
 )
-from app.services.validation import FieldErrors, RowId, db_id
+from app.services.validation import RowId
 
-
-class ScannerError(FieldErrors):
-    """A scanner cannot be saved or reached as asked; a message per form field ("name", "folders", ...)."""
-
-
-class ScannerNotFound(ScannerError):
-    """No scanner (or server) with that id."""
+__all__ = ["ScannerError", "ScannerNotFound", "get_scanner", "create_scanner", "update_scanner", "delete_scanner",
+           "set_enabled", "list_scanners", "health_of"]
 
 
 def health_of(account: MailAccount) -> tuple[str, str]:
@@ -65,15 +63,6 @@ def health_of(account: MailAccount) -> tuple[str, str]:
     if account.health == "reconnect":
         return "reconnect", "Reconnect needed: " + (reason or "the account's token was refused.")
     return "active", "Active"
-
-
-def get_scanner(account_id: RowId | None) -> MailAccount:
-    """The scanner with this id, or ``ScannerNotFound`` in plain words."""
-    number = db_id(account_id)
-    account = db.session.get(MailAccount, number) if number else None
-    if account is None:
-        raise ScannerNotFound(f"There is no mail scanner with id {account_id!r}.")
-    return account
 
 
 def _sync_folders(account: MailAccount, folders: list[tuple[str, str]], reset_progress: bool) -> None:
@@ -113,15 +102,31 @@ def _refuse_problems(data: ScannerFields, errors: dict[str, str], password: str 
         raise ScannerError(errors)
 
 
+def _check_move_target(data: ScannerFields, password: str | None, account: MailAccount | None) -> None:
+    """A move needs its folder on the server: asked over IMAP when the move is new or the mailbox changed."""
+    if data.after_store != "move" or data.server is None or data.after_store_folder is None:
+        return
+    if account is not None and (account.after_store, account.after_store_folder, account.server_id,
+                                account.login) == ("move", data.after_store_folder, data.server.id, data.login):
+        return  # checked when it was chosen; the runs report a folder that disappeared since
+    problem = scanner_login.move_folder_problem(data.server, data.login, password, account.id if account else None,
+                                                data.after_store_folder)
+    if problem:
+        raise ScannerError({"after_store_folder": problem})
+
+
 def create_scanner(name: str, server_id: RowId | None, login: str, password: str | None,
                    folders: Sequence | None = None, actions: str | Iterable[str] | None = None,
                    search_fields: str | Iterable[str] | None = None, assignee_id: RowId | None = None,
-                   enabled: bool = True) -> MailAccount:
+                   enabled: bool = True, after_store: str | None = None,
+                   after_store_folder: str | None = None) -> MailAccount:
     """Create a scanner; the password is encrypted at rest.
 
     ``folders`` is a list of (name, direction); ``None`` means INBOX incoming
     and Sent outgoing. ``actions`` / ``search_fields`` default to creating and
-    binding e-mails, looking in every record type.
+    binding e-mails, looking in every record type. ``after_store`` (keep,
+    mark_read, move, delete) is what is done on the server with a stored
+    message; a move's ``after_store_folder`` must exist there.
     """
     errors: dict[str, str] = {}
     data = clean_scanner_fields(
@@ -129,14 +134,16 @@ def create_scanner(name: str, server_id: RowId | None, login: str, password: str
         folders=DEFAULT_FOLDERS if folders is None else folders,
         actions=DEFAULT_ACTIONS if actions is None else actions,
         search_fields=DEFAULT_SEARCH_FIELDS if search_fields is None else search_fields,
-        assignee_id=assignee_id, errors=errors)
+        assignee_id=assignee_id, errors=errors, after_store=after_store, after_store_folder=after_store_folder)
     _refuse_problems(data, errors, password, has_stored=False)
+    _check_move_target(data, password, None)
     server = data.server
     account = MailAccount(
         name=data.name, server_id=server.id, login=data.login,
         password_enc=encrypt_secret(app_key(), password) if password else None,
         actions=",".join(data.actions), search_fields=",".join(data.search_fields),
         assignee_id=data.assignee.id if data.assignee else None,
+        after_store=data.after_store, after_store_folder=data.after_store_folder,
         enabled=bool(enabled), health="active", login_failures=0)
     for folder_name, direction in data.folders:
         account.folders.append(ScanFolder(name=folder_name, direction=direction, last_uid=0))
@@ -144,7 +151,8 @@ def create_scanner(name: str, server_id: RowId | None, login: str, password: str
     db.session.flush()
     audit.record("mail_scanner.create", f"mail scanner {account.id} ({account.name})",
                  f"server={server.name} login={account.login} folders={folders_text(account)} "
-                 f"actions={account.actions} search_fields={account.search_fields} enabled={account.enabled}")
+                 f"actions={account.actions} search_fields={account.search_fields} enabled={account.enabled} "
+                 f"after_store={account.after_store} after_store_folder={account.after_store_folder or ''}")
     db.session.commit()
     return account
 
@@ -154,7 +162,8 @@ def _apply_fields(account: MailAccount, data: ScannerFields) -> list[str]:
     changes = []
     for attr, value in (("name", data.name), ("server_id", data.server.id), ("login", data.login),
                         ("actions", ",".join(data.actions)), ("search_fields", ",".join(data.search_fields)),
-                        ("assignee_id", data.assignee.id if data.assignee else None)):
+                        ("assignee_id", data.assignee.id if data.assignee else None),
+                        ("after_store", data.after_store), ("after_store_folder", data.after_store_folder)):
         if getattr(account, attr) != value:
             changes.append(f"{attr}={value}")
             setattr(account, attr, value)
@@ -180,7 +189,8 @@ def _new_credentials(account: MailAccount, *, moved: bool) -> list[str]:
 def update_scanner(account_id: RowId, *, name: str, server_id: RowId | None, login: str,
                    password: str | None = None, folders: Sequence, actions: str | Iterable[str] | None,
                    search_fields: str | Iterable[str] | None, assignee_id: RowId | None = None,
-                   enabled: bool | None = None) -> MailAccount:
+                   enabled: bool | None = None, after_store: str | None = None,
+                   after_store_folder: str | None = None) -> MailAccount:
     """Change a scanner. An empty ``password`` keeps the stored one.
 
     Changing the server or the login points the scanner at another mailbox, so
@@ -190,8 +200,12 @@ def update_scanner(account_id: RowId, *, name: str, server_id: RowId | None, log
     account = get_scanner(account_id)
     errors: dict[str, str] = {}
     data = clean_scanner_fields(name=name, server_id=server_id, login=login, folders=folders, actions=actions,
-                                search_fields=search_fields, assignee_id=assignee_id, errors=errors)
+                                search_fields=search_fields, assignee_id=assignee_id, errors=errors,
+                                after_store=after_store if after_store is not None else account.after_store,
+                                after_store_folder=after_store_folder if after_store is not None
+                                else account.after_store_folder)
     _refuse_problems(data, errors, password, has_stored=bool(account.password_enc))
+    _check_move_target(data, password, account)
     moved = data.server.id != account.server_id or data.login != account.login
     changes = _apply_fields(account, data)
     if enabled is not None and bool(enabled) != account.enabled:

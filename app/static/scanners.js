@@ -170,6 +170,16 @@
             delete chosen.Sent;
           }
         }
+        // The move target is picked from the same list.
+        var targets = document.getElementById("server-folders");
+        if (targets) {
+          targets.innerHTML = "";
+          answer.folders.forEach(function (name) {
+            var option = document.createElement("option");
+            option.value = name;
+            targets.appendChild(option);
+          });
+        }
         rows.innerHTML = "";
         var index = 0;
         answer.folders.forEach(function (name) {

@@ -7,8 +7,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Email, IgnoreFilter, PendingMailAction, ScanFolder
+from app.models import Email, IgnoreFilter, MailServer, PendingMailAction, ScanFolder
 from app.scanning.run import run_scan
+from app.services import scanners
+from app.services.scanners import ScannerError
 from tests.integration.test_scan_dovecot import flags, mail, make_scanner, stored_uids
 
 pytestmark = pytest.mark.integration
@@ -121,3 +123,43 @@ def test_changing_the_setting_drops_what_the_old_one_still_owed(app, dovecot, bo
     assert run.status == "done", run.message
     assert pending() == 0
     assert list(flags(dovecot, login, password)) == [1]  # left as it is
+
+
+# ------------------------------------------------------------------ the move target, checked when saved
+
+
+def test_a_move_target_must_exist_on_the_server_when_the_scanner_is_saved(app, dovecot, box):
+    login, password = box
+    dovecot.append_many(login, password, "Done", [mail(1)])
+    server = MailServer(name="dv-tidy", imap_host=dovecot.host, imap_port=dovecot.port, imap_security="none",
+                        smtp_host=dovecot.host, smtp_port=10025, smtp_security="none")
+    db.session.add(server)
+    db.session.commit()
+    fields = {"folders": [("INBOX", "incoming")], "actions": "create_email", "search_fields": "contacts"}
+
+    with pytest.raises(ScannerError) as err:
+        scanners.create_scanner("Tidy", server.id, login, password, after_store="move",
+                                after_store_folder="Archive", **fields)
+    problem = err.value.errors["after_store_folder"]
+    assert problem.startswith("The server has no folder 'Archive': create it in the mailbox first")
+    assert "INBOX, Done" in problem
+    account = scanners.create_scanner("Tidy", server.id, login, password, after_store="move",
+                                      after_store_folder="Done", **fields)
+    assert (account.after_store, account.after_store_folder) == ("move", "Done")
+
+    # Editing without the password: the stored one is used to read the folders.
+    with pytest.raises(ScannerError) as err:
+        scanners.update_scanner(account.id, name="Tidy", server_id=server.id, login=login, after_store="move",
+                                after_store_folder="Gone", **fields)
+    assert "The server has no folder 'Gone'" in err.value.errors["after_store_folder"]
+    db.session.rollback()
+    db.session.refresh(account)
+    assert account.after_store_folder == "Done"
+
+    # An unreachable server: the move cannot be checked, and says so.
+    server.imap_port = 1
+    db.session.commit()
+    with pytest.raises(ScannerError) as err:
+        scanners.update_scanner(account.id, name="Tidy", server_id=server.id, login=login, after_store="move",
+                                after_store_folder="Elsewhere", **fields)
+    assert err.value.errors["after_store_folder"].startswith("Could not check that the folder 'Elsewhere' exists")
