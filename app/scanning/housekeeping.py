@@ -38,9 +38,9 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from imap_tools.utils import encode_folder
 from sqlalchemy import delete, insert, select, update
@@ -50,14 +50,11 @@ from app.models import PendingMailAction
 from app.scanner.types import BatchItem, RunCounters
 from app.scanning.setup import AfterStore, FolderScan, RunSetup
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import CursorResult
-
 logger = logging.getLogger(__name__)
 
 _pending = PendingMailAction.__table__
 
-# UIDs per IMAP command: keeps each command line short, whatever the number of messages.
+# UIDs per IMAP command and per group of rows: keeps each command line and each delete short.
 UIDS_PER_COMMAND = 500
 
 # A test sets this to a file name: the run writes its pid there and waits, right after the
@@ -105,9 +102,9 @@ def perform(client: imaplib.IMAP4, setup: RunSetup, totals: RunCounters) -> int:
 
     A folder the server refuses to open, or an action it refuses, is an error of the run
     (counted in ``totals``); its rows stay for the next run. IMAP connection errors propagate.
+    Nothing owed costs one read query.
     """
-    _drop_outdated(setup)
-    owed = _load(setup.account_id)
+    owed = _load(setup)
     if not owed:
         return 0
     _pause_for_tests()
@@ -115,36 +112,42 @@ def perform(client: imaplib.IMAP4, setup: RunSetup, totals: RunCounters) -> int:
     done = 0
     for folder, groups in owed.items():
         done += _perform_folder(client, setup, caps, folder, groups, totals)
+    logger.info("account %s: %s stored message(s) acted on (%s)", setup.account_id, done, _doing(setup.after_store))
     return done
 
 
-def _drop_outdated(setup: RunSetup) -> None:
-    """Forget rows the scanner's current setting no longer asks for (the messages stay as they are)."""
+def _load(setup: RunSetup) -> dict[tuple[str, int], list[_Owed]]:
+    """The owed rows by (folder, UIDVALIDITY), each folder's rows grouped by step.
+
+    Rows the scanner's current setting no longer asks for are deleted instead (the messages stay
+    as they are).
+    """
     after = setup.after_store
-    stale = (_pending.c.account_id == setup.account_id) & (
-        (_pending.c.action != after.action) | (_pending.c.target.is_distinct_from(after.folder)))
-    dropped = cast("CursorResult[Any]", db.session.execute(delete(_pending).where(stale))).rowcount
-    if dropped:
-        logger.info("account %s: %s owed action(s) dropped: the after-store setting changed", setup.account_id,
-                    dropped)
-    db.session.commit()
-
-
-def _load(account_id: int) -> dict[tuple[str, int], list[_Owed]]:
-    """The owed rows by (folder, UIDVALIDITY), each folder's rows grouped by step."""
     rows = db.session.execute(select(_pending.c.id, _pending.c.folder, _pending.c.uidvalidity, _pending.c.uid,
-                                     _pending.c.step).where(_pending.c.account_id == account_id)
+                                     _pending.c.step, _pending.c.action, _pending.c.target)
+                              .where(_pending.c.account_id == setup.account_id)
                               .order_by(_pending.c.folder, _pending.c.uid)).all()
+    stale = sum(1 for row in rows if (row.action, row.target) != (after.action, after.folder))
+    if stale:
+        db.session.execute(delete(_pending).where(
+            _pending.c.account_id == setup.account_id,
+            (_pending.c.action != after.action) | _pending.c.target.is_distinct_from(after.folder)))
+        logger.info("account %s: %s owed action(s) dropped: the after-store setting changed", setup.account_id,
+                    stale)
     db.session.commit()
     grouped: dict[tuple[str, int, str], _Owed] = {}
+    by_folder: dict[tuple[str, int], list[_Owed]] = defaultdict(list)
     for row in rows:
-        group = grouped.setdefault((row.folder, row.uidvalidity, row.step),
-                                   _Owed(row.folder, row.uidvalidity, row.step, [], []))
+        if (row.action, row.target) != (after.action, after.folder):
+            continue
+        key = (row.folder, row.uidvalidity, row.step)
+        group = grouped.get(key)
+        if group is None or len(group.uids) >= UIDS_PER_COMMAND:
+            # Bounded groups: each is one command (or three) and one bounded delete of its rows.
+            group = grouped[key] = _Owed(row.folder, row.uidvalidity, row.step, [], [])
+            by_folder[(row.folder, row.uidvalidity)].append(group)
         group.ids.append(row.id)
         group.uids.append(row.uid)
-    by_folder: dict[tuple[str, int], list[_Owed]] = defaultdict(list)
-    for (folder, uidvalidity, _), group in grouped.items():
-        by_folder[(folder, uidvalidity)].append(group)
     return by_folder
 
 
@@ -177,21 +180,29 @@ def _perform_folder(client: imaplib.IMAP4, setup: RunSetup, caps: frozenset[str]
         return 0
     if _uidvalidity(client) != uidvalidity:
         # The folder was renumbered: these UIDs now name other messages, which must not be touched.
-        ids = [i for g in groups for i in g.ids]
-        db.session.execute(delete(_pending).where(_pending.c.id.in_(ids)))
+        db.session.execute(delete(_pending).where(_pending.c.account_id == setup.account_id,
+                                                  _pending.c.folder == name, _pending.c.uidvalidity == uidvalidity))
         db.session.commit()
         logger.warning("account %s folder %s was renumbered: %s owed action(s) dropped", setup.account_id, name,
-                       len(ids))
+                       sum(len(g.uids) for g in groups))
         return 0
     done = 0
+    waiting: list[_Owed] = []  # marked deleted, for one plain EXPUNGE once it is safe (no UIDPLUS)
     for group in groups:
         try:
-            _act(client, setup.after_store, caps, group)
+            if _act(client, setup.after_store, caps, group):
+                done += len(group.uids)
+            else:
+                waiting.append(group)
         except _Refused as exc:
             totals.add_error(name, None, f"Could not {_doing(setup.after_store)} for {len(group.uids)} stored "
                                          f"message(s): {exc} They stay as they are; the next run tries again.")
-            continue
-        done += len(group.uids)
+    if waiting:
+        try:
+            done += _expunge_if_safe(client, name, waiting)
+        except _Refused as exc:
+            totals.add_error(name, None, f"Could not remove the stored messages marked deleted: {exc} The next run "
+                                         "tries again.")
     return done
 
 
@@ -199,54 +210,58 @@ class _Refused(Exception):
     """The server refused an action; ``str()`` says what it said."""
 
 
-def _act(client: imaplib.IMAP4, after: AfterStore, caps: frozenset[str], group: _Owed) -> None:
-    """Do one group's action; its rows are deleted (or moved on a step) as the server confirms."""
+def _act(client: imaplib.IMAP4, after: AfterStore, caps: frozenset[str], group: _Owed) -> bool:
+    """Do one group's action; its rows are deleted (or moved on a step) as the server confirms.
+
+    Returns False when the group's messages are marked deleted and wait for a plain EXPUNGE
+    (a server without UIDPLUS).
+    """
     if after.action == "mark_read":
         _uid_each(client, group.uids, "STORE", "+FLAGS.SILENT", r"(\Seen)")
         _forget(group.ids)
-        return
+        return True
     if after.action == "move" and "MOVE" in caps:
         _uid_each(client, group.uids, "MOVE", _mailbox(after.folder))
         _forget(group.ids)
-        return
+        return True
     if after.action == "move" and group.step == "pending":
         _uid_each(client, group.uids, "COPY", _mailbox(after.folder))
         _set_step(group.ids, "copied")  # never copied twice by a retry
     if group.step != "flagged":
         _uid_each(client, group.uids, "STORE", "+FLAGS.SILENT", r"(\Deleted)")
-    _expunge(client, caps, group)
-
-
-def _expunge(client: imaplib.IMAP4, caps: frozenset[str], group: _Owed) -> None:
-    """Remove our messages marked deleted, and never another client's."""
     if "UIDPLUS" in caps:
-        _uid_each(client, group.uids, "EXPUNGE")
+        _uid_each(client, group.uids, "EXPUNGE")  # UID EXPUNGE: only these messages
         _forget(group.ids)
-        return
+        return True
+    _set_step(group.ids, "flagged")
+    return False
+
+
+def _expunge_if_safe(client: imaplib.IMAP4, folder: str, waiting: list[_Owed]) -> int:
+    """One plain EXPUNGE for our messages marked deleted, only when no other message is marked deleted.
+
+    Returns how many of ours were removed (0 when it was not safe: they stay marked, for the next run).
+    """
+    ours = {uid for group in waiting for uid in group.uids}
     typ, data = client.uid("SEARCH", "DELETED")
     _check(typ, data)
     deleted = {int(u) for u in b" ".join(d for d in data if isinstance(d, bytes)).split()}
-    if deleted <= set(group.uids):
-        typ, data = client.expunge()
-        _check(typ, data)
+    if not deleted <= ours:
+        # Another client marked messages deleted here: a plain EXPUNGE would remove them as well.
+        logger.info("folder %s holds %s message(s) another client marked deleted: %s of ours stay marked deleted "
+                    "until an expunge is safe", folder, len(deleted - ours), len(ours))
+        return 0
+    typ, data = client.expunge()
+    _check(typ, data)
+    for group in waiting:
         _forget(group.ids)
-        return
-    # Another client marked messages deleted here: a plain EXPUNGE would remove them as well.
-    logger.info("folder %s holds messages another client marked deleted: %s of ours stay marked deleted until "
-                "an expunge is safe", group.folder, len(group.uids))
-    _set_step(group.ids, "flagged")
+    return len(ours)
 
 
 def _uid_each(client: imaplib.IMAP4, uids: list[int], command: str, *args: str) -> None:
-    """``UID <command> <set> args`` over the UIDs, a bounded number of them per command."""
-    for part in _parts(uids):
-        typ, data = client.uid(command, uid_set(part), *args)
-        _check(typ, data)
-
-
-def _parts(uids: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(uids), UIDS_PER_COMMAND):
-        yield uids[start:start + UIDS_PER_COMMAND]
+    """``UID <command> <set> args`` (a group holds at most ``UIDS_PER_COMMAND`` UIDs)."""
+    typ, data = client.uid(command, uid_set(uids), *args)
+    _check(typ, data)
 
 
 def uid_set(uids: Iterable[int]) -> str:

@@ -100,7 +100,8 @@ def test_move_without_move_or_uidplus_copies_flags_and_expunges(app, plain_dovec
     assert pending() == 0
 
 
-def test_without_uidplus_another_clients_deleted_message_is_never_expunged(app, plain_dovecot):
+def test_without_uidplus_another_clients_deleted_message_is_never_expunged(app, plain_dovecot, monkeypatch):
+    monkeypatch.setattr(housekeeping, "UIDS_PER_COMMAND", 2)  # several groups of rows in one folder
     handle = plain_dovecot.handle
     login, password = handle.new_user("others")
     # Another client's message, marked deleted by it, before the scanner's first message.
@@ -111,28 +112,30 @@ def test_without_uidplus_another_clients_deleted_message_is_never_expunged(app, 
     folder.uidvalidity = _uidvalidity(handle, login, password)
     folder.last_uid = theirs  # the scanner starts after it
     db.session.commit()
-    handle.append_many(login, password, "INBOX", [mail(1), mail(2)])
+    ours = handle.append_many(login, password, "INBOX", [mail(i) for i in range(1, 6)])
 
     run = run_scan(account.id)
 
     assert run.status == "done", run.message
-    assert run.created == 2
+    assert run.created == 5
     left = flags(handle, login, password)
-    assert sorted(left) == [theirs, theirs + 1, theirs + 2]  # nothing expunged: theirs would have gone too
+    assert sorted(left) == [theirs, *ours]  # nothing expunged: theirs would have gone too
     assert all("\\Deleted" in f for f in left.values())  # ours are marked deleted, waiting
-    assert pending() == 2
+    assert pending() == 5
     conn = handle.connect(login, password)
     try:
         conn.select('"INBOX"')
         conn.uid("STORE", str(theirs), "-FLAGS.SILENT", "(\\Deleted)")  # the other client changes its mind
     finally:
         conn.logout()
+    newer = handle.append_many(login, password, "INBOX", [mail(6), mail(7)])
 
     again = run_scan(account.id)
 
     assert again.status == "done", again.message
-    assert again.downloaded == 0
-    assert list(flags(handle, login, password)) == [theirs]  # ours expunged now, theirs kept
+    assert (again.downloaded, again.created) == (2, 2)  # only the new mail is read
+    assert list(flags(handle, login, password)) == [theirs]  # ours expunged (old and new), theirs kept
+    assert stored_uids(account.id) == sorted([*ours, *newer])
     assert pending() == 0
 
 
