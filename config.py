@@ -73,6 +73,8 @@ class Config:
     # CSV imports are refused as a whole past these (flask records import).
     IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024)
     IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 200_000)
+    # An import from the web page of a file up to this size runs in the request; a bigger one on a worker.
+    IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 256 * 1024)
     MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     WTF_CSRF_TIME_LIMIT = None
     SESSION_COOKIE_HTTPONLY = True

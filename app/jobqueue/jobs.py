@@ -24,9 +24,13 @@ from rq.job import Job, JobStatus
 from app.jobqueue.connection import redis_connection
 
 SCAN_QUEUE = "scan"
-QUEUE_NAMES = (SCAN_QUEUE,)
-# The job function, by dotted path: the queue never imports the RQ glue that runs it.
+# Work other than scans (a CSV import of records): its own queue, so that it never waits behind scans.
+TASKS_QUEUE = "tasks"
+QUEUE_NAMES = (SCAN_QUEUE, TASKS_QUEUE)
+# The job functions, by dotted path: the queue never imports the RQ glue that runs them.
 SCAN_JOB = "app.tasks.scan_job.scan_mailbox"
+IMPORT_JOB = "app.tasks.import_job.import_records"
+IMPORT_TIMEOUT = 3600
 # Connection problems are retried with back-off; a wrong password is not (it fails the job's run once).
 SCAN_RETRY = {"max": 3, "interval": [10, 30, 60]}
 # Finished job records are kept briefly (the run itself lives in the database); failures a day.
@@ -157,6 +161,15 @@ def submit_scan_job(app: Flask, account_id: int, trigger: str = "manual", *,
             # Finished, failed, or started on a worker that died: replace it.
             job.delete(remove_from_queue=True)
     return job_id, "running"  # it kept changing under us: the caller asks again
+
+
+def enqueue_import_job(app: Flask, import_id: int) -> str:
+    """Put the CSV import ``import_id`` on the tasks queue; its progress lives in its record_imports row."""
+    job_id = f"import-{int(import_id)}"
+    get_queue(app, TASKS_QUEUE).enqueue_call(IMPORT_JOB, args=(import_id,), job_id=job_id, timeout=IMPORT_TIMEOUT,
+                                             result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+                                             description=f"CSV import {import_id}")
+    return job_id
 
 
 def job_progress(app: Flask, account_id: int) -> tuple[dict, bool]:

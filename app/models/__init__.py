@@ -3,6 +3,7 @@
 from app.models.alerts import Alert
 from app.models.audit import AuditEntry
 from app.models.emails import Email, EmailAttachment, EmailLink
+from app.models.imports import RecordImport
 from app.models.mail import (
     AutologinEvent,
     AutologinGrant,
@@ -19,6 +20,7 @@ from app.models.users import LoginThrottle, User
 __all__ = [
     "Alert", "AuditEntry", "AutologinEvent", "AutologinGrant", "AutologinToken", "Contact", "Email",
     "EmailAttachment", "EmailLink", "IgnoreFilter", "Lead", "LoginThrottle", "MailAccount",
-    "MailServer", "MailSettings", "Organization", "PendingMailAction", "ScanFolder", "ScanRun", "Ticket", "User",
+    "MailServer", "MailSettings", "Organization", "PendingMailAction", "RecordImport", "ScanFolder", "ScanRun",
+    "Ticket", "User",
     "ticket_number",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import SelectField, StringField, SubmitField
 from wtforms.validators import Length, Optional, ValidationError
 
@@ -78,3 +79,11 @@ class LeadForm(FlaskForm):
 class TicketStatusForm(FlaskForm):
     status = SelectField("Status", choices=[(s, STATUS_LABELS[s]) for s in TICKET_STATUSES])
     submit = SubmitField("Change status")
+
+
+class ImportForm(FlaskForm):
+    """Upload a CSV file of contacts, organizations or leads for a preview."""
+
+    kind = SelectField("Records in the file", choices=[("contacts", "Contacts"), ("organizations", "Organizations"),
+                                                       ("leads", "Leads")], default="contacts")
+    file = FileField("CSV file", render_kw={"accept": ".csv,text/csv"})

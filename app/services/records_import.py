@@ -12,6 +12,12 @@ The file is read as a stream, a line at a time, and refused as a whole (nothing
 stored) past ``IMPORT_MAX_BYTES`` (50 MiB), past ``IMPORT_MAX_ROWS`` rows
 (200,000), or at a line longer than 1 MiB, which no file of records has (a
 device such as /dev/zero, or a binary file): the message says which limit.
+
+:class:`RunOptions` serve the import page (app/services/record_imports.py): a
+dry run that checks rows and stores nothing (the preview), and an import that
+reports its progress and reads and checks the whole file before its first write,
+so that the progress can be committed while it reads (on SQLite a write would
+hold the only writer's lock until the import ends).
 """
 
 from __future__ import annotations
@@ -41,6 +47,24 @@ _READ = 64 * 1024
 ALIASES = {"e_mail": "email", "mail": "email", "firstname": "first_name", "lastname": "last_name",
            "first": "first_name", "last": "last_name", "company_name": "company", "organisation": "organization",
            "web": "website", "url": "website", "telephone": "phone", "tel": "phone"}
+
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class RunOptions:
+    """How to run an import beyond the defaults: a dry run, a preview's row limit, progress, deferred writes."""
+
+    dry_run: bool = False  # check every row, store nothing (organizations to create are only counted)
+    row_limit: int | None = None  # stop after this many rows (the rest is not read)
+    defer_writes: bool = False  # read and check the whole file before the first write
+    progress: ProgressCallback | None = None  # (phase "reading" or "saving", rows read, bytes read), per chunk
+
+
+@dataclass
+class _ReadCount:
+    bytes: int = 0
 
 
 class ImportFailed(ValueError):
@@ -103,7 +127,8 @@ def _clean(value: str | None) -> str:
     return " ".join(value.split())
 
 
-def _header_name(raw: str) -> str:
+def header_name(raw: str) -> str:
+    """The column a header cell names: lower case, spaces and dashes as underscores, aliases resolved."""
     name = (raw or "").strip().lower().replace(" ", "_").replace("-", "_")
     return ALIASES.get(name, name)
 
@@ -112,21 +137,24 @@ def _size_text(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
 
 
-def _too_big(max_bytes: int) -> ImportFailed:
+def too_big(max_bytes: int) -> ImportFailed:
+    """The refusal of a file past ``max_bytes``, in words."""
     return ImportFailed(f"The file is larger than {_size_text(max_bytes)}, the most one import reads "
                         "(IMPORT_MAX_BYTES). Nothing was imported: split the file and import the parts.")
 
 
-def _binary_lines(stream, max_bytes: int) -> Iterator[str]:
+def _binary_lines(stream, max_bytes: int, read: _ReadCount | None = None) -> Iterator[str]:
     """Decoded lines (UTF-8, a byte-order mark dropped) of a binary stream, within the limits."""
+    read = read or _ReadCount()
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     total, line_no, pending = 0, 1, []
     pending_bytes = 0
     while True:
         piece = stream.readline(_READ)
         total += len(piece)
+        read.bytes = total
         if total > max_bytes:
-            raise _too_big(max_bytes)
+            raise too_big(max_bytes)
         try:
             text = decoder.decode(piece, final=not piece)
         except UnicodeDecodeError as exc:
@@ -147,31 +175,31 @@ def _binary_lines(stream, max_bytes: int) -> Iterator[str]:
                                "records (a device or a binary file?). Nothing was imported.")
 
 
-def _source_lines(source: bytes | str | Path, max_bytes: int) -> Iterable[str]:
+def source_lines(source: bytes | str | Path, max_bytes: int, read: _ReadCount | None = None) -> Iterable[str]:
     """The file's lines, whether given as a path, its bytes or its text, read as a stream."""
     if isinstance(source, Path):
         try:
             stream = source.open("rb")
         except OSError as exc:
             raise ImportFailed(f"Cannot read {source}: {exc.strerror or exc}.") from exc
-        return _closing_lines(stream, max_bytes, source)
+        return _closing_lines(stream, max_bytes, source, read)
     if isinstance(source, bytes):
-        return _binary_lines(io.BytesIO(source), max_bytes)
+        return _binary_lines(io.BytesIO(source), max_bytes, read)
     if len(source) > max_bytes:
-        raise _too_big(max_bytes)
+        raise too_big(max_bytes)
     return io.StringIO(source.removeprefix("\ufeff"), newline="")
 
 
-def _closing_lines(stream, max_bytes: int, path: Path) -> Iterator[str]:
+def _closing_lines(stream, max_bytes: int, path: Path, read: _ReadCount | None) -> Iterator[str]:
     with stream:
         try:
             size = path.stat().st_size if path.is_file() else 0
         except OSError:
             size = 0
         if size > max_bytes:  # a regular file says its size: refused before reading a byte
-            raise _too_big(max_bytes)
+            raise too_big(max_bytes)
         try:
-            yield from _binary_lines(stream, max_bytes)
+            yield from _binary_lines(stream, max_bytes, read)
         except OSError as exc:
             raise ImportFailed(f"Cannot read {path}: {exc.strerror or exc}.") from exc
 
@@ -185,11 +213,14 @@ def _columns(reader: Iterator[list[str]], spec: _Kind, report: ImportReport) -> 
                            f"e.g. {','.join(spec.columns)}.") from None
     except csv.Error as exc:
         raise ImportFailed(f"Line 1 is not valid CSV: {exc}.") from exc
-    names = [_header_name(h) for h in header]
+    names = [header_name(h) for h in header]
     positions = {name: i for i, name in reversed(list(enumerate(names))) if name in spec.columns}
     if not any(col in positions for col in spec.name_columns):
+        separator = next((sep for sep in (";", "\t") if len(header) == 1 and sep in header[0]), None)
+        hint = (f" The first line separates its columns with {'“;”' if separator == ';' else 'tabs'}; this import "
+                "reads commas: save the file as “CSV UTF-8 (comma delimited)”.") if separator else ""
         raise ImportFailed(f"The first line must name the columns; {' or '.join(spec.name_columns)} is missing. "
-                           f"Expected columns: {','.join(spec.columns)} (in any order).")
+                           f"Expected columns: {','.join(spec.columns)} (in any order).{hint}")
     unknown = [h.strip() for h, n in zip(header, names, strict=True) if n not in spec.columns and h.strip()]
     if unknown:
         report.notes.append(f"Ignored unknown column(s): {', '.join(unknown)}.")
@@ -221,26 +252,33 @@ def _rows(reader: Any, positions: dict[str, int], report: ImportReport,
 
 
 def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = CHUNK_SIZE,
-                   max_bytes: int | None = None, max_rows: int | None = None) -> ImportReport:
+                   max_bytes: int | None = None, max_rows: int | None = None,
+                   options: RunOptions | None = None) -> ImportReport:
     """Import a CSV file (a path, its bytes, or its text) of ``kind`` (contacts, organizations or leads).
 
     ``max_bytes`` and ``max_rows`` default to the app's IMPORT_MAX_BYTES and IMPORT_MAX_ROWS; past
-    either, the import is refused as a whole with ``ImportFailed`` naming the limit.
+    either, the import is refused as a whole with ``ImportFailed`` naming the limit. ``options``: see
+    :class:`RunOptions`.
     """
     if kind not in KINDS:
         raise ImportFailed(f"Unknown record type {kind!r}: use contacts, organizations or leads.")
     spec = KINDS[kind]
     max_bytes = max_bytes or int(current_app.config.get("IMPORT_MAX_BYTES", MAX_BYTES))
     max_rows = max_rows or int(current_app.config.get("IMPORT_MAX_ROWS", MAX_ROWS))
-    reader = csv.reader(_source_lines(source, max_bytes))
+    options = options or RunOptions()
+    read = _ReadCount()
+    reader = csv.reader(source_lines(source, max_bytes, read))
     report = ImportReport(kind)
     positions = _columns(reader, spec, report)
-    importer = _Importer(kind, spec, report, chunk_size)
+    importer = _Importer(kind, spec, report, chunk_size, options, read)
     try:
         for line, row in _rows(reader, positions, report, max_rows):
             importer.add(line, row)
-        importer.flush()
-        db.session.commit()
+            if importer.rows == options.row_limit:
+                break
+        importer.finish()
+        if not options.dry_run:
+            db.session.commit()
     except Exception:
         db.session.rollback()
         raise
@@ -250,11 +288,15 @@ def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = C
 class _Importer:
     """Checks rows one by one and inserts the good ones a chunk at a time."""
 
-    def __init__(self, kind: str, spec: _Kind, report: ImportReport, chunk_size: int):
+    def __init__(self, kind: str, spec: _Kind, report: ImportReport, chunk_size: int, options: RunOptions,
+                 read: _ReadCount):
         self.kind, self.spec, self.report, self.chunk_size = kind, spec, report, chunk_size
+        self.options, self.read = options, read
         self.model = spec.model
         self.now = utcnow()
+        self.rows = 0
         self.pending: list[dict] = []
+        self.ready: list[list[dict]] = []  # checked chunks waiting for the write phase (defer_writes)
         # Addresses already stored for this record type: one query, then set lookups.
         self.stored = set(db.session.scalars(select(self.model.email).where(self.model.email.is_not(None))))
         self.seen: dict[str, int] = {}
@@ -272,6 +314,9 @@ class _Importer:
 
     def add(self, line: int, row: dict[str, str]) -> None:
         """Check one row; queue it for insert or record why it is skipped."""
+        self.rows += 1
+        if self.rows % self.chunk_size == 0 and self.options.progress is not None:
+            self.options.progress("reading", self.rows, self.read.bytes)
         values = {col: _clean(row.get(col)) for col in self.spec.columns}
         if not any(values[col] for col in self.spec.name_columns):
             return self.skip(line, self.spec.missing_name)
@@ -290,8 +335,21 @@ class _Importer:
         values["email"] = address
         self.pending.append(self.build(values))
         if len(self.pending) >= self.chunk_size:
-            self.flush()
+            if self.options.defer_writes or self.options.dry_run:
+                self.ready.append(self.pending)
+                self.pending = []
+            else:
+                self.flush()
         return None
+
+    def finish(self) -> None:
+        """Write what is left: the last chunk, or every checked chunk when the writes were deferred."""
+        if self.options.progress is not None:
+            self.options.progress("saving", self.rows, self.read.bytes)
+        chunks, self.ready = [*self.ready, self.pending], []
+        for chunk in chunks:
+            self.pending = chunk
+            self.flush()
 
     def _build_contacts(self, v: dict) -> dict:
         return {"first_name": v["first_name"], "last_name": v["last_name"], "email": v["email"],
@@ -326,14 +384,28 @@ class _Importer:
                 row["organization_id"] = self.org_ids[row["organization_id"].lower()]
 
     def flush(self) -> None:
-        """Insert the queued rows with one statement."""
+        """Insert the queued rows with one statement (a dry run counts them)."""
         if not self.pending:
             return
+        if self.options.dry_run:
+            return self._count_only()
         if self.kind == "contacts":
             self._resolve_organizations()
         # Core executemany on the session's connection: the ORM's per-row bookkeeping buys nothing here
         # (measured: multi-row VALUES and RETURNING batches were both slower on PostgreSQL).
         db.session.connection().execute(insert(self.model.__table__), self.pending)
+        self.report.imported += len(self.pending)
+        self.pending = []
+        return None
+
+    def _count_only(self) -> None:
+        """A dry run's flush: count the rows, and the organizations the import would create."""
+        if self.kind == "contacts":
+            for row in self.pending:
+                name = row["organization_id"]
+                if name and name.lower() not in self.org_ids:
+                    self.org_ids[name.lower()] = 0
+                    self.report.organizations_created += 1
         self.report.imported += len(self.pending)
         self.pending = []
 

@@ -22,6 +22,11 @@ def use_app(app) -> None:
     _app, _app_pid = app, os.getpid()
 
 
+def job_app():
+    """The app this process's jobs run in (built once, then shared by the work horses it forks)."""
+    return _job_app()
+
+
 def _job_app():
     if _app is None:
         from app import create_app

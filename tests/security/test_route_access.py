@@ -52,6 +52,11 @@ ACCESS: dict[str, str] = {
     "records.contact_delete": ADMIN,
     "records.organization_delete": ADMIN,
     "records.lead_delete": ADMIN,
+    "records.import_upload": ADMIN,
+    "records.import_detail": ADMIN,
+    "records.import_start": ADMIN,
+    "records.import_cancel": ADMIN,
+    "records.import_progress": ADMIN,
     "records.users": USER,
     "records.user_detail": USER,
     "records.emails": USER,  # plus the per-mailbox rule, tested in test_object_access
