@@ -43,8 +43,10 @@ def create_app(config_object: type | str | None = None, **overrides) -> Flask:
     _register_security_headers(app)
     _register_errors(app)
 
+    from app import formatting
     from app.navigation import inject_navigation
 
+    formatting.register(app)
     app.context_processor(inject_navigation)
     return app
 

@@ -20,6 +20,7 @@ import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
 
 from flask import Flask, current_app
 from sqlalchemy import select
@@ -152,8 +153,12 @@ def compose(changes: AlertChanges, recipients: list[str]) -> EmailMessage:
     if changes.closed:
         parts.append(f"{len(changes.closed)} recovered")
     msg["Subject"] = f"[Corporate Mailboxes] Alerts: {', '.join(parts)}"
-    msg["From"] = current_app.config.get("ALERT_SMTP_FROM") or "corporate-mailboxes@localhost"
+    sender = current_app.config.get("ALERT_SMTP_FROM") or "corporate-mailboxes@localhost"
+    msg["From"] = sender
     msg["To"] = ", ".join(recipients)
+    # Mail clients sort by Date and thread by Message-ID; some servers reject mail without them.
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid("alert", domain=parseaddr(sender)[1].rpartition("@")[2] or "localhost")
     msg["Auto-Submitted"] = "auto-generated"  # so our own scanners never turn it into a ticket
     lines = []
     if changes.opened:

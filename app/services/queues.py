@@ -41,6 +41,8 @@ JOBS_PER_SECTION = 50
 ERROR_LINES = 6
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 SECTIONS = ("queued", "scheduled", "running", "finished", "failed")
+# The section a job's own status puts it in, whichever list it was read from.
+_STATUS_SECTIONS = {"queued": "queued", "started": "running"}
 # Sections the page leaves out when they are empty (most of the time).
 OPTIONAL_SECTIONS = ("scheduled",)
 
@@ -74,8 +76,12 @@ class JobView:
 
     @property
     def can_retry(self) -> bool:
-        """True when Retry makes sense: the job failed or was stopped, or its scan failed."""
-        return self.status in ("failed", "stopped") or self.run_failed
+        """True only for a job that failed or was stopped: Retry always means "run this failed job again".
+
+        A finished job whose scan failed (a wrong password) has nothing to
+        retry: the scanner's own Scan now, after the cause is fixed, is the way.
+        """
+        return self.status in ("failed", "stopped")
 
     @property
     def can_cancel(self) -> bool:
@@ -176,12 +182,31 @@ def _queue_view(q: Queue, limit: int) -> QueueView:
     for section, job_ids in ids.items():
         fetched = Job.fetch_many(job_ids, connection=conn) if job_ids else []
         jobs[section] = [_job_view(job) for job in fetched if job is not None]
+    _sort_by_status(jobs)
     for view in jobs["scheduled"]:
         try:
             view.scheduled_for = scheduled.get_scheduled_time(view.id)
         except Exception:  # it left the registry meanwhile
             view.scheduled_for = None
     return QueueView(name=q.name, counts=counts, jobs=jobs)
+
+
+def _sort_by_status(jobs: dict[str, list[JobView]]) -> None:
+    """Show a job under "Queued" or "Running" by its own status, not by the list it was read from.
+
+    The queue and the started registry are read one after the other while a
+    worker moves jobs between them, so one job can be read from both, or from
+    the registry a moment before its status says "started". Each job is shown
+    once, under the section its status names.
+    """
+    moving = [(section, view) for section in ("queued", "running") for view in jobs[section]]
+    jobs["queued"], jobs["running"] = [], []
+    seen: set[str] = set()
+    for section, view in moving:
+        if view.id in seen:
+            continue
+        seen.add(view.id)
+        jobs[_STATUS_SECTIONS.get(view.status, section)].append(view)
 
 
 def _job_view(job: Job) -> JobView:

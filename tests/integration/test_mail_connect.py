@@ -232,6 +232,8 @@ def test_smtp_wrong_password_is_auth_in_words(smtp_server):
         check_smtp(_server(smtp_port=smtp_server.port), SMTP_LOGIN, "Wrong-Smtp-Pass", timeout=TIMEOUT)
     assert info.value.kind == "auth"
     assert str(info.value).startswith(f"The SMTP server refused the login for {SMTP_LOGIN}: 535")
+    # The server's reply has no full stop of its own; the advice after it starts a new sentence.
+    assert "Authentication credentials invalid. Check the login" in str(info.value)
     assert "Wrong-Smtp-Pass" not in str(info.value)
 
 

@@ -29,8 +29,9 @@ def quick_scan(account_id: int) -> int:
 
 
 def _account(name="Support box") -> MailAccount:
-    server = MailServer(name="Main", imap_host="127.0.0.1", imap_port=10143, imap_security="none",
-                        smtp_host="127.0.0.1", smtp_port=10025, smtp_security="none")
+    server = db.session.query(MailServer).filter_by(name="Main").first() or MailServer(
+        name="Main", imap_host="127.0.0.1", imap_port=10143, imap_security="none",
+        smtp_host="127.0.0.1", smtp_port=10025, smtp_security="none")
     account = MailAccount(name=name, server=server, login="support@corp.test")
     db.session.add_all([server, account])
     db.session.commit()
@@ -229,7 +230,7 @@ def test_waiting_retry_is_shown_with_its_last_error_and_can_be_cancelled(queue_r
     assert "jobs-scheduled" not in client.get("/admin/queues").get_data(as_text=True)
 
 
-def test_scan_refused_by_the_server_is_shown_as_failed_and_retried(queue_redis, app, client, admin, auth, dovecot):
+def test_scan_refused_by_the_server_is_shown_as_failed_without_retry(queue_redis, app, client, admin, auth, dovecot):
     """A wrong password is not retried by RQ (the job finishes); the page must still show the failure."""
     from app.crypto import encrypt_secret
     from app.models import ScanFolder
@@ -257,7 +258,56 @@ def test_scan_refused_by_the_server_is_shown_as_failed_and_retried(queue_redis, 
     assert "refused the login" in row
     assert "not-the-password" not in page
 
+    # The job did not fail, its scan did: no Retry, the way out is the scanner's Scan now.
+    assert ">Retry<" not in row and "Scan now" in row
+
+    # A Retry posted from a page of before still queues a fresh scan.
     response = client.post(f"/admin/queues/jobs/{job_id}/retry", data={"csrf_token": factories.csrf_from(
         client.get("/admin/queues"))})
     assert response.status_code == 302 and response.headers["Location"] == "/admin/queues"
     assert job_id in q.get_job_ids()  # a fresh scan is queued under the same id
+
+
+def scan_refused(account_id: int) -> dict:
+    """A job that ends normally with the outcome of a scan whose login was refused."""
+    return {"status": "failed", "message": f"The server refused the login for box {account_id}."}
+
+
+def test_retry_is_shown_only_on_failed_jobs_and_the_first_retry_is_the_failed_one(queue_redis, client, admin, auth):
+    refused, failed = _account("Refused box"), _account("Failing box")
+    q = Queue("scan", connection=queue_redis)
+    q.enqueue(scan_refused, refused.id, job_id=f"scan-{refused.id}")
+    q.enqueue(failing_scan, failed.id, job_id=f"scan-{failed.id}")
+    _run_burst(queue_redis, q)
+
+    auth.login("admin")
+    page = client.get("/admin/queues").get_data(as_text=True)
+    # Finished jobs are listed before failed ones: the first Retry on the page must still be the failed job's.
+    first_retry = page.index(">Retry<")
+    assert page.rindex('<tbody id="job-', 0, first_retry) == page.index(f'<tbody id="job-scan-{failed.id}"')
+    assert page.count(">Retry<") == 1
+    finished = page[page.index("jobs-finished"):page.index("jobs-failed")]
+    assert f"scan-{refused.id}" in finished and "Run failed:" in finished
+
+
+def test_a_queued_job_read_from_the_started_registry_shows_under_queued(queue_redis, client, admin, auth):
+    """The queue and the started registry are read one after the other while a worker moves a job between them."""
+    import time
+
+    from rq.registry import StartedJobRegistry
+
+    account = _account()
+    q = Queue("scan", connection=queue_redis)
+    job_id = f"scan-{account.id}"
+    q.enqueue(quick_scan, account.id, job_id=job_id)
+    # What a reader sees mid-move: the job still queued (by its status and in the queue) and already in the
+    # started registry.
+    queue_redis.zadd(StartedJobRegistry("scan", connection=queue_redis).key, {f"{job_id}:e1": time.time() + 600})
+    assert Job.fetch(job_id, connection=queue_redis).get_status() == JobStatus.QUEUED
+
+    auth.login("admin")
+    page = client.get("/admin/queues").get_data(as_text=True)
+    assert page.count(f'id="job-{job_id}"') == 1
+    queued = page[page.index("jobs-queued"):]
+    assert f'id="job-{job_id}"' in queued[:queued.index("</table>")]
+    assert "No running jobs." in page

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import logging
 import socket
 from datetime import timedelta
@@ -120,6 +121,24 @@ def test_no_success_opens_once_and_recovery_closes(app, smtp, admin):
     assert _open() == []
     assert db.session.get(Alert, alert.id).closed_at is not None
     assert "1 recovered" in smtp.messages[-1][1]["Subject"]
+
+
+def test_alert_mail_carries_date_and_message_id(app, smtp, admin):
+    _account(last_success_minutes=200)
+    before = utcnow().replace(microsecond=0)
+    assert check_alerts().mailed
+    _, message = smtp.messages[-1]
+    sent = email.utils.parsedate_to_datetime(message["Date"])
+    assert sent.utcoffset() == timedelta(0)
+    assert before <= sent.replace(tzinfo=None) <= utcnow()
+    message_id = message["Message-ID"]
+    assert message_id.startswith("<") and message_id.endswith("@corp.test>")
+    # Each e-mail gets its own id.
+    account = db.session.scalars(db.select(MailAccount)).one()
+    account.last_success_at = utcnow()
+    db.session.commit()
+    assert check_alerts().mailed
+    assert smtp.messages[-1][1]["Message-ID"] != message_id
 
 
 def test_never_succeeded_counts_from_creation(app, no_smtp, monkeypatch):
