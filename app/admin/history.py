@@ -17,6 +17,7 @@ from app.models import MailAccount, ScanRun, User
 from app.models.base import utcnow
 from app.models.runs import RUN_STATUSES
 from app.pagination import IdsFirstPagination, requested_page
+from app.scanner.types import HELD_KINDS, HELD_LABELS
 from app.services import accounts
 
 RUNS_PER_PAGE = 50
@@ -37,6 +38,11 @@ def error_details(run: ScanRun) -> list[dict]:
     except (TypeError, ValueError):
         return []
     return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def held_counts(run: ScanRun) -> list[tuple[str, int]]:
+    """The run's messages stored without their usual actions, as (label, count) for each kind it had."""
+    return [(HELD_LABELS[kind], getattr(run, kind) or 0) for kind in HELD_KINDS if getattr(run, kind)]
 
 
 def duration_text(run: ScanRun, now: datetime) -> str:
@@ -123,6 +129,7 @@ def history_list():
                                  ("since", form.since.data), ("until", form.until.data)) if v}
     return render_template("admin/history.html", form=form, page=page, runs=page.items, filters=filters,
                            chart=_chart(form), error_details=error_details, duration_text=duration_text,
+                           held_counts=held_counts,
                            now=utcnow())
 
 

@@ -13,11 +13,12 @@ from app.cli.params import ROW_ID
 from app.extensions import db
 from app.models import ScanRun
 from app.models.runs import RUN_STATUSES
+from app.scanner.types import HELD_KINDS
 
 logs_cli = AppGroup("logs", help="Read the download history of the mail scanners.")
 
 COUNTERS = ("downloaded", "created", "bound", "tickets_created", "tickets_reopened", "ignored", "duplicates",
-            "errors")
+            *HELD_KINDS, "errors")
 
 
 def _details(run: ScanRun) -> list:

@@ -12,8 +12,10 @@ import click
 from app.cli.params import ROW_ID
 from app.extensions import db
 from app.models import MailAccount
+from app.scanner.types import HELD_KINDS, held_summary
 
-COUNTERS = ("downloaded", "created", "bound", "tickets_created", "tickets_reopened", "ignored", "duplicates")
+COUNTERS = ("downloaded", "created", "bound", "tickets_created", "tickets_reopened", "ignored", "duplicates",
+            *HELD_KINDS)
 
 
 def run_result(run) -> dict:
@@ -60,6 +62,9 @@ def add_scan_commands(group: click.Group) -> None:
                        f"tickets created {result['tickets_created']}, reopened {result['tickets_reopened']}, "
                        f"ignored {result['ignored']}, already stored {result['duplicates']}, "
                        f"errors {result['errors']}")
+            held = held_summary(result)
+            if held:
+                click.echo(f"  stored without opening or reopening tickets: {held}")
             for item in result["error_details"][:50]:
                 click.echo(f"  error: {item.get('folder')} UID {item.get('uid')}: {item.get('reason')}")
             if result.get("message"):

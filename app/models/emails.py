@@ -66,6 +66,10 @@ class Email(db.Model):
     # Why the message was stored only in part (too large, unparseable part ...), for the reader.
     defects: Mapped[str | None] = mapped_column(Text)
     is_automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Stored without its usual actions (no ticket opened, answered or reopened): why, as a kind
+    # (``app.scanner.types.HELD_KINDS``) and in words for its page.
+    no_action: Mapped[str | None] = mapped_column(String(20))
+    no_action_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     attachments: Mapped[list[EmailAttachment]] = relationship(

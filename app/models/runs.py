@@ -89,6 +89,13 @@ class ScanRun(db.Model):
     tickets_reopened: Mapped[int] = mapped_column(Integer, default=0)
     ignored: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    # Stored without their usual actions, by why (``app.scanner.types.HELD_KINDS``).
+    archived: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    spam: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    automatic: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    filtered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    no_sender: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    throttled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     errors: Mapped[int] = mapped_column(Integer, default=0)
     # JSON list of {"folder", "uid", "reason"}.
     error_details: Mapped[str] = mapped_column(Text, default="[]")

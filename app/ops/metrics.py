@@ -24,6 +24,7 @@ from app.extensions import db
 from app.jobqueue.connection import redis_connection
 from app.models import Alert, AutologinEvent, MailAccount, ScanRun
 from app.models.runs import RUN_STATUSES
+from app.scanner.types import HELD_KINDS
 from app.services.queues import queue_names, registry_counts
 from app.watch import state, telemetry
 
@@ -77,9 +78,16 @@ def _runs() -> Iterator[Metric]:
         runs.add_metric([status], by_status.get(status, 0))
     yield runs
 
-    sums = db.session.execute(select(*[func.coalesce(func.sum(col), 0) for _, col, _ in RUN_TOTALS])).one()
-    for (name, _, help_text), value in zip(RUN_TOTALS, sums, strict=True):
+    columns = [col for _, col, _ in RUN_TOTALS] + [getattr(ScanRun, kind) for kind in HELD_KINDS]
+    sums = db.session.execute(select(*[func.coalesce(func.sum(col), 0) for col in columns])).one()
+    for (name, _, help_text), value in zip(RUN_TOTALS, sums, strict=False):
         yield CounterMetricFamily(name, help_text, value=value or 0)
+    held = CounterMetricFamily("cm_messages_held_total", "Messages stored without opening or reopening "
+                               "tickets, by why (archive, spam, automatic, filter, no_sender, loop).",
+                               labels=["reason"])
+    for kind, value in zip(HELD_KINDS, sums[len(RUN_TOTALS):], strict=True):
+        held.add_metric([kind], value or 0)
+    yield held
 
     duration = _duration_seconds()
     finished = ScanRun.finished_at.is_not(None)

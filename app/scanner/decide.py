@@ -15,12 +15,13 @@ earlier ones of the same batch did:
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.scanner import bind, direction, tickets
 from app.scanner.throttle import SenderWindow
 from app.scanner.types import (
     BatchDecisions,
+    BatchItem,
     BatchLookups,
     MessageDecision,
     NewMessage,
@@ -126,7 +127,34 @@ def _decide_message(batch: _Batch, message: NewMessage, now: datetime) -> Messag
     if ticket is not None:
         links.add(("ticket", ticket.id))
     batch.remember_links(p, links)
-    return MessageDecision(message, mail_direction, links)
+    decision = MessageDecision(message, mail_direction, links)
+    if action.held:
+        decision.held = action.held
+        decision.held_reason = held_sentence(action.held, item, ctx)
+    return decision
+
+
+def _minutes(window: timedelta) -> str:
+    minutes = max(1, round(window.total_seconds() / 60))
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def held_sentence(kind: str, item: BatchItem, ctx: StoreContext) -> str:
+    """Why a message held from its usual actions opens and reopens no ticket, as its page says it."""
+    p = item.parsed
+    if kind == "automatic":
+        why = f"It is automatic mail ({p.automatic_reason})"
+    elif kind == "filtered":
+        rule = f" (filter {item.verdict.rule_id})" if item.verdict.rule_id is not None else ""
+        why = f"An ignore filter{rule} keeps it from tickets"
+    elif kind == "no_sender":
+        why = "It has no sender address, so there is nobody to answer"
+    elif kind == "throttled":
+        why = (f"Loop protection: {p.from_addr} had already sent {ctx.loop_limit} message(s) within "
+               f"{_minutes(ctx.loop_window)} before this one")
+    else:
+        why = f"It was held from its usual actions ({kind})"
+    return f"{why}: it was stored, but opens and reopens no ticket."
 
 
 def decide_batch(ctx: StoreContext, messages: list[NewMessage], lookups: BatchLookups,

@@ -17,8 +17,9 @@ def decide(
     """Decide the ticket action for one stored message.
 
     - Our own mail ("sent", "internal") never acts on tickets.
-    - Automatic mail (auto-reply, bounce, bulk), a message an ignore filter keeps from tickets,
-      and a throttled sender (loop protection) act on nothing; ``reason`` says which.
+    - Automatic mail (auto-reply, bounce, bulk), a message an ignore filter keeps from tickets, a
+      message without a sender (nobody to answer) and a throttled sender (loop protection) act on
+      nothing: ``held`` names which (``HELD_KINDS``), ``reason`` says it in words.
     - Bound to a closed ticket: ``closed_policy`` "reopen" → reopen (needs the *Open a ticket*
       action); "new_ticket" → new_referring with ``ticket_id`` the closed ticket (needs *Create a
       ticket*); "ignore" → none.
@@ -27,9 +28,13 @@ def decide(
     - Bound to no ticket → create when *Create a ticket* is on (also when the subject quoted
       someone else's ticket number: the stranger gets a ticket of their own).
     """
-    reason = _no_ticket_reason(parsed, direction, filter_allows, throttled)
-    if reason:
-        return TicketAction("none", reason=reason)
+    if direction == "sent":
+        return TicketAction("none", reason="sent by us")
+    if direction == "internal":
+        return TicketAction("none", reason="internal message")
+    held = _held(parsed, filter_allows, throttled)
+    if held:
+        return TicketAction("none", reason=held[1], held=held[0])
     ticket = bound.ticket
     if ticket is not None:
         return _for_bound_ticket(ticket, policy)
@@ -42,19 +47,17 @@ def decide(
     return TicketAction("none", reason="no ticket, and the Create a ticket action is off")
 
 
-def _no_ticket_reason(parsed: ParsedMessage, direction: str, filter_allows: bool, throttled: bool) -> str:
-    """Why the message acts on no ticket whatever it is bound to, or "" when it may."""
-    if direction == "sent":
-        return "sent by us"
-    if direction == "internal":
-        return "internal message"
+def _held(parsed: ParsedMessage, filter_allows: bool, throttled: bool) -> tuple[str, str] | None:
+    """Why a received message acts on no ticket whatever it is bound to: (kind, words), or None when it may."""
     if parsed.automatic_reason:
-        return f"automatic mail: {parsed.automatic_reason}"
+        return "automatic", f"automatic mail: {parsed.automatic_reason}"
     if not filter_allows:
-        return "an ignore filter keeps this message from tickets"
+        return "filtered", "an ignore filter keeps this message from tickets"
+    if not parsed.from_addr:
+        return "no_sender", "the message has no sender address, so there is nobody to answer"
     if throttled:
-        return "too many messages from this sender in a short time (loop protection)"
-    return ""
+        return "throttled", "too many messages from this sender in a short time (loop protection)"
+    return None
 
 
 def _for_bound_ticket(ticket: TicketInfo, policy: TicketPolicy) -> TicketAction:

@@ -181,6 +181,22 @@ class TicketAction:
     kind: str  # none / create / reopen / answered / new_referring
     ticket_id: int | None = None  # the ticket acted on (or referred to, for new_referring)
     reason: str = ""
+    # Set when the message is held from its usual actions: one of ``HELD_KINDS``.
+    held: str | None = None
+
+
+# Why a received message is stored without its usual actions (no ticket opened, answered or
+# reopened). Each kind is a counter of the run (``RunCounters``) and a column of ``scan_runs``;
+# the stored e-mail keeps its kind (``emails.no_action``) and says why in words.
+HELD_KINDS = ("archived", "spam", "automatic", "filtered", "no_sender", "throttled")
+# Each kind as the run log and the download history name it.
+HELD_LABELS = {"archived": "archive import", "spam": "spam", "automatic": "automatic mail",
+               "filtered": "ignore filter", "no_sender": "no sender", "throttled": "loop protection"}
+
+
+def held_summary(counts: dict[str, int]) -> str:
+    """"3 automatic mail, 2 loop protection": the non-zero kinds of ``counts``, in ``HELD_KINDS`` order."""
+    return ", ".join(f"{counts[k]} {HELD_LABELS[k]}" for k in HELD_KINDS if counts.get(k))
 
 
 # --- store: one batch ------------------------------------------------------
@@ -266,6 +282,9 @@ class MessageDecision:
     direction: str  # received / sent / internal
     # (record type, record id); the id of a ticket opened in this batch is its ``NewTicket.temp_id``.
     links: set[tuple[str, int]]
+    # Held from its usual actions: the kind (one of ``HELD_KINDS``) and why, in words for its page.
+    held: str | None = None
+    held_reason: str = ""
 
 
 @dataclass
@@ -293,6 +312,13 @@ class RunCounters:
     tickets_reopened: int = 0
     ignored: int = 0
     duplicates: int = 0
+    # Stored without their usual actions, by why (``HELD_KINDS``).
+    archived: int = 0
+    spam: int = 0
+    automatic: int = 0
+    filtered: int = 0
+    no_sender: int = 0
+    throttled: int = 0
     errors: int = 0
     error_details: list[dict] = field(default_factory=list)
 

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.models import ScanRun
 from app.models.base import utcnow
-from app.scanner.types import RunCounters
+from app.scanner.types import HELD_KINDS, RunCounters
 from app.scanning.errors import RunStopped, closed_as_dead
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ def counter_values(t: RunCounters) -> dict[str, Any]:
     return {"downloaded": t.downloaded, "created": t.created, "bound": t.bound,
             "tickets_created": t.tickets_created, "tickets_reopened": t.tickets_reopened,
             "ignored": t.ignored, "duplicates": t.duplicates, "errors": t.errors,
+            **{kind: getattr(t, kind) for kind in HELD_KINDS},
             "error_details": error_details_json(t.error_details[:MAX_ERROR_DETAILS])}
 
 

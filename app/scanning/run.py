@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.extensions import db
 from app.models import MailAccount, MailSettings, ScanRun
 from app.models.base import utcnow
-from app.scanner.types import RunCounters
+from app.scanner.types import HELD_KINDS, RunCounters, held_summary
 from app.scanning import housekeeping, liveness, login, progress
 from app.scanning.errors import RunFailed, RunStopped, ScanAlreadyRunning, ScanError
 from app.scanning.folders import scan_folders
@@ -186,6 +186,10 @@ def _summary(t: RunCounters) -> str:
     text = (f"Downloaded {t.downloaded}, stored {t.created} new e-mail(s), {t.bound} bound, "
             f"{t.tickets_created} ticket(s) created, {t.tickets_reopened} reopened, {t.ignored} ignored, "
             f"{t.duplicates} already stored.")
+    held = {kind: getattr(t, kind) for kind in HELD_KINDS}
+    if any(held.values()):
+        text += (f" {sum(held.values())} stored without opening or reopening tickets: "
+                 f"{held_summary(held)}.")
     if t.errors:
         text += f" {t.errors} message(s) could not be handled: see the errors."
     return text

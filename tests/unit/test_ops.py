@@ -91,7 +91,7 @@ def test_metrics_counts_come_from_scan_runs(app, client, monkeypatch):
     monkeypatch.setitem(app.config, "METRICS_TOKEN", "scrape-token-123")
     account = _account()
     _run(account, "done", seconds=3, downloaded=10, created=9, bound=4, tickets_created=2, ignored=1)
-    _run(account, "done", seconds=40, downloaded=5, created=5, bound=1, tickets_reopened=1)
+    _run(account, "done", seconds=40, downloaded=5, created=5, bound=1, tickets_reopened=1, throttled=4)
     _run(account, "failed", seconds=2, errors=3)
     _run(account, "running", downloaded=7)
     db.session.add_all([AutologinEvent(outcome="refused: no grant"), AutologinEvent(outcome="refused: throttled"),
@@ -113,6 +113,8 @@ def test_metrics_counts_come_from_scan_runs(app, client, monkeypatch):
         "cm_tickets_reopened_total 1.0",
         "cm_messages_ignored_total 1.0",
         "cm_message_errors_total 3.0",
+        'cm_messages_held_total{reason="throttled"} 4.0',
+        'cm_messages_held_total{reason="spam"} 0.0',
         'cm_scan_run_duration_seconds_bucket{le="5.0"} 2.0',
         'cm_scan_run_duration_seconds_bucket{le="60.0"} 3.0',
         'cm_scan_run_duration_seconds_bucket{le="+Inf"} 3.0',
@@ -390,7 +392,7 @@ def test_metrics_parse_as_prometheus_text_with_their_types(app, client, monkeypa
     assert types == {
         "cm_scan_runs": "gauge", "cm_messages_downloaded": "counter", "cm_emails_created": "counter",
         "cm_emails_bound": "counter", "cm_tickets_created": "counter", "cm_tickets_reopened": "counter",
-        "cm_messages_ignored": "counter", "cm_message_errors": "counter",
+        "cm_messages_ignored": "counter", "cm_message_errors": "counter", "cm_messages_held": "counter",
         "cm_scan_run_duration_seconds": "histogram", "cm_scanners": "gauge", "cm_scanners_blocked": "gauge",
         "cm_alerts_open": "gauge", "cm_scanner_last_success_timestamp_seconds": "gauge",
         "cm_handoffs": "counter", "cm_queue_inline": "gauge",

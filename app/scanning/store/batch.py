@@ -77,6 +77,9 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
     decided = decide.decide_batch(ctx, fresh, found, undated)
     counters.tickets_created += decided.tickets_created
     counters.tickets_reopened += decided.tickets_reopened
+    for d in decided.messages:
+        if d.held:
+            setattr(counters, d.held, getattr(counters, d.held) + 1)
     # The rows are built before the first write: SQLite lets one writer in at a time, from its
     # first write to its commit, so that stretch holds as little Python work as possible.
     now = utcnow()

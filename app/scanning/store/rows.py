@@ -78,6 +78,8 @@ def email_row(account_id: int, decision: MessageDecision, now: datetime) -> Row:
         "size": raw.size,
         "defects": clean_text("\n".join(defects)) if defects else None,
         "is_automatic": p.automatic_reason is not None,
+        "no_action": decision.held,
+        "no_action_reason": clean_text(decision.held_reason) if decision.held else None,
         "created_at": now,
     }
 

@@ -109,8 +109,10 @@ def ticket(status):
                       requester_email=None)
 
 
-def act(bound=None, policy=POLICY, direction="received", filter_allows=True, throttled=False, auto=None):
-    return decide(message(automatic_reason=auto), direction=direction, bound=bound or BindResult([], None),
+def act(bound=None, policy=POLICY, direction="received", filter_allows=True, throttled=False, auto=None,
+        frm="alice@customer.example"):
+    return decide(message(automatic_reason=auto, from_addr=frm), direction=direction,
+                  bound=bound or BindResult([], None),
                   policy=policy, filter_allows=filter_allows, throttled=throttled)
 
 
@@ -138,17 +140,24 @@ def test_unbound_creates_only_with_create_action():
     assert act(policy=TicketPolicy(create=False, reopen=True, closed_policy="reopen")).kind == "none"
 
 
-@pytest.mark.parametrize("kw,words", [
-    ({"direction": "sent"}, "sent"),
-    ({"direction": "internal"}, "internal"),
-    ({"auto": "auto-reply (Auto-Submitted: auto-replied)"}, "Auto-Submitted"),
-    ({"filter_allows": False}, "filter"),
-    ({"throttled": True}, "loop"),
+@pytest.mark.parametrize("kw,words,held", [
+    ({"direction": "sent"}, "sent", None),
+    ({"direction": "internal"}, "internal", None),
+    ({"auto": "auto-reply (Auto-Submitted: auto-replied)"}, "Auto-Submitted", "automatic"),
+    ({"filter_allows": False}, "filter", "filtered"),
+    ({"frm": None}, "no sender", "no_sender"),
+    ({"throttled": True}, "loop", "throttled"),
 ])
-def test_nothing_happens_for(kw, words):
+def test_nothing_happens_for(kw, words, held):
     for bound in (BindResult([], None), BindResult([], ticket("closed")), BindResult([], ticket("waiting"))):
         action = act(bound, **kw)
         assert action.kind == "none" and words in action.reason
+        assert action.held == held
+
+
+def test_a_message_acting_as_usual_is_not_held():
+    assert act().held is None
+    assert act(BindResult([], ticket("open"))).held is None  # nothing to do, but nothing held back
 
 
 def test_belonging_index_recognizes_a_contact_outside_the_search_fields():

@@ -1,0 +1,44 @@
+"""Messages stored without their usual actions, scanned from the real Dovecot: counted in the run
+under their own column, said in the run's log, and explained on each e-mail."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Email, MailSettings, Ticket
+from app.scanning.run import run_scan
+from tests.integration.test_scan_dovecot import mail, make_scanner
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def box(app, dovecot):
+    return dovecot.new_user("held")
+
+
+def test_a_mail_loop_is_counted_as_throttled_and_the_run_says_so(app, dovecot, box):
+    login, password = box
+    settings = MailSettings.get()
+    settings.loop_max_messages, settings.loop_window_minutes = 3, 10
+    db.session.commit()
+    account = make_scanner(app, dovecot, login, password)
+    # Ten new conversations from one robot within ten minutes, a message without a sender, and an auto-reply.
+    dovecot.append_many(login, password, "INBOX", [mail(i, frm="robot@loop.test") for i in range(10)])
+    no_sender = (b"To: support@corp.test\r\nSubject: Anonymous\r\nMessage-ID: <anon@x.test>\r\n"
+                 b"Date: Mon, 02 Nov 2026 11:00:00 +0000\r\n\r\nNobody wrote this.\r\n")
+    auto = mail(50, frm="jane@acme.test", subject="Out of office").replace(
+        b"Subject:", b"Auto-Submitted: auto-replied\r\nSubject:")
+    dovecot.append_many(login, password, "INBOX", [no_sender, auto])
+
+    run = run_scan(account.id, trigger="cli")
+    assert run.status == "done", run.message
+    assert (run.created, run.tickets_created) == (12, 3)
+    assert (run.throttled, run.no_sender, run.automatic, run.ignored) == (7, 1, 1, 0)
+    assert "9 stored without opening or reopening tickets" in run.message
+    assert "7 loop protection" in run.message and "1 no sender" in run.message
+    assert db.session.scalar(select(func.count(Ticket.id))) == 3
+    reasons = dict(db.session.execute(select(Email.no_action, func.count()).group_by(Email.no_action)).all())
+    assert reasons == {None: 3, "throttled": 7, "no_sender": 1, "automatic": 1}
