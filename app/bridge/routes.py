@@ -8,6 +8,7 @@ from flask import current_app, jsonify, make_response, redirect, render_template
 from flask_login import current_user, login_required
 
 from app.bridge.blueprint import bp
+from app.bridge.pages import BIND_PATH, HANDOFF_COOKIE, handoff_page, private, refused_page, roundcube_url
 from app.extensions import csrf
 from app.services.autologin import handoff as mailbox_handoff
 from app.services.autologin import unread as unread_counts
@@ -16,45 +17,15 @@ from roundcube_bridge import tokens
 log = logging.getLogger(__name__)
 
 
-# The product's own copy of the token, for the bind step: only the browser that clicked has it.
-HANDOFF_COOKIE = "cm_autologin"
-BIND_PATH = "/bridge/bind"
-
-
-def _roundcube_url(**params: str) -> str:
-    base = current_app.config["ROUNDCUBE_URL"]
-    if not params:
-        return base
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"{base}{'&' if '?' in base else '?'}{query}"
-
-
-def _private(response, status: int):
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
 @bp.route("/open/<int:account_id>", methods=["POST"])
 @login_required
 def open_mailbox(account_id: int):
-    """Check the grant, mint a one-time token, and hand it to Roundcube through this browser.
-
-    The page posts the token to Roundcube (a form, sent at once by app.js): a POST body, so no URL and
-    no request log holds it. The same token goes into an HttpOnly cookie of this site that only the
-    bind step reads: the proof, later, that the browser arriving there is the one that clicked.
-    """
+    """Check the grant, mint a one-time token, and hand it to Roundcube through this browser (pages.handoff_page)."""
     try:
         token = mailbox_handoff.open_mailbox(current_user, account_id, request.remote_addr)
     except mailbox_handoff.AutologinRefused as exc:
-        status = 429 if exc.reason == "too_many" else 403
-        return render_template("error.html", code=status, message=exc.message), status
-    response = make_response(render_template("bridge/handoff.html", token=token, roundcube_url=_roundcube_url()))
-    response.set_cookie(HANDOFF_COOKIE, token, max_age=int(current_app.config.get("AUTOLOGIN_TOKEN_TTL", 60)) + 5,
-                        path=BIND_PATH, httponly=True, samesite="Lax",
-                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
-    return _private(response, 200)
+        return refused_page(exc)
+    return handoff_page(token)
 
 
 @bp.route("/bind")
@@ -68,9 +39,9 @@ def bind():
         response = make_response(render_template("error.html", code=exc.status, message=exc.message))
         status = exc.status
     else:
-        response, status = redirect(_roundcube_url(_autologin_bound=confirmation)), 303
+        response, status = redirect(roundcube_url(_autologin_bound=confirmation)), 303
     response.delete_cookie(HANDOFF_COOKIE, path=BIND_PATH)
-    return _private(response, status)
+    return private(response, status)
 
 
 @bp.route("/redeem", methods=["POST"])

@@ -165,6 +165,11 @@ class AutologinToken(db.Model):
     # product's bind step (which only that browser's session can pass). Redeem needs the key itself.
     browser_hash: Mapped[str | None] = mapped_column(String(64))
     bound_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # What Roundcube opens after the login (app/services/autologin/targets.py): None = the inbox,
+    # "compose" or "show"; the details (recipient and subject, or folder and UID) as JSON. Kept here, on
+    # the server, so that no URL of the hand-off carries a recipient, a subject or a message's place.
+    target_kind: Mapped[str | None] = mapped_column(String(20))
+    target_json: Mapped[str | None] = mapped_column(Text)
 
 
 class AutologinEvent(db.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -12,6 +13,7 @@ from app.records.blueprint import bp
 from app.records.common import like_any, paginate, related_emails, search_term
 from app.records.forms import ContactForm
 from app.services import records as record_service
+from app.services.autologin import write
 
 
 @bp.route("/contacts")
@@ -33,7 +35,8 @@ def contact_detail(contact_id: int):
     if contact is None:
         abort(404)
     return render_template("records/contact_detail.html", contact=contact,
-                           emails=related_emails("contact", contact.id))
+                           emails=related_emails("contact", contact.id),
+                           write=write.write_options(current_user, "contact", contact))
 
 
 def _save(form: ContactForm, contact: Contact | None):

@@ -22,6 +22,7 @@ from app.records.mail_body import (
     normalize_cid,
     rewrite_images,
 )
+from app.services.autologin import webmail
 from app.services.email_access import email_visibility, get_visible_email_or_404
 from app.services.ticket_access import ticket_visibility
 
@@ -99,7 +100,8 @@ def email_detail(email_id: int):
                                      undefer(Email.body_text))
     show_remote = request.args.get("remote") == "1"
     return render_template("records/email_detail.html", email=email, related=_related_records(email.id),
-                           show_remote=show_remote, has_html=bool((email.body_html or "").strip()))
+                           show_remote=show_remote, has_html=bool((email.body_html or "").strip()),
+                           webmail_places=webmail.places_for(current_user, email))
 
 
 @bp.route("/emails/<int:email_id>/body")

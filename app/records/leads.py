@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
 from sqlalchemy import select
 
 from app.extensions import db
@@ -11,6 +12,7 @@ from app.records.blueprint import bp
 from app.records.common import like_any, paginate, related_emails, search_term
 from app.records.forms import LeadForm
 from app.services import records as record_service
+from app.services.autologin import write
 
 
 @bp.route("/leads")
@@ -27,7 +29,8 @@ def leads():
 def lead_detail(lead_id: int):
     """One lead and its related e-mails."""
     lead = db.session.get(Lead, lead_id) or abort(404)
-    return render_template("records/lead_detail.html", lead=lead, emails=related_emails("lead", lead.id))
+    return render_template("records/lead_detail.html", lead=lead, emails=related_emails("lead", lead.id),
+                           write=write.write_options(current_user, "lead", lead))
 
 
 def _form(lead: Lead | None = None) -> LeadForm:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -11,6 +12,7 @@ from app.records.blueprint import bp
 from app.records.common import like_any, paginate, related_emails, search_term
 from app.records.forms import OrganizationForm
 from app.services import records as record_service
+from app.services.autologin import write
 
 CONTACTS_SHOWN = 20
 
@@ -35,7 +37,8 @@ def organization_detail(org_id: int):
     contact_count = db.session.scalar(select(func.count()).select_from(Contact)
                                       .where(Contact.organization_id == org.id))
     return render_template("records/organization_detail.html", org=org, contacts=contacts,
-                           contact_count=contact_count, emails=related_emails("organization", org.id))
+                           contact_count=contact_count, emails=related_emails("organization", org.id),
+                           write=write.write_options(current_user, "organization", org))
 
 
 def _save(form: OrganizationForm, org: Organization | None):

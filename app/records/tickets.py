@@ -13,6 +13,7 @@ from app.records.blueprint import bp
 from app.records.common import like_any, paginate, related_emails, search_term
 from app.records.forms import STATUS_LABELS, TicketStatusForm
 from app.services import records as record_service
+from app.services.autologin import write
 from app.services.ticket_access import get_visible_ticket_or_404, ticket_visibility, visible_ticket_ids
 
 
@@ -51,7 +52,8 @@ def ticket_detail(ticket_id: int):
     parent = ticket.parent if ticket.parent_id and visible_ticket_ids(current_user, {ticket.parent_id}) else None
     form = TicketStatusForm(status=ticket.status)
     return render_template("records/ticket_detail.html", ticket=ticket, form=form, statuses=STATUS_LABELS,
-                           parent=parent, emails=related_emails("ticket", ticket.id))
+                           parent=parent, emails=related_emails("ticket", ticket.id),
+                           write=write.write_options(current_user, "ticket", ticket))
 
 
 @bp.route("/tickets/<int:ticket_id>/status", methods=["POST"])

@@ -32,6 +32,8 @@ ACCESS: dict[str, str] = {
     "bridge.open_mailbox": USER,  # plus the grant check (403 without a grant), tested in test_autologin
     "bridge.bind": USER,  # plus this browser's hand-off cookie and the token's own user (test_autologin_binding)
     "bridge.unread": USER,
+    "bridge.write_email": USER,  # plus the grant and the record's access (test_write_from_records)
+    "bridge.open_in_webmail": USER,  # plus the e-mail rule and the grant (test_write_from_records)
     "desk.index": USER,
     "desk.mailbox": USER,
     "records.contacts": USER,

@@ -15,7 +15,8 @@ The flow (``docs/roundcube.md`` and ``docs/security.md`` say why each step is th
 4. ``redeem``: the plugin calls the product server-to-server with the shared
    secret, the token, the browser key and the confirmation; the token is spent by
    compare-and-set, the grant is checked again, and only then are the mailbox's
-   login, secret and IMAP/SMTP settings handed out.
+   login, secret and IMAP/SMTP settings handed out, with the token's target
+   (``targets``: a compose window or one message; none opens the inbox).
 
 Every step that concerns a known token, refusals included, is an ``AutologinEvent``.
 """
@@ -38,6 +39,7 @@ from app.connect.oauth_tokens import OAuthError, OAuthReconnectNeeded
 from app.extensions import db
 from app.models import AutologinEvent, AutologinToken, MailAccount, MailServer, User
 from app.models.base import utcnow
+from app.services.autologin import targets
 from app.services.autologin.grants import has_grant
 from roundcube_bridge import tokens
 
@@ -98,6 +100,8 @@ class Handoff:
     smtp_security: str
     smtp_auth: bool
     validate_cert: bool
+    # What Roundcube opens after the login (targets.Target.as_json()); None: the inbox.
+    target: dict | None = None
 
     def as_json(self) -> dict:
         """The redeem endpoint's answer."""
@@ -134,8 +138,13 @@ def record_refusal(reason: str, *, address: str | None = None) -> None:
 # ---------------------------------------------------------------- hand-off
 
 
-def open_mailbox(user: User, account_id: int, address: str | None) -> str:
+def open_mailbox(user: User, account_id: int, address: str | None,
+                 target: targets.Target | None = None) -> str:
     """Mint a one-time token for ``user`` to open mailbox ``account_id``; returns the plain token.
+
+    ``target`` is what Roundcube opens after the login (None: the inbox); it is kept
+    with the token and reaches only the plugin, in the redeem answer. The caller has
+    checked that the user may open it (the record, the e-mail).
 
     Raises AutologinRefused("no_grant") without making a token when the user
     has no grant (or the mailbox does not exist or is switched off), and
@@ -159,8 +168,10 @@ def open_mailbox(user: User, account_id: int, address: str | None) -> str:
         db.session.commit()
         raise AutologinRefused("too_many")
     minted = tokens.mint(now, current_app.config.get("AUTOLOGIN_TOKEN_TTL", 60))
+    target_kind, target_json = targets.dump(target)
     db.session.add(AutologinToken(token_hash=minted.token_hash, user_id=user.id, account_id=account.id,
-                                  created_at=now, expires_at=minted.expires_at))
+                                  created_at=now, expires_at=minted.expires_at,
+                                  target_kind=target_kind, target_json=target_json))
     _event("issued", user_id=user.id, account_id=account.id, address=address)
     # The ids are read before the commit: after it, touching the expired user and mailbox would
     # cost two more SELECTs per hand-off just for this log line.
@@ -286,6 +297,8 @@ def redeem(token: str | None, address: str | None, *, browser_key: str | None = 
         handoff = _handoff_for(account)
     except AutologinRefused as exc:
         return _refuse(exc.reason, user_id=row.user_id, account_id=row.account_id, address=address)
+    target = targets.load(row.target_kind, row.target_json)
+    handoff.target = target.as_json() if target is not None else None
     _event("redeemed", user_id=row.user_id, account_id=row.account_id, address=address)
     db.session.commit()
     log.info("autologin token redeemed user=%s mailbox=%s", row.user_id, row.account_id)

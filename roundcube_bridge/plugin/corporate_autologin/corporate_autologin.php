@@ -20,6 +20,11 @@
  *    shared secret in a header, the token, the browser key and the confirmation) and, if
  *    the product answers with a mailbox, end the current session and log in to that
  *    mailbox's IMAP server, sending through its SMTP server.
+ * 5. The answer may name a target: a compose window (recipient and subject) or one message
+ *    (folder and UID). Only the actions in TARGET_ACTIONS are opened, with their values
+ *    checked again here; anything else opens the inbox. The target never travels in a
+ *    URL of the hand-off: it is kept with the token on the product's side and, here, in
+ *    the session until the compose window takes it.
  *
  * Roundcube does not check a host that a plugin supplies in the authenticate hook, so
  * the IMAP and SMTP hosts come ONLY from the product's answer (which only ever names
@@ -37,6 +42,8 @@ class corporate_autologin extends rcube_plugin
     const SECRET_HEADER = 'X-Bridge-Secret';
     const COOKIE = 'corporate_autologin';
     const COOKIE_SECONDS = 120;
+    // What a hand-off may open besides the inbox.
+    const TARGET_ACTIONS = ['compose', 'show'];
 
     /** @var array|null [token, browser key, confirmation] of this request, once the confirmation checked out */
     private $handoff;
@@ -48,6 +55,8 @@ class corporate_autologin extends rcube_plugin
         $this->add_hook('authenticate', [$this, 'authenticate']);
         $this->add_hook('storage_init', [$this, 'storage_init']);
         $this->add_hook('smtp_connect', [$this, 'smtp_connect']);
+        $this->add_hook('login_after', [$this, 'login_after']);
+        $this->add_hook('message_compose', [$this, 'message_compose']);
     }
 
     /**
@@ -156,6 +165,7 @@ class corporate_autologin extends rcube_plugin
             'smtp_auth' => !empty($answer['smtp_auth']),
             'xoauth2' => $xoauth2,
             'verify' => !isset($answer['validate_cert']) || !empty($answer['validate_cert']),
+            'target' => $this->valid_target($answer['target'] ?? null),
         ];
         if ($xoauth2 && strlen($answer['password']) > (int) $rcmail->config->get('login_password_maxlen', 1024)) {
             $rcmail->config->set('login_password_maxlen', strlen($answer['password']));
@@ -213,6 +223,84 @@ class corporate_autologin extends rcube_plugin
             $args['smtp_conn_options'] = ['ssl' => ['verify_peer' => false, 'verify_peer_name' => false]];
         }
         return $args;
+    }
+
+    /**
+     * Right after a hand-off's login: go to the compose window or the message it names, else the inbox.
+     */
+    public function login_after($args)
+    {
+        $state = $_SESSION[self::SESSION_KEY] ?? null;
+        $target = is_array($state) ? ($state['target'] ?? null) : null;
+        if (!is_array($target)) {
+            return $args;
+        }
+        if ($target['action'] === 'compose') {
+            // The recipient and subject stay in the session: message_compose fills them in.
+            $args['_action'] = 'compose';
+        }
+        elseif ($target['action'] === 'show') {
+            $args['_action'] = 'show';
+            $args['_mbox'] = $target['mbox'];
+            $args['_uid'] = $target['uid'];
+            unset($_SESSION[self::SESSION_KEY]['target']);
+        }
+        return $args;
+    }
+
+    /**
+     * The first compose window after a "Write e-mail" hand-off gets its recipient and subject, once.
+     */
+    public function message_compose($args)
+    {
+        $target = $_SESSION[self::SESSION_KEY]['target'] ?? null;
+        if (!is_array($target) || $target['action'] !== 'compose') {
+            return $args;
+        }
+        unset($_SESSION[self::SESSION_KEY]['target']);
+        $args['param']['to'] = $target['to'];
+        if ($target['subject'] !== '') {
+            $args['param']['subject'] = $target['subject'];
+        }
+        return $args;
+    }
+
+    /**
+     * The redeem answer's target, checked: an allowed action with values of the right shape, else null.
+     */
+    private function valid_target($target)
+    {
+        if ($target === null) {
+            return null;
+        }
+        $action = is_array($target) && isset($target['action']) && is_string($target['action'])
+            ? $target['action'] : '';
+        if (!in_array($action, self::TARGET_ACTIONS, true)) {
+            // Logged without the values: the inbox opens instead.
+            rcube::write_log('errors', 'corporate_autologin: a hand-off target that is not allowed; opening the inbox');
+            return null;
+        }
+        if ($action === 'compose') {
+            $to = $target['to'] ?? null;
+            $subject = $target['subject'] ?? '';
+            if (is_string($to) && $to !== '' && strlen($to) <= 2000 && is_string($subject) && strlen($subject) <= 2000
+                && !preg_match('/[\x00-\x1f\x7f]/', $to . $subject)
+            ) {
+                return ['action' => 'compose', 'to' => $to, 'subject' => $subject];
+            }
+        }
+        else {
+            $folder = $target['folder'] ?? null;
+            $uid = $target['uid'] ?? null;
+            if (is_string($folder) && $folder !== '' && strlen($folder) <= 1000 && !preg_match('/[\x00-\x1f\x7f]/', $folder)
+                && is_int($uid) && $uid > 0 && $uid <= 4294967295
+            ) {
+                // Roundcube names folders in IMAP's modified UTF-7; the product sends them as the server lists them, decoded.
+                return ['action' => 'show', 'mbox' => rcube_charset::convert($folder, 'UTF-8', 'UTF7-IMAP'), 'uid' => $uid];
+            }
+        }
+        rcube::write_log('errors', 'corporate_autologin: a hand-off target with unusable values; opening the inbox');
+        return null;
     }
 
     /**
