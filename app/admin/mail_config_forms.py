@@ -49,10 +49,15 @@ class MailSettingsForm(FlaskForm):
     internal_domains = TextAreaField("Our own domains",
                                      description="Comma separated, e.g. corp.example, corp-mail.example. Mail "
                                                  "between these domains is internal.")
+    public_domains = TextAreaField("Public mail domains",
+                                   description="One per line or separated by commas. Mail from or to these "
+                                               "domains (and their subdomains) never binds to an organization by "
+                                               "its domain, and no organization can have one of them; known "
+                                               "addresses there still bind to their contact.")
 
     DATA_FIELDS = ("check_frequency_minutes", "max_per_run", "batch_size", "show_unread", "unread_refresh_seconds",
                    "closed_ticket_policy", "loop_max_messages", "loop_window_minutes", "run_timeout_minutes",
-                   "block_after_failures", "internal_domains")
+                   "block_after_failures", "internal_domains", "public_domains")
 
     def values(self) -> dict:
         """The submitted values, keyed like the service's fields."""

@@ -13,14 +13,14 @@ from app.models.mail import (
     PendingMailAction,
     ScanFolder,
 )
-from app.models.records import Contact, Lead, Organization, Ticket, ticket_number
+from app.models.records import Contact, Lead, Organization, OrganizationDomain, Ticket, ticket_number
 from app.models.runs import IgnoreFilter, MailSettings, ScanRun
 from app.models.users import LoginThrottle, User
 
 __all__ = [
     "Alert", "AuditEntry", "AutologinEvent", "AutologinGrant", "AutologinToken", "Contact", "Email",
     "EmailAttachment", "EmailLink", "IgnoreFilter", "Lead", "LoginThrottle", "MailAccount",
-    "MailServer", "MailSettings", "Organization", "PendingMailAction", "RecordImport", "ScanFolder", "ScanRun",
-    "Ticket", "User",
+    "MailServer", "MailSettings", "Organization", "OrganizationDomain", "PendingMailAction", "RecordImport",
+    "ScanFolder", "ScanRun", "Ticket", "User",
     "ticket_number",
 ]

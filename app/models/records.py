@@ -29,6 +29,30 @@ class Organization(db.Model):
     website: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
+    domains: Mapped[list[OrganizationDomain]] = relationship(
+        back_populates="organization", cascade="all, delete-orphan", order_by="OrganizationDomain.domain")
+
+    @property
+    def domain_names(self) -> list[str]:
+        """The organization's mail domains, sorted."""
+        return [d.domain for d in self.domains]
+
+
+class OrganizationDomain(db.Model):
+    """A mail domain of an organization: mail from or to any address there binds to it.
+
+    ``domain`` is lower-case ASCII (IDNA for international names, ``app.scanner.domains``) and
+    unique: a domain binds to one organization at most.
+    """
+
+    __tablename__ = "organization_domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+
+    organization: Mapped[Organization] = relationship(back_populates="domains")
+
 
 class Contact(db.Model):
     __tablename__ = "contacts"

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import utcnow
+from app.scanner.domains import DEFAULT_PUBLIC_DOMAINS
 
 RUN_STATUSES = ("running", "done", "failed", "partial", "stopped")
 CLOSED_TICKET_POLICIES = ("reopen", "new_ticket", "ignore")
@@ -35,6 +36,8 @@ class MailSettings(db.Model):
     block_after_failures: Mapped[int] = mapped_column(Integer, default=3)
     # Our own domains, comma-separated: mail between them is "internal".
     internal_domains: Mapped[str] = mapped_column(String(500), default="")
+    # Public mail domains, one per line: mail at these never binds to an organization by its domain.
+    public_domains: Mapped[str] = mapped_column(Text, default=lambda: "\n".join(DEFAULT_PUBLIC_DOMAINS))
 
     @classmethod
     def get(cls) -> MailSettings:

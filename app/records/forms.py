@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import SelectField, StringField, SubmitField
+from wtforms import SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import Length, Optional, ValidationError
 
 from app.models.records import TICKET_STATUSES
@@ -55,6 +55,11 @@ class OrganizationForm(FlaskForm):
     email = _email_field()
     phone = StringField("Phone", validators=[Length(max=50), _no_control_characters])
     website = StringField("Website", validators=[Length(max=255), _no_control_characters])
+    domains = TextAreaField("Mail domains", render_kw={"rows": 2},
+                            description="Mail from or to any address at these domains is related to the "
+                                        "organization, e.g. acme.example (one per line or separated by commas; "
+                                        "exact domains: list subdomains such as eu.acme.example too). Public "
+                                        "domains such as gmail.com cannot be used.")
     submit = SubmitField("Save")
 
     def validate_name(self, field):

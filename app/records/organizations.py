@@ -44,7 +44,8 @@ def organization_detail(org_id: int):
 def _save(form: OrganizationForm, org: Organization | None):
     try:
         return record_service.save_organization(org, name=form.name.data, email=form.email.data,
-                                                phone=form.phone.data, website=form.website.data)
+                                                phone=form.phone.data, website=form.website.data,
+                                                domains=form.domains.data or "")
     except record_service.RecordError as exc:
         db.session.rollback()
         getattr(form, exc.field or "name").errors.append(str(exc))
@@ -69,6 +70,8 @@ def organization_edit(org_id: int):
     """Edit an organization."""
     org = db.session.get(Organization, org_id) or abort(404)
     form = OrganizationForm(obj=org)
+    if not form.is_submitted():
+        form.domains.data = "\n".join(org.domain_names)
     if form.validate_on_submit():
         if _save(form, org) is not None:
             flash(f"Organization {org.name} saved.", "success")

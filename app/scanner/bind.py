@@ -1,6 +1,7 @@
 """Bind a message to records: by address, by the thread it replies to, and by ticket number.
 
-Pure: the scan looks every address of a batch up with one query (``address_index``), the
+Pure: the scan looks every address of a batch, and every domain that may bind to an
+organization (``app.scanner.domains``), up with one query (``address_index``), the
 parents of every reply with one query (``parent_records``) and the quoted tickets with one query
 (``tickets_by_number`` / ``tickets_by_id``), then calls ``bind_message`` per message.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from app.scanner.domains import refs_of
 from app.scanner.types import BindResult, ParsedMessage, RecordRef, TicketInfo
 
 _TICKET_NUMBER = re.compile(r"(?<![A-Za-z0-9])TT-(\d{6})(?![0-9])", re.IGNORECASE)
@@ -39,12 +41,12 @@ def ticket_numbers_in(subject: str) -> list[str]:
 
 def sender_belongs(sender: str | None, ticket: TicketInfo, address_index: dict[str, list[RecordRef]]) -> bool:
     """True when ``sender`` may write into ``ticket``: the requester, its contact, someone of its
-    organization (directly or as one of its contacts), or one of our users."""
+    organization (directly, as one of its contacts, or by its mail domain), or one of our users."""
     if not sender:
         return False
     if ticket.requester_email and sender == ticket.requester_email.strip().lower():
         return True
-    for ref in address_index.get(sender, ()):
+    for ref in refs_of(sender, address_index):
         if ref.type == "user":
             return True
         if ref.type == "contact":
@@ -81,7 +83,8 @@ def bind_message(
 ) -> BindResult:
     """The records ``parsed`` relates to, and the ticket it belongs to.
 
-    Records: every ref of every looked-up address (a contact brings its organization), then what
+    Records: every ref of every looked-up address and of its domain (a contact brings its
+    organization, a domain the organization that owns it), then what
     the message's parents (In-Reply-To, References) were bound to, then the ticket; de-duplicated
     by (type, id), first occurrence kept.
 
@@ -97,7 +100,7 @@ def bind_message(
     """
     records = _Records()
     for address in addresses_to_look_up(parsed, folder_direction):
-        for ref in address_index.get(address, ()):
+        for ref in refs_of(address, address_index):
             records.add(ref)
 
     parent_ticket: TicketInfo | None = None

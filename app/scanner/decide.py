@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from app.scanner import bind, direction, tickets
+from app.scanner.domains import refs_of
 from app.scanner.throttle import SenderWindow
 from app.scanner.types import (
     BatchDecisions,
@@ -44,7 +45,8 @@ def searchable(addresses: dict[str, list[RecordRef]], search_fields: frozenset[s
 
 
 def sender_records(refs: list[RecordRef]) -> tuple[int | None, int | None]:
-    """The contact and organization a new ticket gets from its sender's records."""
+    """The contact and organization a new ticket gets from its sender's records (the address's
+    own first, then those of its domain)."""
     contact = next((r for r in refs if r.type == "contact"), None)
     if contact is not None:
         return contact.id, contact.organization_id
@@ -68,7 +70,7 @@ class _Batch:
     def open_ticket(self, parsed: ParsedMessage, action: TicketAction) -> TicketInfo:
         """Record a ticket opened by ``parsed`` and return it under its placeholder id."""
         temp = -(len(self.out.new_tickets) + 1)
-        contact_id, org_id = sender_records(self.all_addresses.get(parsed.from_addr or "", []))
+        contact_id, org_id = sender_records(refs_of(parsed.from_addr, self.all_addresses) if parsed.from_addr else [])
         self.out.new_tickets.append(NewTicket(
             temp_id=temp, subject=parsed.subject or "(no subject)", contact_id=contact_id,
             organization_id=org_id, parent_id=action.ticket_id if action.kind == "new_referring" else None,

@@ -216,6 +216,8 @@ class StoreContext:
     loop_window: timedelta
     our_addresses: frozenset[str]
     our_domains: frozenset[str]
+    # Public mail domains (gmail.com, …): addresses there never bind to an organization by domain.
+    public_domains: frozenset[str] = frozenset()
 
     @property
     def stores(self) -> bool:

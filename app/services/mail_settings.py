@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from app.extensions import db
 from app.models import IgnoreFilter, MailAccount, MailSettings
 from app.models.runs import CLOSED_TICKET_POLICIES, FILTER_FIELDS, FILTER_MATCHES, FILTER_STOPS
+from app.scanner.domains import parse_domains
 from app.services import audit
 from app.services.validation import (
     FieldErrors,
@@ -38,6 +39,7 @@ NUMBER_FIELDS = (
     ("block_after_failures", "Block after login failures", 1, 100),
 )
 BOOL_FIELDS = ("show_unread",)
+MAX_PUBLIC_DOMAINS = 5000
 
 POLICY_LABELS = {
     "reopen": "Reopen the closed ticket",
@@ -94,6 +96,17 @@ def clean_domains(text: object) -> str:
     return joined
 
 
+def clean_public_domains(text: object) -> str:
+    """The public mail domains, written with commas, spaces or one per line → one per line, sorted."""
+    try:
+        domains = parse_domains(str(text or ""))
+    except ValueError as exc:
+        raise ValueError(f"{exc} Each entry of the public domains must be a domain such as gmail.com.") from None
+    if len(domains) > MAX_PUBLIC_DOMAINS:
+        raise ValueError(f"At most {MAX_PUBLIC_DOMAINS} public domains.")
+    return "\n".join(sorted(domains))
+
+
 def _clean_settings(data: Mapping, errors: dict[str, str]) -> dict:
     """The clean value of every configuration field present in ``data``; messages go to ``errors``."""
     clean: dict = {}
@@ -110,7 +123,18 @@ def _clean_settings(data: Mapping, errors: dict[str, str]) -> dict:
         clean["closed_ticket_policy"] = policy
     if "internal_domains" in data:
         clean["internal_domains"] = collect(errors, "internal_domains", clean_domains, data["internal_domains"])
+    if "public_domains" in data:
+        clean["public_domains"] = collect(errors, "public_domains", clean_public_domains, data["public_domains"])
     return clean
+
+
+def _change_text(key: str, old: object, new: object) -> str:
+    """One change for the audit log; a list of domains by what was added and removed."""
+    if key != "public_domains":
+        return f"{key}: {old!r} → {new!r}"
+    before, after = set(str(old or "").split()), set(str(new or "").split())
+    return (f"public_domains: added {', '.join(sorted(after - before)) or 'none'}; "
+            f"removed {', '.join(sorted(before - after)) or 'none'}")
 
 
 def update_settings(data: Mapping) -> MailSettings:
@@ -123,7 +147,7 @@ def update_settings(data: Mapping) -> MailSettings:
     changes = []
     for key, value in clean.items():
         if getattr(settings, key) != value:
-            changes.append(f"{key}: {getattr(settings, key)!r} → {value!r}")
+            changes.append(_change_text(key, getattr(settings, key), value))
             setattr(settings, key, value)
     if changes:
         audit.record("mail_config.update", "mail configuration", "; ".join(changes))

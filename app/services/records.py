@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Contact, Lead, Organization, Ticket
 from app.models.base import normalize_email, utcnow
 from app.models.records import TICKET_STATUSES
 from app.services import audit
+from app.services.organization_domains import DomainRules, set_domains
 
 # A pragmatic address check: the dot-atom forms people type, any domain with a dot (internal ones such as
 # corp.local or example.test included, which stricter validators refuse), and fast enough for big imports.
@@ -82,18 +84,35 @@ def save_contact(contact: Contact | None, *, first_name: str, last_name: str, em
 
 
 def save_organization(org: Organization | None, *, name: str, email: str | None, phone: str | None,
-                      website: str | None) -> Organization:
-    """Create (``org`` None) or update an organization."""
+                      website: str | None, domains: str | None = None) -> Organization:
+    """Create (``org`` None) or update an organization.
+
+    ``domains``: its mail domains as typed (commas, spaces or one per line), which replace the
+    stored list; None leaves the list as it is.
+    """
     name = (name or "").strip()
     if not name:
         raise RecordError("Give the organization a name.", "name")
     address = normalize_email(email)
     _refuse_taken_email(Organization, address, org.id if org else None, "organization")
+    clean_domains = None
+    if domains is not None:
+        try:
+            clean_domains = DomainRules().clean(domains, org.id if org else None)
+        except ValueError as exc:
+            raise RecordError(str(exc), "domains") from None
     if org is None:
         org = Organization()
         db.session.add(org)
     org.name, org.email, org.phone, org.website = name, address, _clean(phone), _clean(website)
-    db.session.commit()
+    if clean_domains is not None:
+        set_domains(org, clean_domains)
+    try:
+        db.session.commit()
+    except IntegrityError:  # another save took one of these domains since we checked
+        db.session.rollback()
+        raise RecordError("One of these domains was just given to another organization; check the list "
+                          "and save again.", "domains") from None
     return org
 
 

@@ -26,6 +26,7 @@ from app.extensions import db
 from app.models import Email, EmailAttachment, EmailLink, MailAccount, MailSettings, Ticket, User
 from app.models.base import utcnow
 from app.scanner import decide
+from app.scanner.domains import stored_domains
 from app.scanner.types import BatchDecisions, BatchItem, RunCounters, StoreContext, TicketPolicy
 from app.scanning.store import keys, lookups, postgres, rows, sqlite
 from app.scanning.store.dialect import is_postgres
@@ -51,6 +52,7 @@ def load_context(account: MailAccount, settings: MailSettings) -> StoreContext:
         loop_window=timedelta(minutes=settings.loop_window_minutes or 0),
         our_addresses=ours,
         our_domains=domains,
+        public_domains=stored_domains(settings.public_domains),
     )
 
 

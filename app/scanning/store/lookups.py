@@ -3,7 +3,8 @@
 Every lookup is an ``IN`` probe on an indexed column (``dialect.in_values``):
 
 1. existing message keys (dedupe, in ``keys``);
-2. every address in the messages (one ``UNION ALL`` over contacts, organizations, leads and users);
+2. every address in the messages, and every domain of theirs that may bind to an organization (one
+   ``UNION ALL`` over contacts, organizations, leads, users and organization domains);
 3. the records the parents of replies (In-Reply-To / References) are bound to;
 4. the tickets named by number in subjects or reached through a parent;
 5. the sender activity in the loop window (for the loop protection).
@@ -20,8 +21,9 @@ from typing import Any, cast
 from sqlalchemy import literal, null, or_, select, union_all
 
 from app.extensions import db
-from app.models import Contact, Email, EmailLink, Lead, Organization, Ticket, User
+from app.models import Contact, Email, EmailLink, Lead, Organization, OrganizationDomain, Ticket, User
 from app.scanner import bind
+from app.scanner.domains import domain_key, domains_to_look_up
 from app.scanner.types import BatchLookups, NewMessage, RecordRef, StoreContext, TicketInfo
 from app.scanning.store.dialect import in_values
 
@@ -43,7 +45,7 @@ def look_up(ctx: StoreContext, messages: list[NewMessage], now: datetime) -> Bat
         parents.update(m for m in [p.in_reply_to, *p.references] if m)
         numbers.update(bind.ticket_numbers_in(p.subject or ""))
         dates.append(p.date or now)
-    address_index = lookup_addresses(addresses)
+    address_index = lookup_addresses(addresses, domains_to_look_up(addresses, ctx.public_domains | ctx.our_domains))
     parent_records = parent_links(parents)
     parent_ticket_ids = {r.id for refs in parent_records.values() for r in refs if r.type == "ticket"}
     window = ctx.loop_window
@@ -63,9 +65,10 @@ def existing_keys(account_id: int, keys: set[str]) -> dict[str, int]:
     return {k: s for k, s in rows}
 
 
-def lookup_addresses(addresses: set[str]) -> dict[str, list[RecordRef]]:
-    """Every record whose (normalized, indexed) address is one of ``addresses``: one query."""
-    if not addresses:
+def lookup_addresses(addresses: set[str], domains: set[str] | None = None) -> dict[str, list[RecordRef]]:
+    """Every record whose (normalized, indexed) address is one of ``addresses``, and every
+    organization owning one of ``domains`` (under ``domain_key(domain)``): one query."""
+    if not addresses and not domains:
         return {}
     addrs = sorted(addresses)
     parts = [
@@ -78,11 +81,17 @@ def lookup_addresses(addresses: set[str]) -> dict[str, list[RecordRef]]:
         select(literal("user").label("t"), User.id, null().label("org"), User.email)
         .where(in_values(User.email, addrs)),
     ]
-    # (type, id, organization, address); the IN on each address column matches no NULL.
+    if domains:
+        parts.append(select(literal("domain").label("t"), OrganizationDomain.organization_id, null().label("org"),
+                            OrganizationDomain.domain).where(in_values(OrganizationDomain.domain, sorted(domains))))
+    # (type, id, organization, address or domain); the IN on each address column matches no NULL.
     found = cast("Iterable[tuple[str, int, int | None, str]]", db.session.execute(union_all(*parts)))
     index: dict[str, list[RecordRef]] = {}
     for rtype, rid, org, email in found:
-        index.setdefault(email, []).append(RecordRef(rtype, rid, org))
+        if rtype == "domain":
+            index.setdefault(domain_key(email), []).append(RecordRef("organization", rid))
+        else:
+            index.setdefault(email, []).append(RecordRef(rtype, rid, org))
     for refs in index.values():
         refs.sort(key=lambda r: (r.type, r.id))
     return index

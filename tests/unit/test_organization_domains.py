@@ -1,0 +1,116 @@
+"""An organization's mail domains on its form and page; the public domains on the mail configuration page."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AuditEntry, MailSettings, Organization, OrganizationDomain
+from app.services import records
+from app.services.records import RecordError
+from tests import factories
+from tests.unit.scanning.store_helpers import make_account, msg, store
+
+
+def _post_organization(client, url: str, **fields):
+    token = factories.csrf_from(client.get(url))
+    data = {"name": "Acme", "email": "", "phone": "", "website": "", "domains": "", "csrf_token": token}
+    return client.post(url, data={**data, **fields})
+
+
+def test_domains_entered_on_the_form_are_saved_and_shown(client, auth, admin):
+    auth.login("admin")
+    response = _post_organization(client, "/records/organizations/new", domains="Acme.TEST, @acme-mail.test\nacme.test")
+    assert response.status_code == 302
+    org = db.session.scalars(select(Organization)).one()
+    assert org.domain_names == ["acme-mail.test", "acme.test"]
+    page = client.get(f"/records/organizations/{org.id}")
+    assert b"Mail domains" in page.data and b"acme-mail.test" in page.data and b"acme.test" in page.data
+    edit = client.get(f"/records/organizations/{org.id}/edit")
+    assert b"acme-mail.test\nacme.test</textarea>" in edit.data
+    # Editing replaces the list: one kept, one removed, one added.
+    response = _post_organization(client, f"/records/organizations/{org.id}/edit", domains="acme.test eu.acme.test")
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Organization, org.id).domain_names == ["acme.test", "eu.acme.test"]
+    assert len(db.session.scalars(select(OrganizationDomain)).all()) == 2
+
+
+@pytest.mark.parametrize(("domains", "words"), [
+    ("gmail.com", "gmail.com is a public mail domain"),
+    ("acme.test, eu.outlook.com", "eu.outlook.com is a public mail domain"),
+    ("corp.test", "corp.test is one of our own domains"),
+    ("globex.test", "globex.test already belongs to the organization Globex"),
+    ("jane@acme.test", "is an e-mail address: write only the part after the @, e.g. acme.test"),
+    ("https://acme.test", "no https://"),
+])
+def test_domains_that_cannot_be_an_organizations_are_refused_in_words(client, auth, admin, domains, words):
+    settings = MailSettings.get()
+    settings.internal_domains = "corp.test"
+    globex = factories.organization(name="Globex", email=None)
+    db.session.add(OrganizationDomain(organization_id=globex.id, domain="globex.test"))
+    db.session.commit()
+    auth.login("admin")
+    response = _post_organization(client, "/records/organizations/new", domains=domains)
+    assert response.status_code == 200
+    assert words in response.get_data(as_text=True)
+    assert db.session.scalar(select(Organization).where(Organization.name == "Acme")) is None
+    assert db.session.scalars(select(OrganizationDomain.domain)).all() == ["globex.test"]
+
+
+def test_the_service_keeps_the_list_when_no_domains_are_given(app):
+    org = records.save_organization(None, name="Acme", email=None, phone=None, website=None, domains="acme.test")
+    records.save_organization(org, name="Acme Inc.", email=None, phone=None, website=None)
+    assert org.domain_names == ["acme.test"]
+    with pytest.raises(RecordError) as refused:
+        records.save_organization(None, name="Other", email=None, phone=None, website=None, domains="ACME.test")
+    assert refused.value.field == "domains" and "already belongs to the organization Acme Inc." in str(refused.value)
+
+
+def test_deleting_an_organization_deletes_its_domains(app):
+    org = records.save_organization(None, name="Acme", email=None, phone=None, website=None, domains="acme.test")
+    db.session.delete(org)
+    db.session.commit()
+    assert db.session.scalars(select(OrganizationDomain)).all() == []
+
+
+def test_the_organization_page_shows_mail_from_a_new_person_at_its_domain(client, auth, admin):
+    org = records.save_organization(None, name="Acme", email="info@acme.test", phone=None, website=None,
+                                    domains="acme.test")
+    account = make_account(actions="create_email,bind_email")
+    store(account, [msg(1, frm="new.person@acme.test", subject="Our first order"),
+                    msg(2, frm="someone@gmail.com", subject="Not from Acme")])
+    auth.login("admin")
+    page = client.get(f"/records/organizations/{org.id}").get_data(as_text=True)
+    assert "Our first order" in page and "new.person@acme.test" in page
+    assert "Not from Acme" not in page
+
+
+def test_public_domains_are_edited_on_the_mail_configuration_page(client, auth, admin):
+    auth.login("admin")
+    page = client.get("/admin/mail-config")
+    assert b"Public mail domains" in page.data and b"gmail.com" in page.data
+    token = factories.csrf_from(page)
+    response = client.post("/admin/mail-config",
+                           data={"csrf_token": token, "public_domains": "Gmail.com, freemail.test"})
+    assert response.status_code == 302
+    settings = db.session.get(MailSettings, 1)
+    db.session.refresh(settings)
+    assert settings.public_domains == "freemail.test\ngmail.com"
+    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "mail_config.update")).one()
+    assert "added freemail.test" in entry.details and "removed" in entry.details and "outlook.com" in entry.details
+    # freemail.test is public now: no organization can have it, and mail there does not bind.
+    with pytest.raises(RecordError, match="freemail.test is a public mail domain"):
+        records.save_organization(None, name="Acme", email=None, phone=None, website=None, domains="freemail.test")
+
+
+def test_a_bad_public_domain_is_refused_with_a_message(client, auth, admin):
+    auth.login("admin")
+    token = factories.csrf_from(client.get("/admin/mail-config"))
+    response = client.post("/admin/mail-config", data={"csrf_token": token, "public_domains": "gmail.com, not ok!"})
+    assert response.status_code == 200
+    assert "Each entry of the public domains must be a domain such as gmail.com." in response.get_data(as_text=True)
+    settings = db.session.get(MailSettings, 1)
+    db.session.refresh(settings)
+    assert "outlook.com" in settings.public_domains  # unchanged
