@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 
 from app.extensions import db
-from app.models import Contact, EmailLink, Lead, Organization, Ticket
+from app.models import Contact, EmailLink, Lead, Organization, OrganizationDomain, Ticket
 from app.services import audit
 
 MODELS = {"contact": Contact, "organization": Organization, "lead": Lead}
@@ -39,6 +39,7 @@ class DeleteImpact:
     emails: int
     contacts: int = 0
     tickets: int = 0
+    domains: tuple[str, ...] = ()  # an organization's mail domains
 
     def consequences(self) -> list[str]:
         """The effects in words, one sentence each, for the confirm page."""
@@ -57,6 +58,9 @@ class DeleteImpact:
         if self.email:
             article = "an" if self.kind[0] in "aeiou" else "a"
             said.append(f"New mail from or to {self.email} is no longer related to {article} {self.kind}.")
+        if self.domains:
+            said.append(f"New mail from or to addresses at {', '.join(self.domains)} is no longer related to "
+                        "an organization (the domains are deleted with it).")
         return said
 
 
@@ -80,7 +84,8 @@ def impact(kind: str, record_id: int) -> DeleteImpact:
     if kind in ("contact", "organization"):
         column = Ticket.contact_id if kind == "contact" else Ticket.organization_id
         tickets = db.session.scalar(select(func.count()).select_from(Ticket).where(column == record_id)) or 0
-    return DeleteImpact(kind, record_id, record.name, record.email, emails, contacts, tickets)
+    domains = tuple(record.domain_names) if kind == "organization" else ()
+    return DeleteImpact(kind, record_id, record.name, record.email, emails, contacts, tickets, domains)
 
 
 def delete_record(kind: str, record_id: int) -> DeleteImpact:
@@ -91,6 +96,8 @@ def delete_record(kind: str, record_id: int) -> DeleteImpact:
     # Set to NULL here as well as by the foreign keys, so that the outcome does not depend on the database's
     # enforcement of ON DELETE (SQLite applies it only with the foreign_keys pragma on).
     if kind == "organization":
+        db.session.execute(delete(OrganizationDomain).where(OrganizationDomain.organization_id == record_id)
+                           .execution_options(synchronize_session=False))
         db.session.execute(update(Contact).where(Contact.organization_id == record_id)
                            .values(organization_id=None).execution_options(synchronize_session=False))
         db.session.execute(update(Ticket).where(Ticket.organization_id == record_id)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, MailSettings, Organization, OrganizationDomain
-from app.services import records
+from app.services import record_delete, records
 from app.services.records import RecordError
 from tests import factories
 from tests.unit.scanning.store_helpers import make_account, msg, store
@@ -68,11 +68,17 @@ def test_the_service_keeps_the_list_when_no_domains_are_given(app):
     assert refused.value.field == "domains" and "already belongs to the organization Acme Inc." in str(refused.value)
 
 
-def test_deleting_an_organization_deletes_its_domains(app):
-    org = records.save_organization(None, name="Acme", email=None, phone=None, website=None, domains="acme.test")
-    db.session.delete(org)
-    db.session.commit()
+def test_deleting_an_organization_deletes_its_domains_and_says_so(app):
+    org = records.save_organization(None, name="Acme", email=None, phone=None, website=None,
+                                    domains="acme.test, acme-mail.test")
+    effect = record_delete.impact("organization", org.id)
+    assert ("New mail from or to addresses at acme-mail.test, acme.test is no longer related to an organization "
+            "(the domains are deleted with it).") in effect.consequences()
+    record_delete.delete_record("organization", org.id)
     assert db.session.scalars(select(OrganizationDomain)).all() == []
+    # The domain is free again for another organization.
+    other = records.save_organization(None, name="Acme 2", email=None, phone=None, website=None, domains="acme.test")
+    assert other.domain_names == ["acme.test"]
 
 
 def test_the_organization_page_shows_mail_from_a_new_person_at_its_domain(client, auth, admin):
