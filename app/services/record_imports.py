@@ -20,11 +20,12 @@ import csv
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import BinaryIO
 
 import redis
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from app.extensions import db
 from app.jobqueue import jobs
@@ -39,6 +40,11 @@ PREVIEW_ROWS = 10
 CHECK_ROWS = 1000  # rows the preview checks in a file too big to check whole
 FULL_CHECK_BYTES = 1024 * 1024  # files up to this size are checked whole by the preview
 SKIPPED_KEPT = 1000  # skipped lines listed on the report page; the count covers them all
+UPLOAD_KEPT = timedelta(hours=24)  # an uploaded file nobody imported is dropped after this
+# An import still unfinished this long after it was started has lost its worker (the job's timeout is an hour).
+STALE_AFTER = timedelta(seconds=2 * jobs.IMPORT_TIMEOUT)
+STALE_MESSAGE = ("The import did not finish: the worker running it stopped. An import is stored whole or not at "
+                 "all; look at the records before you import the file again.")
 _READ = 1024 * 1024
 
 
@@ -235,3 +241,14 @@ def progress(row: RecordImport) -> dict:
     """The progress as the page's script reads it."""
     return {"status": row.status, "percent": row.percent, "rows": row.rows_read, "imported": row.imported,
             "skipped": row.skipped, "finished": row.finished, "message": row.message}
+
+
+def prune_imports(now: datetime) -> int:
+    """Drop uploads nobody imported within a day; mark imports whose worker died as failed. Returns the count."""
+    dropped = db.session.execute(delete(RecordImport).where(
+        RecordImport.status == "uploaded", RecordImport.created_at < now - UPLOAD_KEPT)).rowcount or 0
+    stale = db.session.execute(update(RecordImport).where(
+        RecordImport.status.in_(("queued", "running", "saving")), RecordImport.created_at < now - STALE_AFTER)
+        .values(status="failed", data=None, message=STALE_MESSAGE, finished_at=now)).rowcount or 0
+    db.session.commit()
+    return dropped + stale

@@ -4,7 +4,8 @@ Autologin events (every hand-off and every refusal, including refused
 redeems from the internet) are kept ``AUTOLOGIN_EVENT_RETENTION_DAYS`` (90);
 autologin tokens ``AUTOLOGIN_TOKEN_RETENTION_HOURS`` (24) after they expired
 (used or not: until then a late redeem is told "used" or "expired" rather
-than "unknown"); login-throttle counters as soon as they no longer count.
+than "unknown"); login-throttle counters as soon as they no longer count; a CSV file uploaded for import
+and never imported a day (app.services.record_imports.prune_imports).
 The worker runs :func:`scheduled_prune` every hour (``app.tasks.schedule.PERIODIC``).
 """
 
@@ -20,7 +21,7 @@ from sqlalchemy import delete
 from app.extensions import db
 from app.models import AutologinEvent, AutologinToken
 from app.models.base import utcnow
-from app.services import login_throttle
+from app.services import login_throttle, record_imports
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Pruned:
     events: int = 0
     tokens: int = 0
     throttles: int = 0
+    imports: int = 0
 
 
 def prune(now: datetime | None = None) -> Pruned:
@@ -45,9 +47,10 @@ def prune(now: datetime | None = None) -> Pruned:
         delete(AutologinToken).where(AutologinToken.expires_at < now - timedelta(hours=token_hours))).rowcount or 0
     db.session.commit()
     pruned.throttles = login_throttle.prune(now)
-    if pruned.events or pruned.tokens or pruned.throttles:
-        log.info("pruned %s autologin event(s), %s token(s), %s login-throttle counter(s)",
-                 pruned.events, pruned.tokens, pruned.throttles)
+    pruned.imports = record_imports.prune_imports(now)
+    if pruned.events or pruned.tokens or pruned.throttles or pruned.imports:
+        log.info("pruned %s autologin event(s), %s token(s), %s login-throttle counter(s), %s import(s)",
+                 pruned.events, pruned.tokens, pruned.throttles, pruned.imports)
     return pruned
 
 

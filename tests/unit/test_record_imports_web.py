@@ -195,3 +195,27 @@ def test_a_queue_that_does_not_answer_keeps_the_file(app, admin, monkeypatch):
             record_imports.start(row)
     assert db.session.get(RecordImport, row.id).status == "uploaded"
     assert db.session.get(RecordImport, row.id).data == b"name\nA\n"
+
+
+def test_unimported_uploads_are_dropped_after_a_day_and_imports_of_a_dead_worker_fail(app):
+    from datetime import timedelta
+
+    from app.models.base import utcnow
+    from app.services import retention
+
+    now = utcnow()
+    rows = {status: RecordImport(kind="leads", filename=f"{status}.csv", status=status, size_bytes=7,
+                                 data=b"name\nA\n", report="", message="", created_at=now - timedelta(hours=25))
+            for status in ("uploaded", "running", "done")}
+    fresh = RecordImport(kind="leads", filename="fresh.csv", status="uploaded", size_bytes=7, data=b"name\nA\n",
+                         report="", message="", created_at=now - timedelta(hours=1))
+    db.session.add_all([*rows.values(), fresh])
+    db.session.commit()
+    ids = {status: row.id for status, row in rows.items()}
+    assert retention.prune(now).imports == 2
+    db.session.expire_all()
+    assert db.session.get(RecordImport, ids["uploaded"]) is None
+    dead = db.session.get(RecordImport, ids["running"])
+    assert (dead.status, dead.data) == ("failed", None) and "worker running it stopped" in dead.message
+    assert db.session.get(RecordImport, ids["done"]).status == "done"
+    assert db.session.get(RecordImport, fresh.id).status == "uploaded"
