@@ -1,0 +1,172 @@
+"""The administrator's board on the start page: every scanner's state, last success, mail of the last 24 h, alerts.
+
+Built for a thousand scanners in a few plain queries (no ORM objects): the
+scanners with their running run, the e-mails stored in the last 24 hours
+counted per scanner and hour by the database (over the index on
+``emails(created_at, account_id)``, so the e-mails themselves are never
+read), and the open alerts.
+
+The states, most urgent first:
+
+- ``disabled``: switched off; nothing else is said about it;
+- ``blocked``: scans stopped after repeated login failures, or an OAuth
+  mailbox that must be connected again;
+- ``failing``: its last run failed;
+- ``behind``: no successful run for ``ALERT_NO_SUCCESS_MINUTES`` (the alert's
+  limit, counted from its creation when it never succeeded), or a run going
+  on longer than the run timeout;
+- ``healthy``: everything else.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Alert, Email, MailAccount, MailSettings, ScanRun
+from app.models.base import utcnow
+
+HOURS = 24
+STATES = ("failing", "blocked", "behind", "disabled", "healthy")
+# The order of the board: what needs a person first.
+_URGENCY = {"blocked": 0, "failing": 1, "behind": 2, "healthy": 3, "disabled": 4}
+DEFAULT_NO_SUCCESS_MINUTES = 120
+DEFAULT_RUN_TIMEOUT_MINUTES = 30
+# The sparkline's box, in SVG units: one step per hour, whole numbers (a thousand lines are written per page).
+SPARK_STEP = 4
+SPARK_WIDTH = SPARK_STEP * (HOURS - 1)
+SPARK_HEIGHT = 20
+_FLAT = " ".join(f"{i * SPARK_STEP},{SPARK_HEIGHT}" for i in range(HOURS))
+
+
+@dataclass
+class ScannerTile:
+    """One scanner on the board."""
+
+    id: int
+    name: str
+    state: str
+    reason: str
+    last_success_at: datetime | None
+    per_hour: list[int]
+    alerts: list[str] = field(default_factory=list)
+
+    @property
+    def messages(self) -> int:
+        """E-mails stored in the last 24 hours."""
+        return sum(self.per_hour)
+
+    @property
+    def sparkline(self) -> str:
+        """The points of an SVG polyline of ``per_hour``, oldest hour on the left."""
+        peak = max(self.per_hour)
+        if not peak:
+            return _FLAT
+        return " ".join(f"{i * SPARK_STEP},{SPARK_HEIGHT - SPARK_HEIGHT * n // peak}"
+                        for i, n in enumerate(self.per_hour))
+
+
+@dataclass
+class Board:
+    """Every scanner, most urgent first, with the count per state."""
+
+    tiles: list[ScannerTile]
+    counts: dict[str, int]
+    since: datetime
+    open_alerts: int
+
+
+def hour_buckets(now: datetime) -> tuple[datetime, list[datetime]]:
+    """The start of the 24-hour window and the start of each of its hours (the last one is the current hour)."""
+    current = now.replace(minute=0, second=0, microsecond=0)
+    starts = [current - timedelta(hours=HOURS - 1 - i) for i in range(HOURS)]
+    return starts[0], starts
+
+
+def _hour_key(column):
+    """The hour of a time, as the database writes it (a string on SQLite, a truncated time on PostgreSQL)."""
+    if db.engine.dialect.name == "postgresql":
+        return func.date_trunc("hour", column)
+    return func.strftime("%Y-%m-%d %H", column)
+
+
+def _python_key(start: datetime) -> object:
+    if db.engine.dialect.name == "postgresql":
+        return start
+    return start.strftime("%Y-%m-%d %H")
+
+
+def messages_per_hour(now: datetime) -> dict[int, list[int]]:
+    """Scanner id → e-mails stored in each of the last 24 hours (only scanners that stored any)."""
+    since, starts = hour_buckets(now)
+    index = {_python_key(start): i for i, start in enumerate(starts)}
+    hour = _hour_key(Email.created_at)
+    rows = db.session.execute(
+        select(Email.account_id, hour.label("hour"), func.count().label("n"))
+        .where(Email.created_at >= since).group_by(Email.account_id, hour))
+    result: dict[int, list[int]] = {}
+    for account_id, key, n in rows:
+        slot = index.get(key)
+        if slot is not None:
+            result.setdefault(account_id, [0] * HOURS)[slot] = n
+    return result
+
+
+def _alerts_by_scanner() -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for account_id, message in db.session.execute(
+            select(Alert.account_id, Alert.message).where(Alert.closed_at.is_(None)).order_by(Alert.opened_at)):
+        found.setdefault(account_id, []).append(message)
+    return found
+
+
+def state_of(row, now: datetime, stale_before: datetime, hung_before: datetime) -> tuple[str, str]:
+    """(state, reason in words) of one scanner row; see the module docstring for the states."""
+    if not row.enabled:
+        return "disabled", "Disabled: not scanned."
+    if row.health in ("blocked", "reconnect"):
+        reason = (row.blocked_reason or "").strip()
+        if row.health == "reconnect":
+            return "blocked", "Reconnect needed: " + (reason or "the account's token was refused.")
+        return "blocked", reason or "Blocked after repeated login failures. Use Test login to unblock it."
+    if row.last_run_status == "failed":
+        return "failing", row.last_error or "The last run failed; its history says why."
+    if row.run_started_at is not None and row.run_started_at < hung_before:
+        return "behind", f"A run has been going on since {row.run_started_at:%Y-%m-%d %H:%M} UTC."
+    since = row.last_success_at or row.created_at
+    if since is not None and since < stale_before:
+        if row.last_success_at is None:
+            return "behind", "No successful run yet."
+        return "behind", f"No successful run since {row.last_success_at:%Y-%m-%d %H:%M} UTC."
+    return "healthy", "Healthy."
+
+
+def board(now: datetime | None = None) -> Board:
+    """Every scanner's tile, most urgent first, then by name."""
+    now = now or utcnow()
+    stale_minutes = int(current_app.config.get("ALERT_NO_SUCCESS_MINUTES") or DEFAULT_NO_SUCCESS_MINUTES)
+    run_timeout = db.session.scalar(select(MailSettings.run_timeout_minutes)) or DEFAULT_RUN_TIMEOUT_MINUTES
+    stale_before = now - timedelta(minutes=stale_minutes)
+    hung_before = now - timedelta(minutes=run_timeout)
+    rows = db.session.execute(
+        select(MailAccount.id, MailAccount.name, MailAccount.enabled, MailAccount.health,
+               MailAccount.blocked_reason, MailAccount.last_run_status, MailAccount.last_error,
+               MailAccount.last_success_at, MailAccount.created_at, ScanRun.started_at.label("run_started_at"))
+        .outerjoin(ScanRun, (ScanRun.id == MailAccount.running_run_id) & (ScanRun.status == "running"))).all()
+    per_hour = messages_per_hour(now)
+    alerts = _alerts_by_scanner()
+    quiet = [0] * HOURS
+    tiles = []
+    for row in rows:
+        state, reason = state_of(row, now, stale_before, hung_before)
+        tiles.append(ScannerTile(row.id, row.name, state, reason, row.last_success_at,
+                                 per_hour.get(row.id, quiet), alerts.get(row.id, [])))
+    tiles.sort(key=lambda t: (_URGENCY[t.state], t.name.lower(), t.id))
+    counts = Counter(t.state for t in tiles)
+    return Board(tiles=tiles, counts={s: counts.get(s, 0) for s in STATES}, since=hour_buckets(now)[0],
+                 open_alerts=sum(len(a) for a in alerts.values()))
