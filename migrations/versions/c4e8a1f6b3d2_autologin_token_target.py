@@ -1,7 +1,7 @@
 """autologin_tokens.target_kind, target_json: what Roundcube opens after the hand-off
 
 Revision ID: c4e8a1f6b3d2
-Revises: c5d1e7a9f204
+Revises: b5d8e2f41c07
 Create Date: 2026-12-03 13:10:00
 
 "Write e-mail" on a record and "Open in webmail" on an e-mail open Roundcube's compose window or
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "c4e8a1f6b3d2"
-down_revision = "c5d1e7a9f204"
+down_revision = "b5d8e2f41c07"
 branch_labels = None
 depends_on = None
 

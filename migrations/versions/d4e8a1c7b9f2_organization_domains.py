@@ -1,7 +1,7 @@
 """organization_domains: the mail domains of an organization; mail_settings.public_domains
 
 Revision ID: d4e8a1c7b9f2
-Revises: c5d1e7a9f204
+Revises: c4e8a1f6b3d2
 Create Date: 2026-12-03 13:10:00
 
 Mail from or to any address at an organization's domain binds to the organization, even when no
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "d4e8a1c7b9f2"
-down_revision = "c5d1e7a9f204"
+down_revision = "c4e8a1f6b3d2"
 branch_labels = None
 depends_on = None
 
