@@ -70,7 +70,7 @@ def _tiny_pdf(text: str) -> bytes:
 
 
 def sample_messages(ticket_no: str, *, now: datetime | None = None) -> list[Sample]:
-    """The demo mailbox's messages: 12 in INBOX, 2 in Sent, dated over the last days."""
+    """The demo mailbox's messages: 13 in INBOX, 2 in Sent, dated over the last days."""
     now = now or datetime.now(UTC)
 
     def ago(days=0, hours=0, minutes=0):
@@ -108,6 +108,11 @@ def sample_messages(ticket_no: str, *, now: datetime | None = None) -> list[Samp
             "For urgent matters, please contact jane.doe@acme.test.\n",
             when=ago(days=2, hours=5), msgid="demo-ooo-maria@acme.test",
             headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"})),
+        Sample("INBOX", _mail(
+            "Ben Carter <ben.carter@acme.test>", me, "New accounts payable contact at Acme",
+            "Hello,\n\nI have taken over accounts payable at Acme Industries from Jane. Please send\n"
+            "invoices to me from now on.\n\nBen Carter\nAccounts Payable, Acme Industries\n",
+            when=ago(days=2, hours=2), msgid="demo-new-person@acme.test")),
         Sample("INBOX", _mail(
             "Tom Newman <tom@newco.test>", me, "Support plans for a 40-person team",
             "Hi,\n\nwe are a 40-person agency looking for a support contract with a 4-hour\n"

@@ -26,6 +26,7 @@ from app.models import (
     MailServer,
     MailSettings,
     Organization,
+    OrganizationDomain,
     ScanFolder,
     Ticket,
     User,
@@ -42,6 +43,8 @@ ORGANIZATIONS = [
     ("Globex Ltd", "contact@globex.test", "+44 20 7946 0011", "https://globex.test"),
     ("Initech", "hello@initech.test", "+1 555 0199", "https://initech.test"),
 ]
+# Mail from or to anyone at these domains relates to the organization, known contact or not.
+ORGANIZATION_DOMAINS = {"Acme Industries": "acme.test", "Globex Ltd": "globex.test", "Initech": "initech.test"}
 CONTACTS = [  # first, last, e-mail, organization
     ("Jane", "Doe", "jane.doe@acme.test", "Acme Industries"),
     ("Maria", "Garcia", "maria.garcia@acme.test", "Acme Industries"),
@@ -61,6 +64,8 @@ def seed(*, with_mail: bool = True, now: datetime | None = None) -> SeedReport:
     admin = _user(*ADMIN, admin=True, full_name="Demo Administrator", email="admin@corp.test", report=report)
     alice = _user(*USER, admin=False, full_name="Alice Martin", email="alice@corp.test", report=report)
     orgs = {name: _organization(name, email, phone, web, report) for name, email, phone, web in ORGANIZATIONS}
+    for name, domain in ORGANIZATION_DOMAINS.items():
+        _organization_domain(orgs[name], domain, report)
     contacts = {email: _contact(first, last, email, orgs[org], report) for first, last, email, org in CONTACTS}
     for name, company, email, status in LEADS:
         _lead(name, company, email, status, report)
@@ -111,6 +116,11 @@ def _get_or_create(model: type, where: ColumnElement[bool], label: str, report: 
 def _organization(name: str, email: str, phone: str, website: str, report: SeedReport) -> Organization:
     return _get_or_create(Organization, Organization.name == name, f"organization {name}", report,
                           name=name, email=normalize_email(email), phone=phone, website=website)
+
+
+def _organization_domain(org: Organization, domain: str, report: SeedReport) -> OrganizationDomain:
+    return _get_or_create(OrganizationDomain, OrganizationDomain.domain == domain, f"domain {domain}", report,
+                          organization_id=org.id, domain=domain)
 
 
 def _contact(first: str, last: str, email: str, org: Organization, report: SeedReport) -> Contact:
