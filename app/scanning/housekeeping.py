@@ -26,6 +26,10 @@ fallback's copy is recorded (step "copied") before the original is flagged, so a
 copy it again; only a kill between the server's answer to COPY and that commit can leave a
 second copy in the target (never a lost message).
 
+After a MOVE the stored e-mails take the new folder and UID the server reports (COPYUID), so
+*Open in webmail* opens the message where it now is. A fallback move (no MOVE) leaves the
+e-mails at their old place, and the e-mail page says the message is no longer there.
+
 Rows whose action no longer matches the scanner's setting (changed since) are dropped: the
 message stays as it is, which never loses mail. Rows of a folder whose UIDVALIDITY changed are
 dropped too (their UIDs now name other messages).
@@ -43,16 +47,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from imap_tools.utils import encode_folder
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import PendingMailAction
+from app.models import Email, PendingMailAction
 from app.scanner.types import BatchItem, RunCounters
 from app.scanning.setup import AfterStore, FolderScan, RunSetup
 
 logger = logging.getLogger(__name__)
 
 _pending = PendingMailAction.__table__
+_emails = Email.__table__
 
 # UIDs per IMAP command and per group of rows: keeps each command line and each delete short.
 UIDS_PER_COMMAND = 500
@@ -90,6 +96,7 @@ def record(setup: RunSetup, folder: FolderScan, items: list[BatchItem], counters
 class _Owed:
     """The rows of one folder and one step, as the server will be asked."""
 
+    account_id: int
     folder: str
     uidvalidity: int
     step: str
@@ -144,7 +151,7 @@ def _load(setup: RunSetup) -> dict[tuple[str, int], list[_Owed]]:
         group = grouped.get(key)
         if group is None or len(group.uids) >= UIDS_PER_COMMAND:
             # Bounded groups: each is one command (or three) and one bounded delete of its rows.
-            group = grouped[key] = _Owed(row.folder, row.uidvalidity, row.step, [], [])
+            group = grouped[key] = _Owed(setup.account_id, row.folder, row.uidvalidity, row.step, [], [])
             by_folder[(row.folder, row.uidvalidity)].append(group)
         group.ids.append(row.id)
         group.uids.append(row.uid)
@@ -221,7 +228,9 @@ def _act(client: imaplib.IMAP4, after: AfterStore, caps: frozenset[str], group: 
         _forget(group.ids)
         return True
     if after.action == "move" and "MOVE" in caps:
+        client.untagged_responses.pop("COPYUID", None)
         _uid_each(client, group.uids, "MOVE", _mailbox(after.folder))
+        _follow(client, group, after.folder or "")
         _forget(group.ids)
         return True
     if after.action == "move" and group.step == "pending":
@@ -235,6 +244,46 @@ def _act(client: imaplib.IMAP4, after: AfterStore, caps: frozenset[str], group: 
         return True
     _set_step(group.ids, "flagged")
     return False
+
+
+def _follow(client: imaplib.IMAP4, group: _Owed, target: str) -> None:
+    """The stored e-mails follow their moved messages (folder, UIDVALIDITY, UID in the target), so
+    *Open in webmail* still finds them; from the COPYUID the server reports with MOVE (UIDPLUS).
+
+    Written with the deletion of the group's rows (one commit). Without COPYUID, or when the
+    target's UIDs are already taken by stored e-mails, the e-mails keep their old place.
+    """
+    moved: list[dict[str, Any]] = []
+    for item in client.untagged_responses.pop("COPYUID", None) or []:
+        parts = item.split() if isinstance(item, bytes) else []
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        sources, targets = expand_uid_set(parts[1].decode()), expand_uid_set(parts[2].decode())
+        if len(sources) == len(targets):
+            moved += [{"src": a, "dst": b, "validity": int(parts[0])} for a, b in zip(sources, targets, strict=True)]
+    if not moved:
+        return
+    stmt = (update(_emails).where(_emails.c.account_id == group.account_id, _emails.c.folder == group.folder,
+                                  _emails.c.uidvalidity == group.uidvalidity, _emails.c.uid == bindparam("src"))
+            .values(folder=target, uidvalidity=bindparam("validity"), uid=bindparam("dst")))
+    try:
+        with db.session.begin_nested():
+            db.session.execute(stmt, moved)
+    except IntegrityError:
+        logger.warning("account %s: moved messages of %s keep their old place in the stored e-mails: the UIDs "
+                       "in %s are taken", group.account_id, group.folder, target)
+
+
+def expand_uid_set(text: str) -> list[int]:
+    """The UIDs of an IMAP sequence set without ``*`` (``1:3,7`` → 1, 2, 3, 7), in its order."""
+    uids: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition(":")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return []
+        a, b = int(low), int(high or low)
+        uids.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
+    return uids
 
 
 def _expunge_if_safe(client: imaplib.IMAP4, folder: str, waiting: list[_Owed]) -> int:

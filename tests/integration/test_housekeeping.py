@@ -60,15 +60,30 @@ def test_move_puts_stored_messages_in_the_folder_and_the_next_run_reads_only_new
     assert run.created == 7 and pending() == 0
     assert flags(dovecot, login, password) == {}  # INBOX is empty
     assert len(flags(dovecot, login, password, "Done")) == 8
+    # The stored e-mails follow their messages (Open in webmail finds them in Done).
+    places = db.session.execute(select(Email.message_id, Email.folder, Email.uid).order_by(Email.uid)).all()
+    assert {folder for _, folder, _ in places} == {"Done"}
+    assert [uid for _, _, uid in places] == [2, 3, 4, 5, 6, 7, 8]  # Done's own message has UID 1
+    assert done_uid_of(dovecot, login, password, "q3@acme.test") == 4
     dovecot.append_many(login, password, "INBOX", [mail(8), mail(9)])  # UIDs 8 and 9: after the moved ones
 
     again = run_scan(account.id)
 
     assert again.status == "done", again.message
     assert (again.downloaded, again.created, again.duplicates) == (2, 2, 0)
-    assert stored_uids(account.id) == list(range(1, 10))
+    assert stored_uids(account.id) == [] and stored_uids(account.id, "Done") == list(range(2, 11))
     assert len(flags(dovecot, login, password, "Done")) == 10
     assert db.session.scalar(select(ScanFolder.last_uid).where(ScanFolder.account_id == account.id)) == 9
+
+
+def done_uid_of(dovecot, login, password, message_id) -> int:
+    conn = dovecot.connect(login, password)
+    try:
+        conn.select('"Done"', readonly=True)
+        typ, data = conn.uid("SEARCH", None, "HEADER", "Message-ID", message_id)
+        return int(data[0])
+    finally:
+        conn.logout()
 
 
 def test_delete_removes_stored_messages_and_keeps_ignored_ones(app, dovecot, box):

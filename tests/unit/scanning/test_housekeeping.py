@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from app.scanner.types import BatchItem, FilterVerdict, RunCounters
-from app.scanning.housekeeping import owed_uids, uid_set
+from app.scanning.housekeeping import expand_uid_set, owed_uids, uid_set
 from app.scanning.setup import AfterStore
 from tests.unit.scanning.store_helpers import msg
 
@@ -24,6 +24,12 @@ def test_uid_set_collapses_runs_and_sorts():
     assert uid_set([9, 1, 2, 3, 7, 10, 3]) == "1:3,7,9:10"
     assert uid_set([5]) == "5"
     assert uid_set([]) == ""
+
+
+def test_expand_uid_set_reads_what_copyuid_reports():
+    assert expand_uid_set("1:3,7,10:9") == [1, 2, 3, 7, 10, 9]
+    assert expand_uid_set("5") == [5]
+    assert expand_uid_set("1:*") == [] and expand_uid_set("x") == []
 
 
 def test_keep_owes_nothing_and_a_move_without_a_folder_owes_nothing():
