@@ -156,6 +156,14 @@ userdb {
   default_fields = ${user_fields}home=$MAIL_ROOT/%d/%n
 }
 mail_location = maildir:~/Maildir
+# A folder with the special use \\Junk (RFC 6154) whose name does not say so: the scanner must
+# recognize junk mail by the folder's LIST attributes too, not only by names such as "Junk".
+namespace inbox {
+  inbox = yes
+  mailbox Quarantine {
+    special_use = \\Junk
+  }
+}
 EOF
     mv "$DV_CONF.tmp" "$DV_CONF"
 }

@@ -9,8 +9,8 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectChoice, SelectField, StringField, TextAreaField
 
-from app.models.runs import CLOSED_TICKET_POLICIES, FILTER_FIELDS, FILTER_MATCHES, FILTER_STOPS
-from app.services.mail_settings import FIELD_LABELS, NUMBER_FIELDS, POLICY_LABELS, STOP_LABELS
+from app.models.runs import CLOSED_TICKET_POLICIES, FILTER_FIELDS, FILTER_MATCHES, FILTER_STOPS, SPAM_HANDLING
+from app.services.mail_settings import FIELD_LABELS, NUMBER_FIELDS, POLICY_LABELS, SPAM_LABELS, STOP_LABELS
 
 MATCH_CHOICES = {"equals": "equals", "contains": "contains", "regex": "regular expression"}
 
@@ -55,9 +55,19 @@ class MailSettingsForm(FlaskForm):
                                                "its domain, and no organization can have one of them; known "
                                                "addresses there still bind to their contact.")
 
+    spam_handling = SelectField("Mail the server's spam filter flagged", validate_choice=False,
+                                choices=[SelectChoice(h, SPAM_LABELS[h]) for h in SPAM_HANDLING],
+                                description="Flagged by X-Spam-Flag, X-Spam-Status, rspamd's action or score, or "
+                                            "found in a Junk folder. Either way it is counted in the download "
+                                            "history and never opens or reopens a ticket.")
+    spam_score_threshold = StringField("Spam score threshold", render_kw={"inputmode": "decimal"},
+                                       description="A message whose rspamd score (X-Spamd-Result, "
+                                                   "X-Rspamd-Score) is above this is spam (0–1000).")
+
     DATA_FIELDS = ("check_frequency_minutes", "max_per_run", "batch_size", "show_unread", "unread_refresh_seconds",
                    "closed_ticket_policy", "loop_max_messages", "loop_window_minutes", "run_timeout_minutes",
-                   "block_after_failures", "internal_domains", "public_domains")
+                   "block_after_failures", "internal_domains", "public_domains", "spam_handling",
+                   "spam_score_threshold")
 
     def values(self) -> dict:
         """The submitted values, keyed like the service's fields."""

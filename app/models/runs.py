@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -16,6 +16,7 @@ CLOSED_TICKET_POLICIES = ("reopen", "new_ticket", "ignore")
 FILTER_FIELDS = ("from", "from_domain", "to", "subject", "header")
 FILTER_MATCHES = ("equals", "contains", "regex")
 FILTER_STOPS = ("store", "tickets")
+SPAM_HANDLING = ("store", "ignore")
 
 
 class MailSettings(db.Model):
@@ -38,6 +39,10 @@ class MailSettings(db.Model):
     internal_domains: Mapped[str] = mapped_column(String(500), default="")
     # Public mail domains, one per line: mail at these never binds to an organization by its domain.
     public_domains: Mapped[str] = mapped_column(Text, default=lambda: "\n".join(DEFAULT_PUBLIC_DOMAINS))
+    # Mail the server's spam filter flagged: "store" (stored, but it acts on no ticket) or "ignore"
+    # (not stored); a spam score (rspamd) above the threshold counts as flagged.
+    spam_handling: Mapped[str] = mapped_column(String(10), default="store", server_default="store")
+    spam_score_threshold: Mapped[float] = mapped_column(Float, default=6.0, server_default="6")
 
     @classmethod
     def get(cls) -> MailSettings:

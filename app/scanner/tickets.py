@@ -13,11 +13,13 @@ def decide(
     policy: TicketPolicy,
     filter_allows: bool,
     throttled: bool,
+    spam: str | None = None,
 ) -> TicketAction:
     """Decide the ticket action for one stored message.
 
     - Our own mail ("sent", "internal") never acts on tickets.
-    - Automatic mail (auto-reply, bounce, bulk), a message an ignore filter keeps from tickets, a
+    - Spam (``spam`` says why), automatic mail (auto-reply, bounce, bulk), a message an ignore
+      filter keeps from tickets, a
       message without a sender (nobody to answer) and a throttled sender (loop protection) act on
       nothing: ``held`` names which (``HELD_KINDS``), ``reason`` says it in words.
     - Bound to a closed ticket: ``closed_policy`` "reopen" → reopen (needs the *Open a ticket*
@@ -32,7 +34,7 @@ def decide(
         return TicketAction("none", reason="sent by us")
     if direction == "internal":
         return TicketAction("none", reason="internal message")
-    held = _held(parsed, filter_allows, throttled)
+    held = ("spam", f"spam: {spam}") if spam else _held(parsed, filter_allows, throttled)
     if held:
         return TicketAction("none", reason=held[1], held=held[0])
     ticket = bound.ticket

@@ -218,6 +218,8 @@ class StoreContext:
     our_domains: frozenset[str]
     # Public mail domains (gmail.com, …): addresses there never bind to an organization by domain.
     public_domains: frozenset[str] = frozenset()
+    # What happens to spam: "store" (stored without actions) or "ignore" (not stored).
+    spam_handling: str = "store"
 
     @property
     def stores(self) -> bool:
@@ -237,6 +239,8 @@ class BatchItem:
     parsed: ParsedMessage
     folder_direction: str
     verdict: FilterVerdict = field(default_factory=FilterVerdict)
+    # Why the server's spam filter flagged it (``app.scanner.spam.spam_reason``), or None.
+    spam: str | None = None
 
 
 @dataclass(slots=True)

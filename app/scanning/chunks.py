@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from app.models import ScanFolder
-from app.scanner import filters, parse
+from app.scanner import filters, parse, spam
 from app.scanner.types import BatchItem, RunCounters
 from app.scanning import housekeeping, imap_reads
 from app.scanning.progress import merge, save_progress
@@ -75,7 +75,8 @@ def read_chunk(client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, uids:
         try:
             parsed = parse.parse_message(raw)
             verdict = filters.evaluate(parsed, setup.rules)
-            items.append(BatchItem(parsed, plan.direction, verdict))
+            items.append(BatchItem(parsed, plan.direction, verdict,
+                                   spam.spam_reason(parsed, setup.spam_threshold, folder.junk)))
         except Exception as exc:  # one bad message never stops the run
             logger.warning("message %s/%s uid %s could not be parsed: %s", setup.account_id, plan.name, raw.uid,
                            exc, exc_info=True)

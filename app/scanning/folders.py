@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import ScanFolder
-from app.scanner import plan
+from app.scanner import plan, spam
 from app.scanner.types import FolderStatus, RunCounters
 from app.scanning import imap_reads
 from app.scanning.chunks import ReadAhead, store_chunk
@@ -89,6 +89,7 @@ def scan_folder(client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, budg
     """Read and store the new mail of one folder, at most ``budget`` messages; returns how many were taken."""
     name = folder.plan.name
     imap_reads.examine(client, name)
+    folder.junk = spam.is_junk_folder(name, imap_reads.folder_attributes(client, name))
     folder.sizes = imap_reads.list_sizes(client, folder.plan.after_uid)
     uids = plan.take_budget(list(folder.sizes), folder.plan.after_uid, budget)
     chunks = list(imap_reads.byte_bounded_chunks(uids, folder.sizes, setup.batch_size, setup.batch_bytes,

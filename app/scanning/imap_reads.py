@@ -5,6 +5,7 @@ fetched with ``BODY.PEEK``, so the scanner never sets ``\\Seen`` or any other
 flag. Each function is one IMAP round trip:
 
 - ``folder_status``: ``STATUS (UIDVALIDITY UIDNEXT MESSAGES)``;
+- ``folder_attributes``: ``LIST "" folder`` (its special use, such as ``\\Junk``);
 - ``examine``: ``EXAMINE``;
 - ``list_sizes``: ``UID FETCH n:* (UID RFC822.SIZE)`` (the UIDs after the last
   one done, with their sizes, so chunks can be bounded in bytes too);
@@ -26,6 +27,7 @@ from app.scanner.types import FolderStatus, RawMessage
 
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_LIST_ATTRIBUTES = re.compile(rb"\(([^)]*)\)")
 _STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 
 
@@ -70,6 +72,21 @@ def folder_status(client: imaplib.IMAP4, name: str) -> FolderStatus:
     except KeyError as exc:
         raise ImapReadError(f"The mail server did not report {exc.args[0].decode()} "
                             f"for the folder {name!r}.") from exc
+
+
+def folder_attributes(client: imaplib.IMAP4, name: str) -> frozenset[str]:
+    """The folder's LIST attributes (``\\Junk``, ``\\HasNoChildren`` …); none when the server lists none."""
+    typ, data = client.list('""', _mailbox(name))
+    if typ != "OK":
+        return frozenset()
+    found: set[str] = set()
+    for item in data or []:
+        line = item[0] if isinstance(item, tuple) else item
+        if isinstance(line, bytes):
+            match = _LIST_ATTRIBUTES.match(line)
+            if match:
+                found.update(a.decode("ascii", "replace") for a in match.group(1).split())
+    return frozenset(found)
 
 
 def examine(client: imaplib.IMAP4, name: str) -> None:

@@ -53,6 +53,7 @@ class RunSetup:
     batch_bytes: int  # about this many bytes of message data per fetch chunk
     max_message_bytes: int  # a message over this is stored as its header only
     budget: int  # messages the run may read, over all its folders
+    spam_threshold: float = 6.0  # a spam score above this counts as spam
     after_store: AfterStore = AfterStore()  # what is done on the server with a stored message
 
 
@@ -63,6 +64,7 @@ class FolderScan:
     folder_id: int
     plan: FolderPlan
     sizes: dict[int, int] = field(default_factory=dict)
+    junk: bool = False  # a Junk folder (by its special use or its name): everything in it is spam
 
 
 def load_setup(run_id: int, account: MailAccount, settings: MailSettings) -> RunSetup:
@@ -81,6 +83,7 @@ def load_setup(run_id: int, account: MailAccount, settings: MailSettings) -> Run
         batch_bytes=int(current_app.config.get("SCAN_BATCH_BYTES") or DEFAULT_BATCH_BYTES),
         max_message_bytes=int(current_app.config.get("MAX_MESSAGE_BYTES") or DEFAULT_MAX_MESSAGE_BYTES),
         budget=settings.max_per_run if settings.max_per_run and settings.max_per_run > 0 else NO_BUDGET,
+        spam_threshold=settings.spam_score_threshold if settings.spam_score_threshold is not None else 6.0,
         after_store=after_store_of(account),
     )
 

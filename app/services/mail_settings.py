@@ -13,7 +13,7 @@ from sqlalchemy import or_, select
 
 from app.extensions import db
 from app.models import IgnoreFilter, MailAccount, MailSettings
-from app.models.runs import CLOSED_TICKET_POLICIES, FILTER_FIELDS, FILTER_MATCHES, FILTER_STOPS
+from app.models.runs import CLOSED_TICKET_POLICIES, FILTER_FIELDS, FILTER_MATCHES, FILTER_STOPS, SPAM_HANDLING
 from app.scanner.domains import parse_domains
 from app.services import audit
 from app.services.validation import (
@@ -54,6 +54,10 @@ FIELD_LABELS = {
     "header": "Header",
 }
 MATCH_LABELS = {"equals": "equals", "contains": "contains", "regex": "matches the regular expression"}
+SPAM_LABELS = {
+    "store": "Store it, but never open or reopen a ticket from it",
+    "ignore": "Do not store it (it is only counted)",
+}
 STOP_LABELS = {"store": "Do not store the message", "tickets": "Store it, but never open a ticket from it"}
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,100}$")  # RFC 5322 field name: printable ASCII except ":"
@@ -107,6 +111,31 @@ def clean_public_domains(text: object) -> str:
     return "\n".join(sorted(domains))
 
 
+def clean_score(value: object) -> float:
+    """A spam score threshold: a number from 0 to 1000, with a decimal point if needed (6, 7.5)."""
+    number = str(value if value is not None else "").strip().replace(",", ".")
+    if not re.fullmatch(r"\d{1,4}(\.\d{1,2})?", number):
+        raise ValueError("The spam score threshold must be a number from 0 to 1000, such as 6 or 7.5.")
+    score = float(number)
+    if score > 1000:
+        raise ValueError(f"The spam score threshold must be from 0 to 1000, not {number}.")
+    return score
+
+
+def _clean_spam(data: Mapping, errors: dict[str, str]) -> dict:
+    """The clean spam settings present in ``data``; messages go to ``errors``."""
+    clean: dict = {}
+    if "spam_handling" in data:
+        handling = str(data["spam_handling"] or "").strip()
+        if handling not in SPAM_HANDLING:
+            errors["spam_handling"] = "Choose what happens to mail the spam filter flagged: store it, or ignore it."
+        clean["spam_handling"] = handling
+    if "spam_score_threshold" in data:
+        clean["spam_score_threshold"] = collect(errors, "spam_score_threshold", clean_score,
+                                                data["spam_score_threshold"])
+    return clean
+
+
 def _clean_settings(data: Mapping, errors: dict[str, str]) -> dict:
     """The clean value of every configuration field present in ``data``; messages go to ``errors``."""
     clean: dict = {}
@@ -121,6 +150,7 @@ def _clean_settings(data: Mapping, errors: dict[str, str]) -> dict:
         if policy not in CLOSED_TICKET_POLICIES:
             errors["closed_ticket_policy"] = "Choose what happens to a closed ticket that receives mail."
         clean["closed_ticket_policy"] = policy
+    clean.update(_clean_spam(data, errors))
     if "internal_domains" in data:
         clean["internal_domains"] = collect(errors, "internal_domains", clean_domains, data["internal_domains"])
     if "public_domains" in data:

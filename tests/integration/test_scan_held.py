@@ -42,3 +42,42 @@ def test_a_mail_loop_is_counted_as_throttled_and_the_run_says_so(app, dovecot, b
     assert db.session.scalar(select(func.count(Ticket.id))) == 3
     reasons = dict(db.session.execute(select(Email.no_action, func.count()).group_by(Email.no_action)).all())
     assert reasons == {None: 3, "throttled": 7, "no_sender": 1, "automatic": 1}
+
+
+def _with_headers(raw: bytes, *headers: str) -> bytes:
+    return "".join(f"{h}\r\n" for h in headers).encode() + raw
+
+
+@pytest.mark.parametrize("handling", ["store", "ignore"])
+def test_spam_from_the_filter_and_junk_folders_is_counted_and_opens_no_ticket(app, dovecot, box, handling):
+    login, password = box
+    settings = MailSettings.get()
+    settings.spam_handling, settings.spam_score_threshold = handling, 6.0
+    db.session.commit()
+    # "Quarantine" is marked \Junk by the test Dovecot (special use); "Junk" says so by its name.
+    account = make_scanner(app, dovecot, login, password,
+                           folders=(("INBOX", "incoming"), ("Quarantine", "incoming"), ("Junk", "incoming")))
+    dovecot.append_many(login, password, "INBOX", [
+        mail(1),  # a customer: opens a ticket
+        _with_headers(mail(2, frm="a@spam.test"), "X-Spam-Flag: YES", "X-Spam-Status: Yes, score=9.1"),
+        _with_headers(mail(3, frm="b@spam.test"), "X-Rspamd-Action: add header"),
+        _with_headers(mail(4, frm="c@spam.test"), "X-Spamd-Result: default: False [7.20 / 15.00]"),
+        _with_headers(mail(5, frm="d@ok.test"), "X-Spamd-Result: default: False [2.00 / 15.00]"),  # clean
+    ])
+    dovecot.append(login, password, "Quarantine", mail(6, frm="e@spam.test"))
+    dovecot.append(login, password, "Junk", mail(7, frm="f@spam.test"))
+
+    run = run_scan(account.id, trigger="cli")
+    assert run.status == "done", run.message
+    assert (run.spam, run.tickets_created, run.ignored) == (5, 2, 0)
+    assert "5 spam" in run.message
+    assert db.session.scalar(select(func.count(Ticket.id))) == 2
+    stored = dict(db.session.execute(select(Email.from_addr, Email.no_action)).all())
+    if handling == "store":
+        assert run.created == 7
+        assert {a: k for a, k in stored.items() if k} == {
+            f"{x}@spam.test": "spam" for x in "abcef"}
+        junk = db.session.scalar(select(Email.no_action_reason).where(Email.from_addr == "e@spam.test"))
+        assert "it is in a Junk folder" in junk
+    else:
+        assert run.created == 2 and set(stored) == {"jane@acme.test", "d@ok.test"}

@@ -15,7 +15,8 @@ SETTINGS = {
     "check_frequency_minutes": "15", "max_per_run": "2000", "batch_size": "250", "show_unread": "y",
     "unread_refresh_seconds": "120", "closed_ticket_policy": "new_ticket", "loop_max_messages": "7",
     "loop_window_minutes": "20", "run_timeout_minutes": "45", "block_after_failures": "4",
-    "internal_domains": "Corp.Test, @corp-mail.test\nCORP.test",
+    "internal_domains": "Corp.Test, @corp-mail.test\nCORP.test", "spam_handling": "ignore",
+    "spam_score_threshold": "7,5",
 }
 FILTER = {"account_id": "", "field": "subject", "header_name": "", "match": "contains", "value": "newsletter",
           "stops": "store", "enabled": "y"}
@@ -52,6 +53,7 @@ def test_settings_are_saved_through_the_page(client, auth, admin):
     assert (row.loop_max_messages, row.loop_window_minutes) == (7, 20)
     assert (row.run_timeout_minutes, row.block_after_failures) == (45, 4)
     assert row.internal_domains == "corp.test,corp-mail.test"
+    assert (row.spam_handling, row.spam_score_threshold) == ("ignore", 7.5)
     assert db.session.scalar(select(AuditEntry.action)) == "mail_config.update"
     page = client.get("/admin/mail-config")
     assert b'value="2000"' in page.data
@@ -75,6 +77,11 @@ def test_unticked_show_unread_is_saved_as_off(client, auth, admin):
     ("internal_domains", "corp.test, not a domain!", "is not a domain name"),
     ("internal_domains", "<script>", "is not a domain name"),
     ("closed_ticket_policy", "explode", "closed ticket"),
+    ("spam_handling", "delete", "spam filter flagged"),
+    ("spam_score_threshold", "abc", "spam score threshold must be a number from 0 to 1000"),
+    ("spam_score_threshold", "-1", "spam score threshold must be a number from 0 to 1000"),
+    ("spam_score_threshold", "1e9", "spam score threshold must be a number from 0 to 1000"),
+    ("spam_score_threshold", "5000", "from 0 to 1000, not 5000"),
 ])
 def test_bad_settings_are_refused_with_a_message(client, auth, admin, key, value, words):
     auth.login("admin")

@@ -53,6 +53,7 @@ def load_context(account: MailAccount, settings: MailSettings) -> StoreContext:
         our_addresses=ours,
         our_domains=domains,
         public_domains=stored_domains(settings.public_domains),
+        spam_handling=settings.spam_handling or "store",
     )
 
 
@@ -69,6 +70,10 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
     """
     keep = [it for it in items if it.verdict.store]
     counters.ignored += len(items) - len(keep)
+    if ctx.spam_handling == "ignore":
+        clean = [it for it in keep if it.spam is None]
+        counters.spam += len(keep) - len(clean)  # counted, not stored
+        keep = clean
     if not keep or not ctx.stores:
         return  # without "Create email" nothing is stored: the messages count as downloaded only
     fresh = keys.new_messages(ctx.account_id, keep, counters)

@@ -27,6 +27,8 @@ from app.scanner.domains import domain_key, domains_to_look_up
 from app.scanner.types import BatchLookups, NewMessage, RecordRef, StoreContext, TicketInfo
 from app.scanning.store.dialect import in_values
 
+NOT_LOOP_KINDS = ("spam", "archived")
+
 
 def look_up(ctx: StoreContext, messages: list[NewMessage], now: datetime) -> BatchLookups:
     """Everything the decisions of ``messages`` need from the database; ``now`` dates a dateless message."""
@@ -146,7 +148,9 @@ def sender_activity(account_id: int, senders: set[str], start: datetime, end: da
     rows = cast("Iterable[tuple[str, datetime]]", db.session.execute(  # the conditions match no NULL
         select(Email.from_addr, Email.date)
         .where(Email.account_id == account_id, in_values(Email.from_addr, senders),
-               Email.date >= start, Email.date <= end)))
+               Email.date >= start, Email.date <= end,
+               # Spam and archived mail never count toward a loop.
+               or_(Email.no_action.is_(None), Email.no_action.not_in(NOT_LOOP_KINDS)))))
     out: dict[str, list[datetime]] = {}
     for sender, when in rows:
         out.setdefault(sender, []).append(when)

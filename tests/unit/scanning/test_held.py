@@ -79,3 +79,55 @@ def test_the_pages_show_the_counts_and_the_reason(app, client, auth, admin):
     page = client.get(f"/records/emails/{email_id}").get_data(as_text=True)
     assert "No actions" in page
     assert "Loop protection: robot@loop.test had already sent 1 message(s) within 10 minutes" in page
+
+
+def _spam_store(account, messages, spam_uids, handling="store"):
+    from app.scanner.types import BatchItem, RunCounters
+    from app.scanning.store.batch import load_context, store_batch
+
+    settings = MailSettings.get()
+    settings.spam_handling = handling
+    db.session.commit()
+    ctx = load_context(account, settings)
+    counters = RunCounters()
+    store_batch(ctx, [BatchItem(m, "incoming", FilterVerdict(),
+                                "X-Spam-Flag: YES" if m.raw.uid in spam_uids else None) for m in messages],
+                counters)
+    db.session.commit()
+    return counters
+
+
+def test_spam_is_stored_without_actions_and_never_reopens_a_ticket(app):
+    account = make_account()
+    first = store(account, [msg(1, frm="jane@acme.test", mid="t1@acme.test")])
+    assert first.tickets_created == 1
+    ticket = db.session.scalars(select(Ticket)).one()
+    ticket.status = "closed"
+    db.session.commit()
+    # A new conversation and a reply to the closed ticket, both flagged: nothing opens or reopens.
+    counters = _spam_store(account, [msg(2, frm="spammer@junk.test"),
+                                     msg(3, frm="jane@acme.test", in_reply_to="t1@acme.test")], {2, 3})
+    assert (counters.spam, counters.created, counters.tickets_created, counters.tickets_reopened) == (2, 2, 0, 0)
+    db.session.refresh(ticket)
+    assert ticket.status == "closed" and db.session.scalar(select(func.count(Ticket.id))) == 1
+    kind, words = _held_of(2)
+    assert kind == "spam" and "The mail server's spam filter flagged it (X-Spam-Flag: YES)" in words
+
+
+def test_spam_can_be_ignored_and_is_still_counted(app):
+    account = make_account()
+    counters = _spam_store(account, [msg(1), msg(2, frm="spammer@junk.test")], {2}, handling="ignore")
+    assert (counters.spam, counters.created, counters.ignored, counters.tickets_created) == (1, 1, 0, 1)
+    assert db.session.scalar(select(func.count(Email.id))) == 1
+
+
+def test_spam_counts_nothing_toward_a_loop(app):
+    _loop_settings(limit=2, minutes=10)
+    account = make_account()
+    flood = [msg(i, frm="robot@loop.test", subject=f"Alert {i}", date=T0 + timedelta(seconds=i)) for i in range(1, 6)]
+    assert _spam_store(account, flood, {1, 2, 3, 4, 5}).spam == 5
+    # Two more from the same sender, not spam: the stored spam does not make them a loop.
+    later = [msg(10 + i, frm="robot@loop.test", subject=f"Real {i}", date=T0 + timedelta(minutes=1, seconds=i))
+             for i in range(2)]
+    counters = store(account, later)
+    assert (counters.throttled, counters.tickets_created) == (0, 2)
