@@ -22,7 +22,7 @@ def import_command(kind: str, path: Path):
     \b
     Columns, by header name, in any order:
       contacts:      first_name,last_name,email,phone,organization (by name; created if missing)
-      organizations: name,email,phone,website
+      organizations: name,email,phone,website,domains (mail domains, space separated)
       leads:         name,company,email,status
     UTF-8, with or without a byte-order mark. Rows without a name, with an
     invalid e-mail address, or with an address already used are skipped and

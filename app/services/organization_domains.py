@@ -71,3 +71,25 @@ def set_domains(org: Organization, domains: Iterable[str]) -> None:
     keep = [d for d in org.domains if d.domain in wanted]
     have = {d.domain for d in keep}
     org.domains = keep + [OrganizationDomain(domain=d) for d in wanted if d not in have]
+
+
+class ImportedDomains:
+    """The ``domains`` cells of an organizations import: checked row by row like the form's list, and
+    each domain given once in the whole file."""
+
+    def __init__(self) -> None:
+        self.rules = DomainRules()
+        self.seen: dict[str, int] = {}
+
+    def check(self, text: str | None, line: int) -> tuple[list[str], str | None]:
+        """The row's domains, or why the row is skipped (then nothing is remembered of it)."""
+        try:
+            domains = self.rules.clean(text, None)
+        except ValueError as exc:
+            return [], f"domains: {exc}"
+        for domain in domains:
+            if domain in self.seen:
+                return [], f"duplicate domain {domain} (already on line {self.seen[domain]})"
+        for domain in domains:
+            self.seen[domain] = line
+        return domains, None

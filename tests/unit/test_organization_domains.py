@@ -9,8 +9,9 @@ from app.extensions import db
 from app.models import AuditEntry, MailSettings, Organization, OrganizationDomain
 from app.services import record_delete, records
 from app.services.records import RecordError
+from app.services.records_import import RunOptions, import_records
 from tests import factories
-from tests.unit.scanning.store_helpers import make_account, msg, store
+from tests.unit.scanning.store_helpers import links_of, make_account, msg, store
 
 
 def _post_organization(client, url: str, **fields):
@@ -120,3 +121,47 @@ def test_a_bad_public_domain_is_refused_with_a_message(client, auth, admin):
     settings = db.session.get(MailSettings, 1)
     db.session.refresh(settings)
     assert "outlook.com" in settings.public_domains  # unchanged
+
+
+def test_organizations_are_imported_with_their_domains_and_bad_ones_skipped_by_line(app):
+    globex = factories.organization(name="Globex", email=None)
+    db.session.add(OrganizationDomain(organization_id=globex.id, domain="globex.test"))
+    db.session.commit()
+    csv_text = (
+        "name,email,domains\n"
+        "Acme,info@acme.test,\"Acme.test, acme-mail.test\"\n"   # 2: good, two domains
+        "Initech,,initech.test\n"                                 # 3: good
+        "Freemail Fans,,gmail.com\n"                              # 4: public domain
+        "Acme Copy,,acme.test\n"                                  # 5: already on line 2
+        "Globex Copy,,globex.test\n"                              # 6: a stored organization has it
+        "Broken,,not a domain!\n"                                 # 7: no domain
+        "Bad Mail,not-an-address,badmail.test\n"                  # 8: invalid e-mail: its domain stays free
+        "Bad Mail Again,,badmail.test\n"                          # 9: good
+        "Umlaut,,bücher.test\n"                                   # 10: good, stored in IDNA form
+        "No Domains,,\n"                                          # 11: good, none
+    )
+    report = import_records("organizations", csv_text, chunk_size=2)
+    reasons = {row.line: row.reason for row in report.skipped}
+    assert report.imported == 5, reasons
+    assert reasons[4].startswith("domains: gmail.com is a public mail domain")
+    assert reasons[5] == "duplicate domain acme.test (already on line 2)"
+    assert reasons[6] == "domains: globex.test already belongs to the organization Globex."
+    assert reasons[7].startswith("domains: 'not' is not a domain name")
+    assert reasons[8] == "invalid e-mail 'not-an-address'"
+    owners = dict(db.session.execute(select(OrganizationDomain.domain, Organization.name)
+                                     .join(Organization, Organization.id == OrganizationDomain.organization_id)).all())
+    assert owners == {"acme.test": "Acme", "acme-mail.test": "Acme", "initech.test": "Initech",
+                      "globex.test": "Globex", "badmail.test": "Bad Mail Again", "xn--bcher-kva.test": "Umlaut"}
+    # The imported domains bind.
+    account = make_account(actions="create_email,bind_email")
+    store(account, [msg(1, frm="someone@acme-mail.test")])
+    acme = db.session.scalar(select(Organization).where(Organization.name == "Acme"))
+    assert links_of(1) == {("organization", acme.id)}
+
+
+def test_a_dry_run_of_an_import_checks_domains_and_stores_none(app):
+    report = import_records("organizations", "name,domains\nAcme,acme.test\nPublic,outlook.com\n",
+                            options=RunOptions(dry_run=True))
+    assert report.imported == 1 and [r.line for r in report.skipped] == [3]
+    assert db.session.scalars(select(OrganizationDomain)).all() == []
+    assert db.session.scalars(select(Organization)).all() == []
