@@ -325,6 +325,9 @@ class RunCounters:
     filtered: int = 0
     no_sender: int = 0
     throttled: int = 0
+    # Stored messages marked read, moved or deleted in the mailbox (the scanner's After storing);
+    # said in the run's message, not a column.
+    after_store_done: int = 0
     errors: int = 0
     error_details: list[dict] = field(default_factory=list)
 

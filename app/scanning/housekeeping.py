@@ -120,6 +120,7 @@ def perform(client: imaplib.IMAP4, setup: RunSetup, totals: RunCounters) -> int:
     for folder, groups in owed.items():
         done += _perform_folder(client, setup, caps, folder, groups, totals)
     logger.info("account %s: %s stored message(s) acted on (%s)", setup.account_id, done, _doing(setup.after_store))
+    totals.after_store_done += done
     return done
 
 

@@ -190,6 +190,8 @@ def _summary(t: RunCounters) -> str:
     if any(held.values()):
         text += (f" {sum(held.values())} stored without opening or reopening tickets: "
                  f"{held_summary(held)}.")
+    if t.after_store_done:
+        text += f" {t.after_store_done} stored message(s) marked read, moved or deleted as set under After storing."
     if t.errors:
         text += f" {t.errors} message(s) could not be handled: see the errors."
     return text

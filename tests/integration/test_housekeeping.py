@@ -44,6 +44,7 @@ def test_mark_read_sets_seen_on_every_stored_message(app, dovecot, box):
 
     assert run.status == "done", run.message
     assert run.created == 5 and stored_uids(account.id) == [1, 2, 3, 4, 5]
+    assert run.message.endswith(" 5 stored message(s) marked read, moved or deleted as set under After storing.")
     assert all("\\Seen" in f for f in flags(dovecot, login, password).values())
     assert pending() == 0
 
