@@ -43,7 +43,8 @@ def world(tmp_path_factory, dovecot, smtp_sink):
         stack.grant(box["id"], alice)
     with stack.app.app_context():
         contact = Contact(first_name="Jane", last_name="Doe", email=f"jane-{secrets.token_hex(3)}@acme.test")
-        ticket = Ticket(subject="Printer on fire", requester_email="bob@customer.test", account_id=boxes["Support"]["id"])
+        ticket = Ticket(subject="Printer on fire", requester_email="bob@customer.test",
+                        account_id=boxes["Support"]["id"])
         db.session.add_all([contact, ticket])
         db.session.flush()
         ticket.number = ticket_number(ticket.id)
