@@ -7,7 +7,16 @@ pages and the CLI give the same messages.
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import FieldList, Form, FormField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import (
+    BooleanField,
+    FieldList,
+    Form,
+    FormField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+)
 from wtforms.fields import DateField
 from wtforms.validators import Optional
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -62,6 +71,16 @@ class ScannerForm(FlaskForm):
     after_store_folder = StringField(
         "Move to folder", description="For Move: a folder that exists on the server and that the scanner does "
                                       "not scan (Load folders from server lists them).")
+
+    archive_existing = BooleanField(
+        "Import the mail already in the mailbox as an archive",
+        description="The messages in the folders at the scanner's next run are stored and bound to records, but "
+                    "open no ticket, reopen nothing and count toward no mail loop. Mail arriving after that is "
+                    "handled as usual. Use it when connecting a mailbox with years of mail.")
+    since_date = StringField(
+        "Only mail since", render_kw={"type": "date", "placeholder": "YYYY-MM-DD"},
+        description="Leave empty to read all of the mailbox. With a day, older mail (by the day the server "
+                    "received it) is passed over and never downloaded.")
 
     def folder_pairs(self) -> list[tuple[str, str]]:
         """The rows to scan: named, and not set to "Don't scan"."""

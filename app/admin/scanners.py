@@ -77,6 +77,11 @@ def scanner_list():
                            search_labels=scanner_fields.SEARCH_FIELD_LABELS)
 
 
+def _existing(form: ScannerForm) -> scanner_fields.ExistingMail:
+    """The form's choices for the mail already in the mailbox."""
+    return scanner_fields.ExistingMail(archive=bool(form.archive_existing.data), since=form.since_date.data or "")
+
+
 @bp.route("/scanners/new", methods=["GET", "POST"])
 def scanner_new():
     """Add a scanner."""
@@ -94,7 +99,7 @@ def scanner_new():
                 form.name.data, form.server_id.data, form.login.data, form.password.data,
                 form.folder_pairs(), form.actions.data or [], form.search_fields.data or [],
                 form.assignee_id.data, after_store=form.after_store.data,
-                after_store_folder=form.after_store_folder.data)
+                after_store_folder=form.after_store_folder.data, existing=_existing(form))
         except ScannerError as exc:
             _apply_errors(form, exc)
         else:
@@ -120,7 +125,8 @@ def scanner_edit(account_id: int):
                 account.id, name=form.name.data, server_id=form.server_id.data, login=form.login.data,
                 password=form.password.data, folders=form.folder_pairs(), actions=form.actions.data or [],
                 search_fields=form.search_fields.data or [], assignee_id=form.assignee_id.data,
-                after_store=form.after_store.data, after_store_folder=form.after_store_folder.data)
+                after_store=form.after_store.data, after_store_folder=form.after_store_folder.data,
+                existing=_existing(form))
         except ScannerError as exc:
             db.session.rollback()
             _apply_errors(form, exc)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -72,6 +72,12 @@ class MailAccount(db.Model):
     # After storing a message: keep it as it is, mark it read, move it to after_store_folder, or delete it.
     after_store: Mapped[str] = mapped_column(String(20), default="keep", server_default="keep")
     after_store_folder: Mapped[str | None] = mapped_column(String(255))
+    # Import the mail already in the mailbox as an archive: stored and bound, but it opens no ticket,
+    # reopens nothing and counts toward no loop. What is "already there" is recorded per folder
+    # (ScanFolder.archive_below_uid) at the first run after the option is set.
+    archive_existing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Only mail the server received on or after this day is read (IMAP SEARCH SINCE).
+    since_date: Mapped[date | None] = mapped_column(Date)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # active / blocked (after repeated login failures) / reconnect (OAuth token dead)
     health: Mapped[str] = mapped_column(String(20), default="active")
@@ -112,6 +118,9 @@ class ScanFolder(db.Model):
     direction: Mapped[str] = mapped_column(String(10), default="incoming")  # incoming / outgoing
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    # With the scanner's archive import: the folder's UIDNEXT when the import began; messages with
+    # a lower UID were already there, and are stored as archive.
+    archive_below_uid: Mapped[int | None] = mapped_column(BigInteger)
 
     account: Mapped[MailAccount] = relationship(back_populates="folders")
 

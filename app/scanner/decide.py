@@ -115,10 +115,11 @@ def _decide_message(batch: _Batch, message: NewMessage, now: datetime) -> Messag
     bound = bind.bind_message(
         p, folder_direction=item.folder_direction, address_index=batch.addresses,
         parent_records=batch.parents, tickets_by_number=batch.by_number, tickets_by_id=batch.by_id)
-    # Spam never counts toward a sender's loop: it acts on nothing anyway.
-    throttled = item.spam is None and not batch.senders.allow(p.from_addr, p.date or now)
+    # Archived mail and spam never count toward a sender's loop: they act on nothing anyway.
+    throttled = not item.archived and item.spam is None and not batch.senders.allow(p.from_addr, p.date or now)
     action = tickets.decide(p, direction=mail_direction, bound=bound, policy=ctx.policy,
-                            filter_allows=item.verdict.tickets, throttled=throttled, spam=item.spam)
+                            filter_allows=item.verdict.tickets, throttled=throttled, spam=item.spam,
+                            archived=item.archived)
     links: set[tuple[str, int]] = set()
     if ctx.binds:
         links.update((r.type, r.id) for r in bound.records)
@@ -145,7 +146,9 @@ def _minutes(window: timedelta) -> str:
 def held_sentence(kind: str, item: BatchItem, ctx: StoreContext) -> str:
     """Why a message held from its usual actions opens and reopens no ticket, as its page says it."""
     p = item.parsed
-    if kind == "spam":
+    if kind == "archived":
+        why = "It was already in the mailbox when the scanner began importing it as an archive"
+    elif kind == "spam":
         why = f"The mail server's spam filter flagged it ({item.spam})"
     elif kind == "automatic":
         why = f"It is automatic mail ({p.automatic_reason})"

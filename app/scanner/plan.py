@@ -8,7 +8,7 @@ from itertools import islice
 from app.scanner.types import FolderPlan, FolderState, FolderStatus
 
 
-def plan_folder(state: FolderState, status: FolderStatus) -> FolderPlan:
+def plan_folder(state: FolderState, status: FolderStatus, archive: bool = False) -> FolderPlan:
     """Decide where to resume in a folder from what we remember and what STATUS says now.
 
     - First scan (no UIDVALIDITY remembered): start from UID 0, not a reset.
@@ -18,6 +18,10 @@ def plan_folder(state: FolderState, status: FolderStatus) -> FolderPlan:
       (one STATUS round trip is then all a re-scan costs) or when the folder is empty.
     - A server that sends no usable UIDNEXT (0) gets the benefit of the doubt: ``has_new`` when it
       holds messages.
+    - With ``archive`` (the scanner imports existing mail as an archive): the boundary remembered
+      for the folder is kept; without one (the first run since the option was set), on a first
+      scan, or when the folder was renumbered, it is the folder's UIDNEXT now: every message already there is archive.
+      Without ``archive`` there is no boundary. A server without a usable UIDNEXT gives none.
     """
     remembered = state.uidvalidity
     if remembered is None:
@@ -32,7 +36,14 @@ def plan_folder(state: FolderState, status: FolderStatus) -> FolderPlan:
         has_new = True
     else:
         has_new = status.uidnext - 1 > after_uid
+    archive_below = None
+    if archive:
+        # A boundary holds only for the numbering it was recorded in.
+        known = state.archive_below is not None and remembered is not None and not reset
+        archive_below = state.archive_below if known else status.uidnext
+        archive_below = archive_below if archive_below and archive_below > 0 else None
     return FolderPlan(
+        archive_below=archive_below,
         name=state.name,
         direction=state.direction,
         uidvalidity=status.uidvalidity,

@@ -14,14 +14,15 @@ def decide(
     filter_allows: bool,
     throttled: bool,
     spam: str | None = None,
+    archived: bool = False,
 ) -> TicketAction:
     """Decide the ticket action for one stored message.
 
     - Our own mail ("sent", "internal") never acts on tickets.
-    - Spam (``spam`` says why), automatic mail (auto-reply, bounce, bulk), a message an ignore
-      filter keeps from tickets, a
-      message without a sender (nobody to answer) and a throttled sender (loop protection) act on
-      nothing: ``held`` names which (``HELD_KINDS``), ``reason`` says it in words.
+    - Mail imported as an archive, spam (``spam`` says why), automatic mail (auto-reply, bounce,
+      bulk), a message an ignore filter keeps from tickets, a message without a sender (nobody to
+      answer) and a throttled sender (loop protection) act on nothing: ``held`` names which
+      (``HELD_KINDS``), ``reason`` says it in words.
     - Bound to a closed ticket: ``closed_policy`` "reopen" → reopen (needs the *Open a ticket*
       action); "new_ticket" → new_referring with ``ticket_id`` the closed ticket (needs *Create a
       ticket*); "ignore" → none.
@@ -34,7 +35,12 @@ def decide(
         return TicketAction("none", reason="sent by us")
     if direction == "internal":
         return TicketAction("none", reason="internal message")
-    held = ("spam", f"spam: {spam}") if spam else _held(parsed, filter_allows, throttled)
+    if archived:
+        held: tuple[str, str] | None = ("archived", "imported as an archive: it was there before the scanner began")
+    elif spam:
+        held = ("spam", f"spam: {spam}")
+    else:
+        held = _held(parsed, filter_allows, throttled)
     if held:
         return TicketAction("none", reason=held[1], held=held[0])
     ticket = bound.ticket

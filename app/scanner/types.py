@@ -21,6 +21,8 @@ class FolderState:
     direction: str  # "incoming" | "outgoing"
     uidvalidity: int | None
     last_uid: int
+    # With the archive import: the UIDNEXT recorded when the import began (see ``FolderPlan``).
+    archive_below: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class FolderPlan:
     # (Message-ID dedupe keeps what is stored from being stored twice).
     reset: bool
     has_new: bool
+    # Messages with a UID below this were in the folder when the archive import began: they are
+    # stored as archive. None: no archive import.
+    archive_below: int | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,8 @@ class BatchItem:
     verdict: FilterVerdict = field(default_factory=FilterVerdict)
     # Why the server's spam filter flagged it (``app.scanner.spam.spam_reason``), or None.
     spam: str | None = None
+    # Mail that was in the mailbox before the archive import began (``FolderPlan.archive_below``).
+    archived: bool = False
 
 
 @dataclass(slots=True)

@@ -76,7 +76,8 @@ def read_chunk(client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, uids:
             parsed = parse.parse_message(raw)
             verdict = filters.evaluate(parsed, setup.rules)
             items.append(BatchItem(parsed, plan.direction, verdict,
-                                   spam.spam_reason(parsed, setup.spam_threshold, folder.junk)))
+                                   spam.spam_reason(parsed, setup.spam_threshold, folder.junk),
+                                   archived=plan.archive_below is not None and raw.uid < plan.archive_below))
         except Exception as exc:  # one bad message never stops the run
             logger.warning("message %s/%s uid %s could not be parsed: %s", setup.account_id, plan.name, raw.uid,
                            exc, exc_info=True)

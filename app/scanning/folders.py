@@ -58,7 +58,7 @@ def plan_folders(client: imaplib.IMAP4, setup: RunSetup, totals: RunCounters, re
         except imap_reads.FolderMissing as exc:
             totals.add_error(state.name, None, str(exc))
             continue
-        fplan = plan.plan_folder(state, status)
+        fplan = plan.plan_folder(state, status, setup.archive)
         if fplan.reset:
             logger.info("folder %s of account %s was renumbered (UIDVALIDITY %s → %s): rescanning",
                         state.name, setup.account_id, state.uidvalidity, fplan.uidvalidity)
@@ -66,11 +66,15 @@ def plan_folders(client: imaplib.IMAP4, setup: RunSetup, totals: RunCounters, re
             # Remember the new numbering now; dedupe by Message-ID keeps the rescan from storing twice.
             db.session.execute(update(_folders).where(_folders.c.id == folder_id)
                                .values(uidvalidity=fplan.uidvalidity, last_uid=fplan.after_uid))
+        if fplan.archive_below is not None and fplan.archive_below != state.archive_below:
+            # The archive import begins: what is in the folder now is archive, in this run and the next.
+            db.session.execute(update(_folders).where(_folders.c.id == folder_id)
+                               .values(archive_below_uid=fplan.archive_below))
         folders.append(FolderScan(folder_id, fplan))
         if fplan.has_new:
             total += _expected(status, fplan.after_uid)
     report.total = min(total, setup.budget)
-    if totals.errors or any(f.plan.reset or f.plan.has_new for f in folders):
+    if totals.errors or any(f.plan.reset or f.plan.has_new or f.plan.archive_below for f in folders):
         save_progress(setup.run_id, totals)  # folder errors and renumbering are kept even if the run dies now
     db.session.commit()
     report("")
@@ -91,7 +95,12 @@ def scan_folder(client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, budg
     imap_reads.examine(client, name)
     folder.junk = spam.is_junk_folder(name, imap_reads.folder_attributes(client, name))
     folder.sizes = imap_reads.list_sizes(client, folder.plan.after_uid)
-    uids = plan.take_budget(list(folder.sizes), folder.plan.after_uid, budget)
+    listed = list(folder.sizes)
+    if setup.since is not None and listed:
+        # Only mail received since the day: the older messages are passed over, never fetched.
+        wanted = imap_reads.search_since(client, folder.plan.after_uid, setup.since)
+        listed = [uid for uid in listed if uid in wanted]
+    uids = plan.take_budget(listed, folder.plan.after_uid, budget)
     chunks = list(imap_reads.byte_bounded_chunks(uids, folder.sizes, setup.batch_size, setup.batch_bytes,
                                                  setup.max_message_bytes))
     with ReadAhead(client, setup, folder, chunks) as reader:
@@ -100,4 +109,9 @@ def scan_folder(client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, budg
             read = reader.read(index)
             store_chunk(setup, folder, read, totals, reader.writes_done)
             report(name)
+    if len(listed) <= budget and folder.sizes and max(folder.sizes) > max(uids, default=0):
+        # Everything wanted was read: the folder moves past the messages passed over after the last one.
+        db.session.execute(update(_folders).where(_folders.c.id == folder.folder_id)
+                           .values(uidvalidity=folder.plan.uidvalidity, last_uid=max(folder.sizes)))
+        db.session.commit()
     return len(uids)

@@ -7,6 +7,7 @@ flag. Each function is one IMAP round trip:
 - ``folder_status``: ``STATUS (UIDVALIDITY UIDNEXT MESSAGES)``;
 - ``folder_attributes``: ``LIST "" folder`` (its special use, such as ``\\Junk``);
 - ``examine``: ``EXAMINE``;
+- ``search_since``: ``UID SEARCH UID n:* SINCE d-Mon-yyyy`` (a scanner that reads only recent mail);
 - ``list_sizes``: ``UID FETCH n:* (UID RFC822.SIZE)`` (the UIDs after the last
   one done, with their sizes, so chunks can be bounded in bytes too);
 - ``fetch_chunk``: one ``UID FETCH a,b,c (UID RFC822.SIZE BODY.PEEK[])`` for
@@ -19,6 +20,7 @@ from __future__ import annotations
 import imaplib
 import re
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 from imap_tools.utils import encode_folder
@@ -27,6 +29,7 @@ from app.scanner.types import FolderStatus, RawMessage
 
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _LIST_ATTRIBUTES = re.compile(rb"\(([^)]*)\)")
 _STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 
@@ -110,6 +113,19 @@ def list_sizes(client: imaplib.IMAP4, after_uid: int) -> dict[int, int]:
         if uid and int(uid.group(1)) > after_uid:
             sizes[int(uid.group(1))] = int(size.group(1)) if size else 0
     return dict(sorted(sizes.items()))
+
+
+def search_since(client: imaplib.IMAP4, after_uid: int, since: date) -> set[int]:
+    """The UIDs above ``after_uid`` of the messages the server received on or after ``since``
+    (``UID SEARCH UID n:* SINCE d-Mon-yyyy``: SINCE compares the server's receive date)."""
+    day = f"{since.day}-{_MONTHS[since.month - 1]}-{since.year}"
+    typ, data = client.uid("SEARCH", f"UID {after_uid + 1}:*", f"SINCE {day}")
+    _check(typ, data, "search the messages by date")
+    found: set[int] = set()
+    for line in data or []:
+        if isinstance(line, bytes):
+            found.update(int(n) for n in line.split() if n.isdigit() and int(n) > after_uid)
+    return found
 
 
 def byte_bounded_chunks(uids: list[int], sizes: dict[int, int], count: int, max_bytes: int,

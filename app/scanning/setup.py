@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import date
 
 from flask import current_app
 from sqlalchemy import select
@@ -54,6 +55,8 @@ class RunSetup:
     max_message_bytes: int  # a message over this is stored as its header only
     budget: int  # messages the run may read, over all its folders
     spam_threshold: float = 6.0  # a spam score above this counts as spam
+    archive: bool = False  # the scanner imports the mail already there as an archive
+    since: date | None = None  # only mail the server received on or after this day is read
     after_store: AfterStore = AfterStore()  # what is done on the server with a stored message
 
 
@@ -78,12 +81,15 @@ def load_setup(run_id: int, account: MailAccount, settings: MailSettings) -> Run
         account_id=account.id,
         store=store,
         rules=rules,
-        folders=[(f.id, FolderState(f.name, f.direction, f.uidvalidity, f.last_uid or 0)) for f in account.folders],
+        folders=[(f.id, FolderState(f.name, f.direction, f.uidvalidity, f.last_uid or 0, f.archive_below_uid))
+                 for f in account.folders],
         batch_size=max(1, settings.batch_size or 200),
         batch_bytes=int(current_app.config.get("SCAN_BATCH_BYTES") or DEFAULT_BATCH_BYTES),
         max_message_bytes=int(current_app.config.get("MAX_MESSAGE_BYTES") or DEFAULT_MAX_MESSAGE_BYTES),
         budget=settings.max_per_run if settings.max_per_run and settings.max_per_run > 0 else NO_BUDGET,
         spam_threshold=settings.spam_score_threshold if settings.spam_score_threshold is not None else 6.0,
+        archive=bool(account.archive_existing),
+        since=account.since_date,
         after_store=after_store_of(account),
     )
 

@@ -5,7 +5,8 @@ every enabled scanner against two conditions:
 
 - ``no_success``: no successful run for ``ALERT_NO_SUCCESS_MINUTES`` (counted
   from the scanner's creation when it never succeeded);
-- ``hung_run``: a run still "running" past ``MailSettings.run_timeout_minutes``.
+- ``hung_run``: a run still "running" past ``MailSettings.run_timeout_minutes`` (a run importing
+  an archive only once its heartbeat is that old too: it is long by nature).
 
 Each condition opens one ``Alert`` row when it starts and closes it when it
 recovers; administrators see open alerts as a banner and get one e-mail per
@@ -23,7 +24,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -81,7 +82,9 @@ def _conditions(now) -> dict[tuple[str, int], str]:
     hung = db.session.execute(
         select(ScanRun.id, ScanRun.account_id, ScanRun.started_at, MailAccount.name)
         .join(MailAccount, MailAccount.id == ScanRun.account_id)
-        .where(ScanRun.status == "running", ScanRun.started_at < hung_before)).all()
+        .where(ScanRun.status == "running", ScanRun.started_at < hung_before,
+               # An archive import is long by nature: it is hung only when its heartbeat stops too.
+               or_(ScanRun.archived == 0, ScanRun.heartbeat_at.is_(None), ScanRun.heartbeat_at < hung_before))).all()
     for run_id, account_id, started_at, name in hung:
         if account_id in enabled_ids and ("hung_run", account_id) not in found:
             found[("hung_run", account_id)] = (

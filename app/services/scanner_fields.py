@@ -9,12 +9,15 @@ classes and ``get_scanner`` live here, below both ``scanners`` and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import TypeVar
 
 from app.extensions import db
 from app.models import MailAccount, MailServer, User
+from app.models.base import utcnow
 from app.models.mail import ACTIONS, AFTER_STORE_ACTIONS, SEARCH_FIELDS
 from app.services.validation import FieldErrors, RowId, db_id, has_control_chars
 
@@ -76,6 +79,43 @@ class ScannerFields:
     search_fields: list[str]
     after_store: str = "keep"
     after_store_folder: str | None = None  # only with after_store "move"
+    archive_existing: bool = False
+    since_date: date | None = None
+
+
+@dataclass(frozen=True)
+class ExistingMail:
+    """What a scanner does with the mail already in its mailbox, as asked (cleaned by ``clean_existing``).
+
+    ``archive``: import it as an archive (stored and bound, acting on no ticket). ``since``: read only
+    mail the server received on or after that day (a date, "YYYY-MM-DD", or empty for all of it).
+    """
+
+    archive: bool = False
+    since: date | str | None = None
+
+
+def clean_existing(existing: ExistingMail, errors: dict[str, str], today: date) -> tuple[bool, date | None]:
+    """The archive option and the since-day, checked; a problem with the day goes to ``errors``."""
+    since = existing.since
+    if isinstance(since, str):
+        text = since.strip()
+        if not text:
+            since = None
+        elif not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            errors["since_date"] = "Write the day as YYYY-MM-DD, for example 2026-01-31, or leave it empty."
+            return bool(existing.archive), None
+        else:
+            try:
+                since = date.fromisoformat(text)
+            except ValueError:
+                errors["since_date"] = f"{text} is not a day of the calendar."
+                return bool(existing.archive), None
+    if since is not None and since > today:
+        errors["since_date"] = "The day is in the future: no mail could be read until then. Pick today or earlier."
+    elif since is not None and since.year < 1970:
+        errors["since_date"] = "Pick a day from 1970 on."
+    return bool(existing.archive), since
 
 
 # ---------------------------------------------------------------- the CLI's notation
@@ -218,7 +258,8 @@ def clean_scanner_fields(*, name: str | None, server_id: RowId | None, login: st
                          folders: Sequence | None, actions: str | Iterable[str] | None,
                          search_fields: str | Iterable[str] | None, assignee_id: RowId | None,
                          errors: dict[str, str], after_store: str | None = None,
-                         after_store_folder: str | None = None) -> ScannerFields:
+                         after_store_folder: str | None = None,
+                         existing: ExistingMail | None = None) -> ScannerFields:
     """Check every field of a scanner at once; each problem goes to ``errors`` under its field."""
     name, login = (name or "").strip(), (login or "").strip()
     problems = {"name": _name_problem(name), "login": _login_problem(login)}
@@ -233,7 +274,9 @@ def clean_scanner_fields(*, name: str | None, server_id: RowId | None, login: st
             errors["assignee_id"] = "The chosen assignee does not exist; pick a user from the list."
     cleaned_folders = clean_folders(folders, errors)
     after, target = clean_after_store(after_store, after_store_folder, cleaned_folders, errors)
+    archive, since = clean_existing(existing or ExistingMail(), errors, utcnow().date())
     return ScannerFields(
+        archive_existing=archive, since_date=since,
         name=name, login=login, server=server, assignee=assignee,
         folders=cleaned_folders,
         actions=clean_choices(actions, ACTIONS, ACTION_LABELS, "actions", "action", errors),

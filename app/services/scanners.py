@@ -34,6 +34,7 @@ from app.services.scanner_fields import (
     DEFAULT_ACTIONS,
     DEFAULT_FOLDERS,
     DEFAULT_SEARCH_FIELDS,
+    ExistingMail,
     ScannerError,
     ScannerFields,
     ScannerNotFound,
@@ -119,14 +120,16 @@ def create_scanner(name: str, server_id: RowId | None, login: str, password: str
                    folders: Sequence | None = None, actions: str | Iterable[str] | None = None,
                    search_fields: str | Iterable[str] | None = None, assignee_id: RowId | None = None,
                    enabled: bool = True, after_store: str | None = None,
-                   after_store_folder: str | None = None) -> MailAccount:
+                   after_store_folder: str | None = None, existing: ExistingMail | None = None) -> MailAccount:
     """Create a scanner; the password is encrypted at rest.
 
     ``folders`` is a list of (name, direction); ``None`` means INBOX incoming
     and Sent outgoing. ``actions`` / ``search_fields`` default to creating and
     binding e-mails, looking in every record type. ``after_store`` (keep,
     mark_read, move, delete) is what is done on the server with a stored
-    message; a move's ``after_store_folder`` must exist there.
+    message; a move's ``after_store_folder`` must exist there. ``existing`` says
+    whether the mail already in the mailbox is imported as an archive, and
+    from which day mail is read.
     """
     errors: dict[str, str] = {}
     data = clean_scanner_fields(
@@ -134,7 +137,8 @@ def create_scanner(name: str, server_id: RowId | None, login: str, password: str
         folders=DEFAULT_FOLDERS if folders is None else folders,
         actions=DEFAULT_ACTIONS if actions is None else actions,
         search_fields=DEFAULT_SEARCH_FIELDS if search_fields is None else search_fields,
-        assignee_id=assignee_id, errors=errors, after_store=after_store, after_store_folder=after_store_folder)
+        assignee_id=assignee_id, errors=errors, after_store=after_store, after_store_folder=after_store_folder,
+        existing=existing)
     _refuse_problems(data, errors, password, has_stored=False)
     _check_move_target(data, password, None)
     server = data.server
@@ -144,6 +148,7 @@ def create_scanner(name: str, server_id: RowId | None, login: str, password: str
         actions=",".join(data.actions), search_fields=",".join(data.search_fields),
         assignee_id=data.assignee.id if data.assignee else None,
         after_store=data.after_store, after_store_folder=data.after_store_folder,
+        archive_existing=data.archive_existing, since_date=data.since_date,
         enabled=bool(enabled), health="active", login_failures=0)
     for folder_name, direction in data.folders:
         account.folders.append(ScanFolder(name=folder_name, direction=direction, last_uid=0))
@@ -152,7 +157,8 @@ def create_scanner(name: str, server_id: RowId | None, login: str, password: str
     audit.record("mail_scanner.create", f"mail scanner {account.id} ({account.name})",
                  f"server={server.name} login={account.login} folders={folders_text(account)} "
                  f"actions={account.actions} search_fields={account.search_fields} enabled={account.enabled} "
-                 f"after_store={account.after_store} after_store_folder={account.after_store_folder or ''}")
+                 f"after_store={account.after_store} after_store_folder={account.after_store_folder or ''} "
+                 f"archive_existing={account.archive_existing} since_date={account.since_date or ''}")
     db.session.commit()
     return account
 
@@ -163,7 +169,8 @@ def _apply_fields(account: MailAccount, data: ScannerFields) -> list[str]:
     for attr, value in (("name", data.name), ("server_id", data.server.id), ("login", data.login),
                         ("actions", ",".join(data.actions)), ("search_fields", ",".join(data.search_fields)),
                         ("assignee_id", data.assignee.id if data.assignee else None),
-                        ("after_store", data.after_store), ("after_store_folder", data.after_store_folder)):
+                        ("after_store", data.after_store), ("after_store_folder", data.after_store_folder),
+                        ("archive_existing", data.archive_existing), ("since_date", data.since_date)):
         if getattr(account, attr) != value:
             changes.append(f"{attr}={value}")
             setattr(account, attr, value)
@@ -190,8 +197,11 @@ def update_scanner(account_id: RowId, *, name: str, server_id: RowId | None, log
                    password: str | None = None, folders: Sequence, actions: str | Iterable[str] | None,
                    search_fields: str | Iterable[str] | None, assignee_id: RowId | None = None,
                    enabled: bool | None = None, after_store: str | None = None,
-                   after_store_folder: str | None = None) -> MailAccount:
-    """Change a scanner. An empty ``password`` keeps the stored one.
+                   after_store_folder: str | None = None, existing: ExistingMail | None = None) -> MailAccount:
+    """Change a scanner. An empty ``password`` keeps the stored one; ``existing`` None keeps its
+    archive import and since-day.
+
+    Turning the archive import on makes the mail in each folder at the next run the archive.
 
     Changing the server or the login points the scanner at another mailbox, so
     its folders start over (duplicates are still caught by Message-ID); new
@@ -203,10 +213,15 @@ def update_scanner(account_id: RowId, *, name: str, server_id: RowId | None, log
                                 search_fields=search_fields, assignee_id=assignee_id, errors=errors,
                                 after_store=after_store if after_store is not None else account.after_store,
                                 after_store_folder=after_store_folder if after_store is not None
-                                else account.after_store_folder)
+                                else account.after_store_folder,
+                                existing=existing if existing is not None
+                                else ExistingMail(account.archive_existing, account.since_date))
     _refuse_problems(data, errors, password, has_stored=bool(account.password_enc))
     _check_move_target(data, password, account)
     moved = data.server.id != account.server_id or data.login != account.login
+    if data.archive_existing and not account.archive_existing:
+        for folder in account.folders:
+            folder.archive_below_uid = None  # recorded anew at the next run: what is there then is archive
     changes = _apply_fields(account, data)
     if enabled is not None and bool(enabled) != account.enabled:
         account.enabled = bool(enabled)

@@ -3,6 +3,8 @@ under their own column, said in the run's log, and explained on each e-mail."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from sqlalchemy import func, select
 
@@ -81,3 +83,50 @@ def test_spam_from_the_filter_and_junk_folders_is_counted_and_opens_no_ticket(ap
         assert "it is in a Junk folder" in junk
     else:
         assert run.created == 2 and set(stored) == {"jane@acme.test", "d@ok.test"}
+
+
+def test_an_archive_import_opens_no_ticket_across_runs_and_new_mail_is_handled_as_usual(app, dovecot, box):
+    login, password = box
+    settings = MailSettings.get()
+    settings.loop_max_messages, settings.loop_window_minutes, settings.max_per_run = 3, 60, 4
+    db.session.commit()
+    account = make_scanner(app, dovecot, login, password)
+    account.archive_existing = True
+    db.session.commit()
+    # Years of mail: a robot's ten alerts and five customers' questions, more than one run's budget.
+    dovecot.append_many(login, password, "INBOX", [mail(i, frm="robot@loop.test") for i in range(10)])
+    dovecot.append_many(login, password, "INBOX", [mail(20 + i, frm=f"c{i}@acme.test") for i in range(5)])
+
+    runs = [run_scan(account.id, trigger="cli") for _ in range(4)]
+    assert [r.created for r in runs] == [4, 4, 4, 3]
+    assert sum(r.archived for r in runs) == 15
+    assert sum(r.tickets_created + r.throttled for r in runs) == 0
+    assert db.session.scalar(select(func.count(Ticket.id))) == 0
+    # Mail that comes after the import began opens tickets, and the archived alerts count toward no loop.
+    dovecot.append_many(login, password, "INBOX", [mail(40 + i, frm="robot@loop.test") for i in range(2)])
+    dovecot.append(login, password, "INBOX", mail(50, frm="new@acme.test"))
+    after = run_scan(account.id, trigger="cli")
+    assert (after.created, after.archived, after.tickets_created, after.throttled) == (3, 0, 3, 0)
+
+
+def test_only_mail_since_a_day_is_read_and_the_folder_moves_past_the_rest(app, dovecot, box):
+    from datetime import date, datetime
+
+    login, password = box
+    account = make_scanner(app, dovecot, login, password)
+    account.since_date = date(2025, 1, 1)
+    db.session.commit()
+    old = datetime(2020, 3, 1, 12, 0, tzinfo=UTC)
+    dovecot.append_many(login, password, "INBOX", [mail(1), mail(2)], date_time=old)
+    dovecot.append(login, password, "INBOX", mail(3))  # received now
+    dovecot.append_many(login, password, "INBOX", [mail(4)], date_time=old)  # the last UID is old mail
+
+    run = run_scan(account.id, trigger="cli")
+    assert run.status == "done", run.message
+    assert (run.downloaded, run.created, run.tickets_created) == (1, 1, 1)
+    assert db.session.scalar(select(Email.message_id)) == "q3@acme.test"
+    # Nothing is left to look at: the next run is one STATUS, and reads nothing.
+    again = run_scan(account.id, trigger="cli")
+    assert (again.downloaded, again.created) == (0, 0)
+    dovecot.append(login, password, "INBOX", mail(5))
+    assert run_scan(account.id, trigger="cli").created == 1

@@ -167,6 +167,19 @@ def test_hung_run_opens_and_closes(app, no_smtp):
     assert _open() == []
 
 
+def test_a_long_archive_import_alerts_only_when_its_heartbeat_stops(app, no_smtp):
+    account = _account(last_success_minutes=5)
+    MailSettings.get().run_timeout_minutes = 30
+    run = ScanRun(account_id=account.id, status="running", started_at=utcnow() - timedelta(minutes=45),
+                  heartbeat_at=utcnow() - timedelta(minutes=1), archived=4000)
+    db.session.add(run)
+    db.session.commit()
+    assert check_alerts().opened == []
+    run.heartbeat_at = utcnow() - timedelta(minutes=40)
+    db.session.commit()
+    assert [a.kind for a in check_alerts().opened] == ["hung_run"]
+
+
 def test_disabled_scanner_never_alerts_and_disabling_closes(app, no_smtp):
     _account("Off box", last_success_minutes=500, enabled=False)
     account = _account("On box", last_success_minutes=500)

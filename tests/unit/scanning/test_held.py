@@ -131,3 +131,46 @@ def test_spam_counts_nothing_toward_a_loop(app):
              for i in range(2)]
     counters = store(account, later)
     assert (counters.throttled, counters.tickets_created) == (0, 2)
+
+
+def _archive_store(account, messages, archived_uids):
+    from app.scanner.types import BatchItem, RunCounters
+    from app.scanning.store.batch import load_context, store_batch
+
+    ctx = load_context(account, MailSettings.get())
+    counters = RunCounters()
+    store_batch(ctx, [BatchItem(m, "incoming", FilterVerdict(), archived=m.raw.uid in archived_uids)
+                      for m in messages], counters)
+    db.session.commit()
+    return counters
+
+
+def test_an_archive_is_stored_and_bound_but_acts_on_no_ticket_and_no_loop(app):
+    from app.models import EmailLink
+    from tests import factories
+
+    _loop_settings(limit=2, minutes=60)
+    contact = factories.contact(email="jane@acme.test")
+    account = make_account()
+    first = store(account, [msg(1, frm="jane@acme.test", mid="t1@acme.test")])
+    ticket = db.session.scalars(select(Ticket)).one()
+    ticket.status = "closed"
+    db.session.commit()
+    old = [msg(10 + i, frm="robot@loop.test", subject=f"Alert {i}", date=T0 + timedelta(seconds=i)) for i in range(5)]
+    old.append(msg(20, frm="jane@acme.test", in_reply_to="t1@acme.test"))
+    counters = _archive_store(account, old, {10, 11, 12, 13, 14, 20})
+    assert first.tickets_created == 1
+    assert (counters.archived, counters.created, counters.tickets_created, counters.tickets_reopened,
+            counters.throttled) == (6, 6, 0, 0, 0)
+    db.session.refresh(ticket)
+    assert ticket.status == "closed"
+    kind, words = _held_of(20)
+    assert kind == "archived" and "already in the mailbox when the scanner began importing it" in words
+    reply_id = db.session.scalar(select(Email.id).where(Email.uid == 20))
+    links = set(db.session.execute(select(EmailLink.record_type, EmailLink.record_id)
+                                   .where(EmailLink.email_id == reply_id)))
+    assert {("ticket", ticket.id), ("contact", contact.id)} <= links  # bound as usual
+    # New mail from the same robot is handled as usual: the archive counted nothing toward its loop.
+    new = [msg(30 + i, frm="robot@loop.test", subject=f"New {i}", date=T0 + timedelta(minutes=1, seconds=i))
+           for i in range(2)]
+    assert store(account, new).tickets_created == 2
