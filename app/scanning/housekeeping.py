@@ -27,8 +27,9 @@ copy it again; only a kill between the server's answer to COPY and that commit c
 second copy in the target (never a lost message).
 
 After a MOVE the stored e-mails take the new folder and UID the server reports (COPYUID), so
-*Open in webmail* opens the message where it now is. A fallback move (no MOVE) leaves the
-e-mails at their old place, and the e-mail page says the message is no longer there.
+*Open in webmail* opens the message where it now is. A fallback move (no MOVE), or a kill
+between the MOVE and the commit of the new places, leaves the e-mails at their old place, and
+the e-mail page then says the message is no longer there (the stored copy stays readable).
 
 Rows whose action no longer matches the scanner's setting (changed since) are dropped: the
 message stays as it is, which never loses mail. Rows of a folder whose UIDVALIDITY changed are
@@ -66,6 +67,7 @@ UIDS_PER_COMMAND = 500
 # A test sets this to a file name: the run writes its pid there and waits, right after the
 # messages were committed and before any action is done, so a test can kill it at that point.
 PAUSE_ENV = "CM_TEST_PAUSE_BEFORE_HOUSEKEEPING"
+
 
 def owed_uids(after: AfterStore, stores: bool, folder: str, items: list[BatchItem],
               counters: RunCounters) -> list[int]:
