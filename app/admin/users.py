@@ -6,7 +6,7 @@ administrator disable or demote themself or the last active administrator.
 
 from __future__ import annotations
 
-from flask import abort, flash, make_response, redirect, render_template, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app.admin.blueprint import bp
@@ -130,15 +130,19 @@ def user_demote(user_id: int):
 
 @bp.route("/users/<int:user_id>/password", methods=["GET", "POST"])
 def user_password(user_id: int):
-    """Reset a user's password (typed, or generated and shown once); their sessions end."""
+    """Reset a user's password (typed twice, or generated and shown once); their sessions end."""
     user = _user_or_404(user_id)
     form = PasswordForm()
     if form.validate_on_submit():
-        if (form.password.data or "") != (form.confirm.data or ""):
+        generate = request.form.get("generate") == "y"
+        typed = form.password.data or ""
+        if not generate and not typed:
+            form.password.errors = ["Type the new password twice, or press Generate a password."]
+        elif not generate and typed != (form.confirm.data or ""):
             form.confirm.errors = ["The two passwords differ; type the same password twice."]
         else:
             try:
-                generated = user_admin.reset_password(user, form.password.data or None)
+                generated = user_admin.reset_password(user, None if generate else typed)
             except AccountError as exc:
                 db.session.rollback()
                 form.password.errors = [str(exc)]

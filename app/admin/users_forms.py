@@ -25,8 +25,7 @@ class ProfileForm(FlaskForm):
 
 
 class PasswordForm(FlaskForm):
-    """Reset a password: typed twice, or generated when both fields are empty."""
+    """Reset a password: typed twice, or generated (the page's second button) and shown once."""
 
-    password = PasswordField("New password", render_kw={"value": "", "autocomplete": "new-password"},
-                             description="Leave both fields empty to generate one; it is shown once.")
+    password = PasswordField("New password", render_kw={"value": "", "autocomplete": "new-password"})
     confirm = PasswordField("New password again", render_kw={"value": "", "autocomplete": "new-password"})

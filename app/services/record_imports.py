@@ -157,14 +157,19 @@ def preview_of(row: RecordImport) -> Preview:
 
 def start(row: RecordImport) -> str:
     """Start an uploaded import: "inline" (done in this request) or "queued" (on the tasks queue). Audited."""
-    if row.status != "uploaded":
+    # Compare-and-set: of two clicks on Import (two tabs, a double click), one starts it.
+    taken = db.session.execute(update(RecordImport).where(RecordImport.id == row.id,
+                                                          RecordImport.status == "uploaded")
+                               .values(status="queued").execution_options(synchronize_session=False)).rowcount
+    if taken != 1:
+        db.session.rollback()
         raise ImportFailed("This import has already been started.")
     audit.record("record_import.start", f"{row.kind} import {row.id} ({row.filename})"[:200],
                  f"{row.size_bytes:,} bytes")
+    db.session.commit()
+    db.session.refresh(row)
     inline = current_app.config.get("QUEUE_MODE") == "inline" or \
         row.size_bytes <= int(current_app.config.get("IMPORT_INLINE_MAX_BYTES", 256 * 1024))
-    row.status = "queued"
-    db.session.commit()
     if inline:
         run_import(row.id)
         return "inline"
@@ -202,13 +207,15 @@ def _finish(import_id: int, values: dict) -> RecordImport:
 
 def run_import(import_id: int) -> RecordImport | None:
     """Import a queued file, with progress; the outcome (done or failed, in words) goes to its row."""
+    taken = db.session.execute(update(RecordImport).where(RecordImport.id == import_id,
+                                                          RecordImport.status == "queued")
+                               .values(status="running", started_at=utcnow())
+                               .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
     row = db.session.get(RecordImport, import_id)
-    if row is None or row.status != "queued":
+    if row is None or taken != 1:
         return row  # started twice (a retried job): the first run owns it
     kind, data = row.kind, row.data or b""
-    db.session.execute(update(RecordImport).where(RecordImport.id == import_id).values(
-        status="running", started_at=utcnow()))
-    db.session.commit()
     options = RunOptions(defer_writes=True, progress=lambda phase, rows, nbytes: _save_progress(
         import_id, phase, rows, nbytes))
     try:

@@ -180,7 +180,9 @@ def test_reset_password_page_typed_and_generated(app, admin_browser, user):
     assert _post(admin_browser, url, {"password": "typed long one", "confirm": "typed long one"},
                  form_url=url).status_code == 302
     assert Browser(app).login("alice", "typed long one").status_code == 302
-    shown = _post(admin_browser, url, {"password": "", "confirm": ""}, form_url=url)
+    empty = _post(admin_browser, url, {"password": "", "confirm": ""}, form_url=url)
+    assert "Type the new password twice, or press Generate a password." in empty.get_data(as_text=True)
+    shown = _post(admin_browser, url, {"password": "", "confirm": "", "generate": "y"}, form_url=url)
     password = shown.get_data(as_text=True).split('class="secret">', 1)[1].split("<", 1)[0]
     assert Browser(app).login("alice", password).status_code == 302
     assert len(_audit("user.password_reset")) == 2
