@@ -92,6 +92,19 @@ def test_ticket_write_goes_to_the_requester_with_the_number_in_the_subject(app, 
     assert ticket_numbers_in(target["subject"]) == [ticket.number]
 
 
+def test_ticket_picker_starts_on_the_mailbox_the_ticket_came_from(app, client, auth):
+    alice = factories.user("alice")
+    sales, support = _mailbox(app), _mailbox(app, "Support", "support@corp.test")
+    for box in (sales, support):
+        factories.grant(alice, box)
+    ticket = factories.ticket(requester="bob@customer.test", account=support)
+    assert write.write_options(alice, "ticket", ticket).preselected == support.id
+    auth.login("alice")
+    page = client.get(f"/records/tickets/{ticket.id}").get_data(as_text=True)
+    assert f'<option value="{support.id}" selected>Support</option>' in page
+    assert f'<option value="{sales.id}">Sales</option>' in page
+
+
 def test_ticket_the_user_may_not_see_is_404_and_mints_nothing(app, client, auth):
     alice = factories.user("alice")
     mine, secret = _mailbox(app), _mailbox(app, "Secret", "secret@corp.test")

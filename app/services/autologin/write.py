@@ -57,6 +57,8 @@ class WriteOptions:
     mailboxes: list[MailAccount] = field(default_factory=list)
     recipients: list[Recipient] = field(default_factory=list)
     reason: str | None = None
+    # The mailbox the picker starts on: a ticket's own mailbox when the user may open it.
+    preselected: int | None = None
 
 
 def _record(user: Viewer, kind: str, record_id: int):
@@ -110,6 +112,8 @@ def write_options(user: Viewer, kind: str, record) -> WriteOptions:
     """What "Write e-mail" offers ``user`` on the page of ``record`` (one the page already let them see)."""
     options = WriteOptions(kind=kind, record_id=record.id, mailboxes=mailboxes_for(user),
                            recipients=recipients_of(kind, record))
+    if kind == "ticket" and any(m.id == record.account_id for m in options.mailboxes):
+        options.preselected = record.account_id
     if not options.mailboxes:
         options.reason = NO_MAILBOX
     elif not options.recipients:
