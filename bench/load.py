@@ -138,7 +138,17 @@ def run(args) -> dict:
     from app import create_app
     from app.crypto import encrypt_secret
     from app.extensions import db
-    from app.models import AutologinGrant, Email, MailAccount, MailServer, MailSettings, ScanFolder, ScanRun, User
+    from app.models import (
+        AutologinGrant,
+        Email,
+        EmailMailbox,
+        MailAccount,
+        MailServer,
+        MailSettings,
+        ScanFolder,
+        ScanRun,
+        User,
+    )
     from app.services import scans
     from tests.services import ensure_dovecot, ensure_redis
 
@@ -190,7 +200,9 @@ def run(args) -> dict:
         # One e-mail for the e-mail page before the scan begins (the scan adds the rest while the load runs).
         db.session.add(Email(account_id=account.id, folder="Seed", uidvalidity=1, uid=1, message_key="seed",
                              subject="Seed", from_addr="seed@acme.test", direction="received", body_text="seed",
-                             body_html="", headers="", raw=b"Subject: Seed\r\n\r\nseed\r\n", size=30))
+                             body_html="", headers="", raw=b"Subject: Seed\r\n\r\nseed\r\n", size=30,
+                             mailboxes=[EmailMailbox(account_id=account.id, message_key="seed", folder="Seed",
+                                                     uidvalidity=1, uid=1)]))
         db.session.commit()
         account_id = account.id
         email_id = db.session.scalar(select(Email.id))

@@ -114,7 +114,7 @@ def email(account=None, subject="Hello", from_addr="jane@acme.test", *, date=Non
     """A stored e-mail; ``attachments`` are dicts of EmailAttachment fields, ``related`` records to link."""
     from datetime import datetime, timedelta
 
-    from app.models import Email, EmailAttachment, EmailLink
+    from app.models import Email, EmailAttachment, EmailLink, EmailMailbox
 
     account = account or mail_account()
     _email_seq["n"] += 1
@@ -132,6 +132,9 @@ def email(account=None, subject="Hello", from_addr="jane@acme.test", *, date=Non
         data = spec.get("data", b"")
         e.attachments.append(EmailAttachment(size=len(data), **{"content_type": "application/octet-stream",
                                                                  **spec}))
+    # Stored from ``account``, as a scan does: the e-mail is linked to the mailbox it reached.
+    e.mailboxes.append(EmailMailbox(account_id=account.id, message_key=message_id, folder=folder, uidvalidity=1,
+                                    uid=n))
     db.session.add(e)
     db.session.flush()
     kinds = {"Contact": "contact", "Organization": "organization", "Lead": "lead", "Ticket": "ticket",

@@ -45,6 +45,20 @@ def held_counts(run: ScanRun) -> list[tuple[str, int]]:
     return [(HELD_LABELS[kind], getattr(run, kind) or 0) for kind in HELD_KINDS if getattr(run, kind)]
 
 
+def also_in(run: ScanRun, names: dict[int, str]) -> list[tuple[str, int]]:
+    """The messages of the run already stored from other mailboxes, as (mailbox name, count), by name;
+    bad JSON reads as none."""
+    try:
+        details = json.loads(run.also_in_details or "{}")
+    except (TypeError, ValueError):
+        return []
+    if not isinstance(details, dict):
+        return []
+    out = [(names.get(int(k), "a deleted mailbox"), int(v)) for k, v in details.items()
+           if str(k).isdigit() and isinstance(v, int)]
+    return sorted(out)
+
+
 def duration_text(run: ScanRun, now: datetime) -> str:
     """How long the run took (or has been running), in words."""
     seconds = run.duration_seconds
@@ -129,8 +143,8 @@ def history_list():
                                  ("since", form.since.data), ("until", form.until.data)) if v}
     return render_template("admin/history.html", form=form, page=page, runs=page.items, filters=filters,
                            chart=_chart(form), error_details=error_details, duration_text=duration_text,
-                           held_counts=held_counts,
-                           now=utcnow())
+                           held_counts=held_counts, also_in=also_in,
+                           mailbox_names={m.id: m.name for m in mailboxes}, now=utcnow())
 
 
 @bp.route("/history/<int:run_id>/stop", methods=["POST"])

@@ -2,7 +2,7 @@
 
 from app.models.alerts import Alert
 from app.models.audit import AuditEntry
-from app.models.emails import Email, EmailAttachment, EmailLink
+from app.models.emails import Email, EmailAttachment, EmailLink, EmailMailbox
 from app.models.imports import RecordImport
 from app.models.mail import (
     AutologinEvent,
@@ -19,7 +19,7 @@ from app.models.users import LoginThrottle, User
 
 __all__ = [
     "Alert", "AuditEntry", "AutologinEvent", "AutologinGrant", "AutologinToken", "Contact", "Email",
-    "EmailAttachment", "EmailLink", "IgnoreFilter", "Lead", "LoginThrottle", "MailAccount",
+    "EmailAttachment", "EmailLink", "EmailMailbox", "IgnoreFilter", "Lead", "LoginThrottle", "MailAccount",
     "MailServer", "MailSettings", "Organization", "OrganizationDomain", "PendingMailAction", "RecordImport",
     "ScanFolder", "ScanRun", "Ticket", "User",
     "ticket_number",

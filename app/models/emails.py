@@ -34,6 +34,9 @@ class Email(db.Model):
         UniqueConstraint("account_id", "folder", "uidvalidity", "uid"),
         # ... and once per mailbox by Message-ID (or a hash of the raw message when it has none).
         UniqueConstraint("account_id", "message_key"),
+        # One row per message content, whichever mailboxes it reached (``EmailMailbox``): two workers
+        # storing the same message from two mailboxes at once cannot both insert it.
+        UniqueConstraint("identity"),
         Index("ix_emails_account_date", "account_id", "date"),
         # The e-mail list pages: newest first over every mailbox, and filtered by direction, without a sort.
         Index("ix_emails_date_id", "date", "id"),
@@ -43,12 +46,15 @@ class Email(db.Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The first mailbox the message was stored from; every mailbox it reached is in ``mailboxes``.
     account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"))
     folder: Mapped[str] = mapped_column(String(255))
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     uid: Mapped[int] = mapped_column(BigInteger)
     message_key: Mapped[str] = mapped_column(String(300))
     message_id: Mapped[str | None] = mapped_column(String(300), index=True)
+    # SHA-256 of what the sender wrote (``app.scanner.identity``); NULL for mail stored before it existed.
+    identity: Mapped[str | None] = mapped_column(String(64))
     in_reply_to: Mapped[str | None] = mapped_column(String(300))
     references: Mapped[str | None] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text, default="")
@@ -76,6 +82,34 @@ class Email(db.Model):
 
     attachments: Mapped[list[EmailAttachment]] = relationship(
         back_populates="email", cascade="all, delete-orphan", order_by="EmailAttachment.id")
+    account = relationship("MailAccount")
+    mailboxes: Mapped[list[EmailMailbox]] = relationship(
+        back_populates="email", cascade="all, delete-orphan", order_by="EmailMailbox.id")
+
+
+class EmailMailbox(db.Model):
+    """A mailbox a stored e-mail reached, and where: the e-mail is stored once, linked to each of them.
+
+    A mailbox holds each message key once (``account_id, message_key``), as the dedupe of a scan
+    expects; ``first_seen_at`` is when a scan of that mailbox first met the message.
+    """
+
+    __tablename__ = "email_mailboxes"
+    __table_args__ = (
+        UniqueConstraint("account_id", "message_key"),
+        UniqueConstraint("email_id", "account_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"))
+    message_key: Mapped[str] = mapped_column(String(300))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    email: Mapped[Email] = relationship(back_populates="mailboxes")
     account = relationship("MailAccount")
 
 

@@ -104,6 +104,10 @@ class ScanRun(db.Model):
     filtered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     no_sender: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     throttled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Messages already stored from another mailbox, linked to this one instead of stored again,
+    # and which mailboxes they were stored from: JSON {"<mailbox id>": count}.
+    also_in: Mapped[int] = mapped_column(Integer, default=0)
+    also_in_details: Mapped[str] = mapped_column(Text, default="{}")
     errors: Mapped[int] = mapped_column(Integer, default=0)
     # JSON list of {"folder", "uid", "reason"}.
     error_details: Mapped[str] = mapped_column(Text, default="[]")

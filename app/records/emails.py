@@ -8,7 +8,18 @@ from sqlalchemy import false, select
 from sqlalchemy.orm import joinedload, selectinload, undefer
 
 from app.extensions import db
-from app.models import Contact, Email, EmailAttachment, EmailLink, Lead, MailAccount, Organization, Ticket, User
+from app.models import (
+    Contact,
+    Email,
+    EmailAttachment,
+    EmailLink,
+    EmailMailbox,
+    Lead,
+    MailAccount,
+    Organization,
+    Ticket,
+    User,
+)
 from app.models.emails import DIRECTIONS
 from app.records.blueprint import bp
 from app.records.common import email_list_query, like_any, paginate_emails, search_term
@@ -23,7 +34,7 @@ from app.records.mail_body import (
     rewrite_images,
 )
 from app.services.autologin import webmail
-from app.services.email_access import email_visibility, get_visible_email_or_404
+from app.services.email_access import email_visibility, get_visible_email_or_404, reached_mailboxes
 from app.services.ticket_access import ticket_visibility
 
 # How each record type is named and linked on an e-mail's page.
@@ -52,7 +63,9 @@ def emails():
     direction = request.args.get("direction", "")
     if mailbox:
         # A mailbox the user may not see (or that does not exist) shows nothing, like any other filter.
-        query = query.where(Email.account_id == mailbox) if mailbox in {m.id for m in mailboxes} \
+        # Every e-mail that reached the mailbox, also those stored first from another one.
+        reached = select(EmailMailbox.email_id).where(EmailMailbox.account_id == mailbox)
+        query = query.where(Email.id.in_(reached)) if mailbox in {m.id for m in mailboxes} \
             else query.where(false())
     if direction in DIRECTIONS:
         query = query.where(Email.direction == direction)
@@ -100,7 +113,8 @@ def email_detail(email_id: int):
                                      undefer(Email.body_text))
     show_remote = request.args.get("remote") == "1"
     return render_template("records/email_detail.html", email=email, related=_related_records(email.id),
-                           show_remote=show_remote, has_html=bool((email.body_html or "").strip()),
+                           mailboxes=reached_mailboxes(email.id, current_user), show_remote=show_remote,
+                           has_html=bool((email.body_html or "").strip()),
                            webmail_places=webmail.places_for(current_user, email))
 
 

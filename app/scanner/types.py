@@ -259,6 +259,18 @@ class NewMessage:
     # Another, different message already has this message's Message-ID: ``key`` is then the
     # Message-ID plus a hash of the content, and the stored e-mail says so in its defects.
     reused_message_id: bool = False
+    # ``app.scanner.identity.content_identity``: one stored e-mail per identity, whichever mailboxes.
+    identity: str = ""
+
+
+@dataclass(slots=True)
+class LinkedMessage:
+    """A message of the batch already stored from another mailbox: this mailbox is linked to it."""
+
+    item: BatchItem
+    key: str  # the key this mailbox holds it under
+    email_id: int
+    stored_from: int  # the mailbox it was first stored from (for the run log's "also in")
 
 
 @dataclass
@@ -335,8 +347,16 @@ class RunCounters:
     # Stored messages marked read, moved or deleted in the mailbox (the scanner's After storing);
     # said in the run's message, not a column.
     after_store_done: int = 0
+    # Messages already stored from another mailbox and linked to this one, and by which mailbox.
+    also_in: int = 0
+    also_in_details: dict[int, int] = field(default_factory=dict)
     errors: int = 0
     error_details: list[dict] = field(default_factory=list)
+
+    def add_also_in(self, stored_from: int) -> None:
+        """Count a message linked to this mailbox that mailbox ``stored_from`` stored first."""
+        self.also_in += 1
+        self.also_in_details[stored_from] = self.also_in_details.get(stored_from, 0) + 1
 
     def add_error(self, folder: str, uid: int | None, reason: str) -> None:
         """Count a message that could not be handled, keeping its UID and the reason."""

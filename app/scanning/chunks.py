@@ -132,14 +132,15 @@ def store_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: Ru
         batch.store_batch(setup.store, read.items, stored, before_writes=turn.take)
         turn.take()  # nothing stored (all duplicates or ignored): the folder and counters still are
         _commit_chunk(setup, folder, read, totals, stored)
-    except OperationalError:
-        raise  # the database itself is unavailable: the run fails, the next one resumes here
     except Exception as exc:
+        if isinstance(exc, OperationalError) and not is_deadlock(exc):
+            raise  # the database itself is unavailable: the run fails, the next one resumes here
         # A uniqueness constraint caught what the key lookup missed (another worker stored the same
-        # message meanwhile), or one message's data upset the database or a step: store the batch
-        # again one message at a time, so only the culprit is reported and the rest is stored.
+        # message meanwhile, from this or another mailbox), or one message's data upset the database
+        # or a step: store the batch again one message at a time, so only the culprit is reported and
+        # the rest is stored (a message the other worker stored is then found, and linked).
         db.session.rollback()
-        if not isinstance(exc, IntegrityError):
+        if not isinstance(exc, IntegrityError | OperationalError):
             logger.warning("batch store failed for account %s folder %s (%s); retrying one by one",
                            setup.account_id, folder.plan.name, exc, exc_info=True)
         turn.take()
@@ -165,20 +166,37 @@ def _commit_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: 
     db.session.commit()
 
 
+def is_deadlock(exc: OperationalError) -> bool:
+    """True when PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): worth a retry."""
+    return getattr(exc.orig, "sqlstate", None) == "40P01"
+
+
+def _store_one(setup: RunSetup, item: BatchItem) -> RunCounters:
+    """One message in its own transaction. A uniqueness conflict means another worker stored it (or
+    its twin from another mailbox) meanwhile and has committed: it is decided once more, and then
+    found stored (a duplicate) or linked; a second conflict counts it as a duplicate."""
+    for _attempt in range(2):
+        one = RunCounters()
+        try:
+            batch.store_batch(setup.store, [item], one)
+            db.session.commit()
+            return one
+        except (IntegrityError, OperationalError) as exc:
+            db.session.rollback()
+            if isinstance(exc, OperationalError) and not is_deadlock(exc):
+                raise
+    return RunCounters(duplicates=1)
+
+
 def _store_one_by_one(setup: RunSetup, folder: FolderScan, read: ReadChunk) -> RunCounters:
     """Each message in its own transaction: duplicates counted, a failing one reported by UID
     (in ``read.counters``)."""
     stored = RunCounters()
     for item in read.items:
-        one = RunCounters()
         try:
-            batch.store_batch(setup.store, [item], one)
-            db.session.commit()
+            one = _store_one(setup, item)
         except OperationalError:
             raise
-        except IntegrityError:
-            db.session.rollback()
-            one = RunCounters(duplicates=1)
         except Exception as exc:
             db.session.rollback()
             one = RunCounters()

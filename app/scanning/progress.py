@@ -89,16 +89,20 @@ def counter_values(t: RunCounters) -> dict[str, Any]:
     """The run's columns for the counters ``t``."""
     return {"downloaded": t.downloaded, "created": t.created, "bound": t.bound,
             "tickets_created": t.tickets_created, "tickets_reopened": t.tickets_reopened,
-            "ignored": t.ignored, "duplicates": t.duplicates, "errors": t.errors,
-            **{kind: getattr(t, kind) for kind in HELD_KINDS},
+            "ignored": t.ignored, "duplicates": t.duplicates, "also_in": t.also_in,
+            "also_in_details": json.dumps({str(k): v for k, v in sorted(t.also_in_details.items())}),
+            "errors": t.errors, **{kind: getattr(t, kind) for kind in HELD_KINDS},
             "error_details": error_details_json(t.error_details[:MAX_ERROR_DETAILS])}
 
 
 def merge(totals: RunCounters, delta: RunCounters) -> None:
-    """Add ``delta`` to ``totals`` (error details appended)."""
+    """Add ``delta`` to ``totals`` (error details appended, "also in" counts added per mailbox)."""
     for name, value in asdict(delta).items():
         if name == "error_details":
             totals.error_details.extend(value)
+        elif name == "also_in_details":
+            for account_id, count in value.items():
+                totals.also_in_details[account_id] = totals.also_in_details.get(account_id, 0) + count
         else:
             setattr(totals, name, getattr(totals, name) + value)
 

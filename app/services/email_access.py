@@ -1,7 +1,9 @@
 """Who may see which stored e-mail: the one rule every mail view goes through.
 
 Administrators see every e-mail. An ordinary user sees an e-mail only when
-they were granted its mailbox (an ``AutologinGrant`` for ``email.account_id``).
+they were granted a mailbox it reached (an ``AutologinGrant`` for one of the
+e-mail's ``EmailMailbox`` links: a message sent to two scanned mailboxes is
+stored once and seen by the users of either).
 Anything else is answered as if it did not exist (404), so that ids of other
 mailboxes' mail cannot be probed.
 """
@@ -10,12 +12,12 @@ from __future__ import annotations
 
 from flask import abort
 from flask_login import AnonymousUserMixin
-from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy import ColumnElement, Select, false, select, true
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.base import ExecutableOption
 
 from app.extensions import db
-from app.models import AutologinGrant, Email, User
+from app.models import AutologinGrant, Email, EmailMailbox, MailAccount, User
 
 # Whoever a view serves: a logged-in user, or the anonymous one.
 Viewer = User | AnonymousUserMixin | None
@@ -43,13 +45,17 @@ def _granted_accounts(user: User) -> Select:
 
 def email_visibility(user: Viewer,
                      account_column: QueryableAttribute[int] | None = None) -> ColumnElement[bool]:
-    """A WHERE clause keeping only e-mails ``user`` may see (``account_column`` defaults to Email's)."""
-    column = account_column if account_column is not None else Email.account_id
+    """A WHERE clause keeping only e-mails ``user`` may see: e-mails that reached a mailbox granted to
+    them. With ``account_column`` (a mailbox id column, e.g. ``MailAccount.id``): only mailboxes they
+    may read."""
     if is_admin(user):
         return true()
     if not getattr(user, "is_authenticated", False):
-        return column.in_([])
-    return column.in_(_granted_accounts(user))
+        return false()
+    if account_column is not None:
+        return account_column.in_(_granted_accounts(user))
+    return select(EmailMailbox.id).where(EmailMailbox.email_id == Email.id,
+                                         EmailMailbox.account_id.in_(_granted_accounts(user))).exists()
 
 
 def restrict_emails(query: Select, user: Viewer) -> Select:
@@ -64,8 +70,18 @@ def can_see_email(user: Viewer, email: Email) -> bool:
     if not getattr(user, "is_authenticated", False):
         return False
     return db.session.scalar(
-        select(AutologinGrant.id).where(AutologinGrant.user_id == user.id,
-                                        AutologinGrant.account_id == email.account_id)) is not None
+        select(EmailMailbox.id).where(EmailMailbox.email_id == email.id,
+                                      EmailMailbox.account_id.in_(_granted_accounts(user))).limit(1)) is not None
+
+
+def reached_mailboxes(email_id: int, user: Viewer) -> list:
+    """The mailboxes an e-mail reached that ``user`` may read: (id, name, folder, uid, first_seen_at),
+    first reached first."""
+    return db.session.execute(
+        select(MailAccount.id, MailAccount.name, EmailMailbox.folder, EmailMailbox.uid, EmailMailbox.first_seen_at)
+        .join(MailAccount, MailAccount.id == EmailMailbox.account_id)
+        .where(EmailMailbox.email_id == email_id, email_visibility(user, MailAccount.id))
+        .order_by(EmailMailbox.first_seen_at, EmailMailbox.id)).all()
 
 
 def get_visible_email_or_404(email_id: int, user: Viewer, *options: ExecutableOption) -> Email:

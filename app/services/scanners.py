@@ -23,6 +23,7 @@ from app.models import (
     Email,
     EmailAttachment,
     EmailLink,
+    EmailMailbox,
     IgnoreFilter,
     MailAccount,
     PendingMailAction,
@@ -244,6 +245,17 @@ def update_scanner(account_id: RowId, *, name: str, server_id: RowId | None, log
     return account
 
 
+def _hand_over_shared_mail(account_id: int) -> None:
+    """E-mails stored from this mailbox that other mailboxes reached too stay stored: each becomes the
+    mail of the next mailbox it reached (its key, folder and UID there), and loses only this link."""
+    other = (select(EmailMailbox).where(EmailMailbox.email_id == Email.id, EmailMailbox.account_id != account_id)
+             .order_by(EmailMailbox.id).limit(1))
+    values = {col: other.with_only_columns(getattr(EmailMailbox, col)).scalar_subquery()
+              for col in ("account_id", "message_key", "folder", "uidvalidity", "uid")}
+    db.session.execute(update(Email).where(Email.account_id == account_id, other.exists()).values(**values))
+    db.session.execute(delete(EmailMailbox).where(EmailMailbox.account_id == account_id))
+
+
 def delete_scanner(account_id: RowId) -> str:
     """Delete a scanner with its stored e-mails, run history, filters and grants; return its name.
 
@@ -252,6 +264,7 @@ def delete_scanner(account_id: RowId) -> str:
     """
     account = get_scanner(account_id)
     name = account.name
+    _hand_over_shared_mail(account.id)
     email_ids = select(Email.id).where(Email.account_id == account.id)
     db.session.execute(delete(EmailAttachment).where(EmailAttachment.email_id.in_(email_ids)))
     db.session.execute(delete(EmailLink).where(EmailLink.email_id.in_(email_ids)))

@@ -1,7 +1,9 @@
 """Who may see which ticket: tickets follow the grants of the mailbox they were made from.
 
 A ticket made from a mailbox (``Ticket.account_id``) is visible to
-administrators, to its assignee, and to users granted that mailbox. A ticket
+administrators, to its assignee, and to users granted that mailbox, or granted
+any other mailbox one of its e-mails reached (one message sent to support@ and
+sales@ opens one ticket, which the users of both follow). A ticket
 not made from a mailbox (or whose mailbox was deleted) is visible to
 administrators and its assignee only. Who may see a ticket may change its
 status; anyone else gets 404, as if it did not exist. The list, its search and
@@ -12,10 +14,10 @@ e-mail's page all go through this rule.
 from __future__ import annotations
 
 from flask import abort
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from app.extensions import db
-from app.models import AutologinGrant, Ticket
+from app.models import AutologinGrant, EmailLink, EmailMailbox, Ticket
 from app.services.email_access import is_admin
 
 
@@ -26,7 +28,10 @@ def ticket_visibility(user) -> ColumnElement[bool]:
     if not getattr(user, "is_authenticated", False):
         return false()
     granted = select(AutologinGrant.account_id).where(AutologinGrant.user_id == user.id).scalar_subquery()
-    return or_(Ticket.assignee_id == user.id, Ticket.account_id.in_(granted))
+    reached = (select(EmailLink.id).join(EmailMailbox, EmailMailbox.email_id == EmailLink.email_id)
+               .where(and_(EmailLink.record_type == "ticket", EmailLink.record_id == Ticket.id,
+                           EmailMailbox.account_id.in_(granted))).exists())
+    return or_(Ticket.assignee_id == user.id, Ticket.account_id.in_(granted), reached)
 
 
 def visible_ticket_ids(user, ids: list[int] | set[int]) -> set[int]:

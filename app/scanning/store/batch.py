@@ -4,7 +4,9 @@ The cost of a batch does not depend on its size or on how many records there are
 is one query for the whole batch (``keys``, ``lookups``), the per-message decisions are pure
 (``app.scanner.decide``), and every write is one bulk statement per table, in the dialect's
 fastest form (``postgres``, ``sqlite``): new tickets, ticket status updates, e-mails,
-attachments, links.
+attachments, links, and the e-mails' mailbox links (``email_mailboxes``). A message already
+stored from another mailbox is not decided again: it gets only its link to this mailbox, and is
+counted as "also in" that mailbox (``keys``).
 
 Nothing here commits: the scan advances the folder and the run counters in the same
 transaction and commits once, so a batch is stored entirely or not at all.
@@ -17,17 +19,24 @@ or reply, or created for it).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Table, select
 
 from app.extensions import db
-from app.models import Email, EmailAttachment, EmailLink, MailAccount, MailSettings, Ticket, User
+from app.models import Email, EmailAttachment, EmailLink, EmailMailbox, MailAccount, MailSettings, Ticket, User
 from app.models.base import utcnow
 from app.scanner import decide
 from app.scanner.domains import stored_domains
-from app.scanner.types import BatchDecisions, BatchItem, RunCounters, StoreContext, TicketPolicy
+from app.scanner.types import (
+    BatchDecisions,
+    BatchItem,
+    LinkedMessage,
+    RunCounters,
+    StoreContext,
+    TicketPolicy,
+)
 from app.scanning.store import keys, lookups, postgres, rows, sqlite
 from app.scanning.store.dialect import is_postgres
 from app.scanning.store.rows import Row
@@ -76,17 +85,19 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         keep = clean
     if not keep or not ctx.stores:
         return  # without "Create email" nothing is stored: the messages count as downloaded only
-    fresh = keys.new_messages(ctx.account_id, keep, counters)
-    if not fresh:
+    fresh, linked = keys.new_messages(ctx.account_id, keep, counters)
+    if not fresh and not linked:
         return
-    undated = utcnow()  # the date of a message without one, for the loop protection
-    found = lookups.look_up(ctx, fresh, undated)
-    decided = decide.decide_batch(ctx, fresh, found, undated)
-    counters.tickets_created += decided.tickets_created
-    counters.tickets_reopened += decided.tickets_reopened
-    for d in decided.messages:
-        if d.held:
-            setattr(counters, d.held, getattr(counters, d.held) + 1)
+    decided = BatchDecisions([], [], {})
+    if fresh:
+        undated = utcnow()  # the date of a message without one, for the loop protection
+        found = lookups.look_up(ctx, fresh, undated)
+        decided = decide.decide_batch(ctx, fresh, found, undated)
+        counters.tickets_created += decided.tickets_created
+        counters.tickets_reopened += decided.tickets_reopened
+        for d in decided.messages:
+            if d.held:
+                setattr(counters, d.held, getattr(counters, d.held) + 1)
     # The rows are built before the first write: SQLite lets one writer in at a time, from its
     # first write to its commit, so that stretch holds as little Python work as possible.
     now = utcnow()
@@ -94,6 +105,7 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
     if before_writes is not None:
         before_writes()
     _write(ctx, decided, email_rows, counters)
+    _write_links(ctx.account_id, decided, email_rows, linked, now)
 
 
 class _Writes(Protocol):
@@ -119,10 +131,16 @@ def _write(ctx: StoreContext, decided: BatchDecisions, email_rows: list[Row], co
         ticket_ids = dict(zip((t.temp_id for t in decided.new_tickets), ids, strict=True))
     if decided.status_changes:
         writes.update_many(Ticket.__table__, "status", decided.status_changes)
+    if not email_rows:
+        return
     emails = Email.__table__
-    ids_by_key = writes.insert_with_ids(emails, email_rows, emails.c.message_key,
-                                        emails.c.account_id == ctx.account_id)
+    # Inserted in the order of their unique identity: two workers storing the same messages from two
+    # mailboxes at once then wait for each other in one order (the second fails), never deadlock.
+    ids_by_key = writes.insert_with_ids(emails, sorted(email_rows, key=lambda r: r["identity"]),
+                                        emails.c.message_key, emails.c.account_id == ctx.account_id)
     email_ids = [ids_by_key[r["message_key"]] for r in email_rows]
+    for row, email_id in zip(email_rows, email_ids, strict=True):
+        row["id"] = email_id
     counters.created += len(email_ids)
     attachment_rows, link_rows = rows.attachment_and_link_rows(decided.messages, email_ids, ticket_ids)
     counters.bound += sum(1 for d in decided.messages if d.links)
@@ -130,3 +148,13 @@ def _write(ctx: StoreContext, decided: BatchDecisions, email_rows: list[Row], co
         writes.bulk_insert(EmailAttachment.__table__, attachment_rows)
     if link_rows:
         writes.bulk_insert(EmailLink.__table__, link_rows)
+
+
+def _write_links(account_id: int, decided: BatchDecisions, email_rows: list[Row], linked: list[LinkedMessage],
+                 now: datetime) -> None:
+    """This mailbox's link to each e-mail the batch stored or found stored from another mailbox."""
+    link_rows = [rows.mailbox_row(r["id"], account_id, r["message_key"], d.message.item.parsed.raw, now)
+                 for d, r in zip(decided.messages, email_rows, strict=True)]
+    link_rows += [rows.mailbox_row(m.email_id, account_id, m.key, m.item.parsed.raw, now) for m in linked]
+    if link_rows:
+        (postgres if is_postgres() else sqlite).bulk_insert(EmailMailbox.__table__, link_rows)

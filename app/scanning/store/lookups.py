@@ -2,7 +2,8 @@
 
 Every lookup is an ``IN`` probe on an indexed column (``dialect.in_values``):
 
-1. existing message keys (dedupe, in ``keys``);
+1. what is stored already: the message keys this mailbox holds, and the e-mails (of any mailbox)
+   with the batch's content identities (dedupe and links, in ``keys``);
 2. every address in the messages, and every domain of theirs that may bind to an organization (one
    ``UNION ALL`` over contacts, organizations, leads, users and organization domains);
 3. the records the parents of replies (In-Reply-To / References) are bound to;
@@ -15,13 +16,15 @@ Every lookup is an ``IN`` probe on an indexed column (``dialect.in_values``):
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import literal, null, or_, select, union_all
+from sqlalchemy import and_, literal, null, or_, select, union_all
+from sqlalchemy.orm import aliased
 
 from app.extensions import db
-from app.models import Contact, Email, EmailLink, Lead, Organization, OrganizationDomain, Ticket, User
+from app.models import Contact, Email, EmailLink, EmailMailbox, Lead, Organization, OrganizationDomain, Ticket, User
 from app.scanner import bind
 from app.scanner.domains import domain_key, domains_to_look_up
 from app.scanner.types import BatchLookups, NewMessage, RecordRef, StoreContext, TicketInfo
@@ -58,13 +61,46 @@ def look_up(ctx: StoreContext, messages: list[NewMessage], now: datetime) -> Bat
                         tickets_by_id=by_id, sender_dates=activity)
 
 
-def existing_keys(account_id: int, keys: set[str]) -> dict[str, int]:
-    """message_key → stored size, for the keys of this batch that this mailbox already holds."""
-    if not keys:
-        return {}
-    rows = db.session.execute(select(Email.message_key, Email.size)
-                              .where(Email.account_id == account_id, in_values(Email.message_key, keys)))
-    return {k: s for k, s in rows}
+@dataclass(frozen=True)
+class StoredEmail:
+    """An e-mail already stored, as the dedupe sees it."""
+
+    email_id: int
+    size: int
+    identity: str | None  # None for mail stored before identities existed
+    stored_from: int  # its first mailbox
+    in_this_mailbox: bool
+
+
+@dataclass
+class KnownMessages:
+    """What the batch's mailbox holds by message key, and what is stored (anywhere) by identity."""
+
+    held: dict[str, StoredEmail] = field(default_factory=dict)
+    by_identity: dict[str, StoredEmail] = field(default_factory=dict)
+
+
+def known_messages(account_id: int, keys: set[str], identities: set[str]) -> KnownMessages:
+    """The e-mails this mailbox holds under ``keys``, and those of any mailbox with ``identities``:
+    one query (a ``UNION ALL`` of two index probes)."""
+    known = KnownMessages()
+    if not keys and not identities:
+        return known
+    mine = aliased(EmailMailbox)
+    held = (select(literal(1).label("by_key"), EmailMailbox.message_key.label("k"), Email.id, Email.size,
+                   Email.identity, Email.account_id, EmailMailbox.account_id.label("mine"))
+            .join(Email, Email.id == EmailMailbox.email_id)
+            .where(EmailMailbox.account_id == account_id, in_values(EmailMailbox.message_key, keys)))
+    same = (select(literal(0).label("by_key"), Email.identity.label("k"), Email.id, Email.size, Email.identity,
+                   Email.account_id, mine.account_id.label("mine"))
+            .outerjoin(mine, and_(mine.email_id == Email.id, mine.account_id == account_id))
+            .where(in_values(Email.identity, identities)))
+    rows = cast("Iterable[tuple[int, str, int, int, str | None, int, int | None]]",
+                db.session.execute(union_all(held, same)))
+    for by_key, k, email_id, size, identity, first, in_mine in rows:
+        stored = StoredEmail(email_id, size, identity, first, in_mine is not None)
+        (known.held if by_key else known.by_identity)[k] = stored
+    return known
 
 
 def lookup_addresses(addresses: set[str], domains: set[str] | None = None) -> dict[str, list[RecordRef]]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from app.scanner.types import TRUNCATED_DEFECT, MessageDecision, NewTicket
+from app.scanner.types import TRUNCATED_DEFECT, MessageDecision, NewTicket, RawMessage
 
 Row = dict[str, Any]
 
@@ -59,6 +59,7 @@ def email_row(account_id: int, decision: MessageDecision, now: datetime) -> Row:
         "uidvalidity": raw.uidvalidity,
         "uid": raw.uid,
         "message_key": message.key,
+        "identity": message.identity,
         "message_id": clean_text(p.message_id, 300),
         "in_reply_to": clean_text(p.in_reply_to, 300),
         "references": clean_text(" ".join(p.references)) if p.references else None,
@@ -82,6 +83,13 @@ def email_row(account_id: int, decision: MessageDecision, now: datetime) -> Row:
         "no_action_reason": clean_text(decision.held_reason) if decision.held else None,
         "created_at": now,
     }
+
+
+def mailbox_row(email_id: int, account_id: int, key: str, raw: RawMessage, now: datetime) -> Row:
+    """The ``email_mailboxes`` row linking a stored e-mail to a mailbox it reached (``raw``: where)."""
+    return {"email_id": email_id, "account_id": account_id, "message_key": key,
+            "folder": clean_text(raw.folder, 255), "uidvalidity": raw.uidvalidity, "uid": raw.uid,
+            "first_seen_at": now}
 
 
 def ticket_row(ticket: NewTicket, account_id: int, assignee_id: int | None, now: datetime) -> Row:

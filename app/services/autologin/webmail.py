@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 from flask import current_app
 from imap_tools.errors import ImapToolsError
+from sqlalchemy import select
 
 from app.connect import credentials
 from app.connect.errors import CredentialError, MailConnectError
 from app.connect.imap import close_quietly, open_imap
 from app.extensions import db
-from app.models import Email, MailAccount
+from app.models import Email, EmailMailbox, MailAccount
 from app.scanning.imap_reads import FolderMissing, ImapReadError, examine, folder_status
 from app.services.autologin import targets
 from app.services.autologin.grants import mailboxes_for
@@ -57,13 +58,14 @@ class Place:
 
 
 def places_for(user: Viewer, email: Email) -> list[Place]:
-    """The places of ``email`` in the mailboxes ``user`` may open (granted and switched on)."""
+    """The places of ``email`` in the mailboxes ``user`` may open (granted and switched on), in the
+    order the mailboxes first met it (one message sent to several mailboxes is stored once)."""
     granted = {account.id: account for account in mailboxes_for(user)}
-    account = granted.get(email.account_id)
-    if account is None:
-        return []
-    return [Place(account_id=account.id, account_name=account.name, folder=email.folder,
-                  uidvalidity=int(email.uidvalidity), uid=int(email.uid))]
+    links = db.session.scalars(select(EmailMailbox).where(EmailMailbox.email_id == email.id)
+                               .order_by(EmailMailbox.first_seen_at, EmailMailbox.id)).all()
+    return [Place(account_id=link.account_id, account_name=granted[link.account_id].name, folder=link.folder,
+                  uidvalidity=int(link.uidvalidity), uid=int(link.uid))
+            for link in links if link.account_id in granted]
 
 
 def _uids(client: imaplib.IMAP4, *criteria: str) -> list[int]:
