@@ -18,7 +18,7 @@ from imap_tools import imap_utf7
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AutologinToken, Email, Ticket, ticket_number
+from app.models import AutologinToken, Email, EmailMailbox, Ticket, ticket_number
 from tests.autologin_stack import csrf_of, roundcube_logs, start_stack
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,9 @@ def store_message(stack, dovecot, world, subject: str, folder: str = "INBOX") ->
     with stack.app.app_context():
         row = Email(account_id=world["account_id"], folder=folder, uidvalidity=uidvalidity, uid=uid,
                     message_key=message_id, message_id=message_id, subject=subject, from_addr="bob@customer.test",
-                    to_addrs=world["login"], raw=bytes(msg), size=len(bytes(msg)))
+                    to_addrs=world["login"], raw=bytes(msg), size=len(bytes(msg)),
+                    mailboxes=[EmailMailbox(account_id=world["account_id"], message_key=message_id, folder=folder,
+                                            uidvalidity=uidvalidity, uid=uid)])
         db.session.add(row)
         db.session.commit()
         return row.id, uid
