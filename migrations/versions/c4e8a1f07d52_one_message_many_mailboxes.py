@@ -1,7 +1,7 @@
 """email_mailboxes, emails.identity, scan_runs.also_in: one message stored once for every mailbox it reached
 
 Revision ID: c4e8a1f07d52
-Revises: d2a7c4e81b56
+Revises: e6b3f9a2c418
 Create Date: 2026-12-03 13:30:00
 
 Every stored e-mail gets a link to the mailbox it was stored from (its folder and UID there).
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "c4e8a1f07d52"
-down_revision = "d2a7c4e81b56"
+down_revision = "e6b3f9a2c418"
 branch_labels = None
 depends_on = None
 
