@@ -19,9 +19,19 @@ WORDS = ("order invoice delivery question support printer account renewal meetin
          "shipment warranty report update request schedule payment offer feedback").split()
 
 
+# How many domains the contacts and the strangers write from.
+CLIENT_DOMAINS = 997
+STRANGER_DOMAINS = 311
+
+
 def contact_address(i: int) -> str:
     """The address of the i-th benchmark contact."""
-    return f"customer{i}@client{i % 997}.test"
+    return f"customer{i}@client{i % CLIENT_DOMAINS}.test"
+
+
+def corpus_domains() -> list[str]:
+    """Every domain a corpus message is written from or copied to, besides ours (corp.test)."""
+    return [f"nowhere{k}.test" for k in range(STRANGER_DOMAINS)] + [f"client{k}.test" for k in range(CLIENT_DOMAINS)]
 
 
 def build_message(i: int, rng: random.Random, *, matching_contacts: int) -> bytes:
@@ -37,7 +47,7 @@ def build_message(i: int, rng: random.Random, *, matching_contacts: int) -> byte
     if i % 5 == 0 and matching_contacts:
         sender = contact_address(rng.randrange(matching_contacts))
     else:
-        sender = f"stranger{i}@nowhere{i % 311}.test"
+        sender = f"stranger{i}@nowhere{i % STRANGER_DOMAINS}.test"
     head = [f"From: Sender {i} <{sender}>", "To: bench@corp.test"]
     if i % 4 == 0:
         head.append(f"Cc: colleague{i % 50}@corp.test, "

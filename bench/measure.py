@@ -1,7 +1,7 @@
 """One measurement, run in its own process so that its peak memory is its own.
 
     python -m bench.measure limit|naive|ours|rescan|workers --host H --port P --login L --password PW
-        [--db URL] [--contacts N] [--batch N] [--max-messages N] [--workers N --logins L1,L2]
+        [--db URL] [--contacts N] [--org-domains 0|1] [--batch N] [--max-messages N] [--workers N --logins L1,L2]
         [--profile FILE]
 
 Prints one JSON object (last line of stdout): the mode, messages handled,
@@ -87,7 +87,8 @@ def _app(url: str, *, fresh: bool = True):
 
 
 def _seed(args, logins: list[str] | None = None) -> list[int]:
-    """A server, one mailbox account per login reading INBOX, and ``--contacts`` contacts."""
+    """A server, one mailbox account per login reading INBOX, ``--contacts`` contacts and (unless
+    ``--org-domains 0``) organizations owning mail domains."""
     from flask import current_app
     from sqlalchemy import insert
 
@@ -119,8 +120,30 @@ def _seed(args, logins: list[str] | None = None) -> list[int]:
     rows = [{"first_name": "C", "last_name": str(i), "email": contact_address(i)} for i in range(args.contacts)]
     for start in range(0, len(rows), 5000):
         db.session.execute(insert(Contact), rows[start:start + 5000])
+    if args.org_domains:
+        _seed_organization_domains(args.contacts)
     db.session.commit()
     return ids
+
+
+def _seed_organization_domains(contacts: int) -> None:
+    """Organizations owning mail domains: every domain the corpus writes from (so that most messages
+    bind to an organization by domain, at any contact count), plus one more per 10 contacts, so
+    that the table grows with the contacts while the binding work stays the same."""
+    from sqlalchemy import insert, select
+
+    from app.extensions import db
+    from app.models import Organization, OrganizationDomain
+    from bench.corpus import corpus_domains
+
+    domains = [*corpus_domains(), *(f"org{j}.test" for j in range(contacts // 10))]
+    for start in range(0, len(domains), 5000):
+        part = domains[start:start + 5000]
+        db.session.execute(insert(Organization), [{"name": f"Org {d}"} for d in part])
+    ids = dict(db.session.execute(select(Organization.name, Organization.id)).all())
+    rows = [{"organization_id": ids[f"Org {d}"], "domain": d} for d in domains]
+    for start in range(0, len(rows), 5000):
+        db.session.execute(insert(OrganizationDomain), rows[start:start + 5000])
 
 
 def measure_naive(args) -> tuple[int, float]:
@@ -182,7 +205,20 @@ def measure_ours(args) -> tuple[int, float]:
         seconds = time.perf_counter() - started
         if run.status not in ("done", "partial"):
             raise SystemExit(f"scan failed: {run.status} {run.message}")
+        args.bound = _bound_figures(run)
         return run.downloaded, seconds
+
+
+def _bound_figures(run) -> dict:
+    """How many messages the run bound, and to how many organizations (read after the clock stopped)."""
+    from sqlalchemy import distinct, func, select
+
+    from app.extensions import db
+    from app.models import EmailLink
+
+    orgs = db.session.scalar(select(func.count(distinct(EmailLink.email_id)))
+                             .where(EmailLink.record_type == "organization"))
+    return {"bound": run.bound, "bound_to_organizations": orgs}
 
 
 def measure_rescan(args) -> dict:
@@ -287,6 +323,8 @@ def main(argv=None) -> None:
     parser.add_argument("--password", required=True)
     parser.add_argument("--db", default="sqlite://")
     parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--org-domains", type=int, choices=[0, 1], default=1,
+                        help="1: seed organizations owning mail domains (see _seed_organization_domains)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--max-messages", type=int, default=0, help="handle at most this many (0: all)")
     parser.add_argument("--workers", type=int, default=2)
@@ -301,7 +339,7 @@ def main(argv=None) -> None:
     else:
         count, seconds = MODES[args.mode](args)
         extra = {"messages": count, "seconds": round(seconds, 3),
-                 "msgs_per_s": round(count / seconds, 1) if seconds else None}
+                 "msgs_per_s": round(count / seconds, 1) if seconds else None, **getattr(args, "bound", {})}
     print(json.dumps({"mode": args.mode, **extra, "peak_rss_mb": round(peak_rss_mb(), 1),
                       "load_avg": [round(x, 2) for x in os.getloadavg()]}))
     sys.stdout.flush()

@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.run [--messages 10000] [--contacts 100000] [--db sqlite|postgresql|both]
     .venv/bin/python -m bench.run --quick            # 2,000 messages, 10,000 contacts: a fast check
     .venv/bin/python -m bench.run --rss-messages 100000 --db sqlite   # + peak memory of a 100,000-message scan
+    .venv/bin/python -m bench.run --binding-only     # binding at 1k and 100k contacts, with organization domains
 
 Starts (or reuses) the private Dovecot, fills benchmark mailboxes by writing
 their Maildir directly, runs each measurement in its own process, prints
@@ -21,7 +22,10 @@ How each figure is taken (see bench/measure.py):
   behind a barrier; throughput = all messages / (last end - first start), and the one-worker
   figure is taken the same way, so both have the same per-worker workload (one and two
   workers are interleaved for ``--rounds`` rounds as well, best of each kept);
-- rescan: the median of 5 ``run_scan`` of the unchanged mailbox, with its IMAP commands.
+- rescan: the median of 5 ``run_scan`` of the unchanged mailbox, with its IMAP commands;
+- binding: every measurement of ours seeds organizations owning mail domains (every domain the
+  corpus writes from, plus one per 10 contacts), so its binding figure includes binding by domain;
+  ``--binding-only`` measures just that, with ours without organization domains as the baseline.
 """
 
 from __future__ import annotations
@@ -178,6 +182,39 @@ def run_backend(backend: str, dovecot, args) -> dict:
     }
 
 
+def binding_backend(backend: str, dovecot, args) -> dict:
+    """The binding figures only: ours at ``--contacts`` and at 1,000 contacts (organizations owning
+    mail domains seeded in both), and ours at ``--contacts`` without organization domains as the
+    baseline, interleaved for ``--rounds`` rounds, best of each kept."""
+    dbs = Databases(backend)
+    print(f"\n== {backend}: binding ==  (load {load()})", flush=True)
+    big, small, plain = [], [], []
+    try:
+        for _ in range(args.rounds):
+            big.append(measure("ours", dovecot, dbs.new("bind_big"), args.contacts, args))
+            small.append(measure("ours", dovecot, dbs.new("bind_1k"), 1000, args))
+            plain.append(measure("ours", dovecot, dbs.new("bind_plain"), args.contacts, args, "--org-domains", "0"))
+    finally:
+        dbs.drop_all()
+    best = lambda runs: max(runs, key=lambda r: r["msgs_per_s"])  # noqa: E731
+    b, s, p = best(big), best(small), best(plain)
+    return {
+        "backend": backend,
+        "ours_msgs_per_s": b["msgs_per_s"],
+        "ours_1k_contacts_msgs_per_s": s["msgs_per_s"],
+        "ours_without_org_domains_msgs_per_s": p["msgs_per_s"],
+        "binding_100k_over_1k_time": round(s["msgs_per_s"] / b["msgs_per_s"], 3),
+        "org_domains_cost_time": round(p["msgs_per_s"] / b["msgs_per_s"], 3),
+        "bound": [b["bound"], s["bound"], p["bound"]],
+        "bound_to_organizations": [b["bound_to_organizations"], s["bound_to_organizations"],
+                                   p["bound_to_organizations"]],
+        "ours_runs": [r["msgs_per_s"] for r in big],
+        "ours_1k_contacts_runs": [r["msgs_per_s"] for r in small],
+        "ours_without_org_domains_runs": [r["msgs_per_s"] for r in plain],
+        "load_avg": [big[0]["load_avg"][0], plain[-1]["load_avg"][0]],
+    }
+
+
 def rss_check(dovecot, args) -> dict:
     """Peak memory of one worker scanning ``--rss-messages`` messages (SQLite file, 1,000 contacts)."""
     login = "bench-big@corp.test"
@@ -202,6 +239,9 @@ def main(argv=None) -> None:
     parser.add_argument("--rss-messages", type=int, default=0, help="also scan a mailbox this big for peak memory")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--quick", action="store_true", help="2,000 messages, 10,000 contacts")
+    parser.add_argument("--binding-only", action="store_true",
+                        help="only the binding figures (with and without organization domains); "
+                             "written to bench/results/binding.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.messages, args.contacts, args.naive_messages = 2_000, 10_000, 500
@@ -213,17 +253,19 @@ def main(argv=None) -> None:
     results = {"messages": args.messages, "contacts": args.contacts, "batch": args.batch,
                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
                "load_avg_start": load(), "backends": []}
+    one_backend = binding_backend if args.binding_only else run_backend
     if args.db in ("sqlite", "both"):
-        results["backends"].append(run_backend("sqlite", dovecot, args))
+        results["backends"].append(one_backend("sqlite", dovecot, args))
     if args.db in ("postgresql", "both") and postgres_reachable():
-        results["backends"].append(run_backend("postgresql", dovecot, args))
+        results["backends"].append(one_backend("postgresql", dovecot, args))
     if args.rss_messages:
         results.update(rss_check(dovecot, args))
     results["load_avg_end"] = load()
     # The headline keys are the first backend's (SQLite, the embedded default, unless --db postgresql).
     results.update({k: v for k, v in results["backends"][0].items() if k != "backend"})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    out = RESULTS / ("binding.json" if args.binding_only else "latest.json")
+    out.write_text(json.dumps(results, indent=2))
     for b in results["backends"]:
         print(f"\n== {b['backend']} ({args.messages} messages, {args.contacts} contacts) ==")
         for key, value in b.items():
@@ -232,7 +274,7 @@ def main(argv=None) -> None:
     if args.rss_messages:
         print(f"\n  peak RSS scanning {results['rss_messages']} messages: {results['rss_peak_mb']} MB")
     print(f"\nload average {results['load_avg_start']} → {results['load_avg_end']} on {os.cpu_count()} CPUs; "
-          f"written to {RESULTS / 'latest.json'}")
+          f"written to {out}")
 
 
 if __name__ == "__main__":
