@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from app.extensions import db
-from app.models import Contact, Organization
+from app.models import Contact, Organization, OrganizationDomain
 from app.records.blueprint import bp
 from app.records.common import like_any, paginate, related_emails, search_term
 from app.records.forms import OrganizationForm
@@ -19,12 +19,13 @@ CONTACTS_SHOWN = 20
 
 @bp.route("/organizations")
 def organizations():
-    """List organizations, with a search over name, address, phone and website."""
+    """List organizations, with a search over name, address, phone, website and mail domains."""
     q = search_term()
     query = select(Organization).order_by(Organization.name, Organization.id)
     if q:
-        query = query.where(like_any(q, Organization.name, Organization.email, Organization.phone,
-                                     Organization.website))
+        by_domain = select(OrganizationDomain.organization_id).where(like_any(q, OrganizationDomain.domain))
+        query = query.where(or_(like_any(q, Organization.name, Organization.email, Organization.phone,
+                                         Organization.website), Organization.id.in_(by_domain)))
     return render_template("records/organizations.html", page=paginate(query), q=q)
 
 

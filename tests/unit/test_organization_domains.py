@@ -38,6 +38,14 @@ def test_domains_entered_on_the_form_are_saved_and_shown(client, auth, admin):
     assert len(db.session.scalars(select(OrganizationDomain)).all()) == 2
 
 
+def test_the_organization_list_finds_an_organization_by_its_domain(client, auth, admin):
+    records.save_organization(None, name="Acme", email=None, phone=None, website=None, domains="acme-mail.test")
+    records.save_organization(None, name="Globex", email=None, phone=None, website=None, domains="globex.test")
+    auth.login("admin")
+    page = client.get("/records/organizations?q=acme-mail").get_data(as_text=True)
+    assert ">Acme<" in page and "Globex" not in page
+
+
 @pytest.mark.parametrize(("domains", "words"), [
     ("gmail.com", "gmail.com is a public mail domain"),
     ("acme.test, eu.outlook.com", "eu.outlook.com is a public mail domain"),
