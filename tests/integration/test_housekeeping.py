@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Email, IgnoreFilter, MailServer, PendingMailAction, ScanFolder
+from app.scanning import imap_reads
 from app.scanning.run import run_scan
 from app.services import scanners
 from app.services.scanners import ScannerError
@@ -179,3 +180,26 @@ def test_a_move_target_must_exist_on_the_server_when_the_scanner_is_saved(app, d
         scanners.update_scanner(account.id, name="Tidy", server_id=server.id, login=login, after_store="move",
                                 after_store_folder="Elsewhere", **fields)
     assert err.value.errors["after_store_folder"].startswith("Could not check that the folder 'Elsewhere' exists")
+
+
+def test_actions_owed_in_a_renumbered_folder_are_dropped_and_touch_nothing(app, dovecot, box):
+    login, password = box
+    dovecot.append_many(login, password, "INBOX", [mail(1), mail(2)])
+    account = scanner(app, dovecot, login, password, "delete")
+    conn = dovecot.connect(login, password)
+    try:
+        current = imap_reads.folder_status(conn, "INBOX").uidvalidity
+    finally:
+        conn.logout()
+    folder = account.folders[0]
+    folder.uidvalidity, folder.last_uid = current, 2  # read already: nothing new
+    # Owed from before the folder was renumbered: UIDs 1 and 2 now name other messages.
+    db.session.add_all([PendingMailAction(account_id=account.id, folder="INBOX", uidvalidity=current - 1, uid=uid,
+                                          action="delete") for uid in (1, 2)])
+    db.session.commit()
+
+    run = run_scan(account.id)
+
+    assert run.status == "done", run.message
+    assert pending() == 0
+    assert list(flags(dovecot, login, password)) == [1, 2]  # untouched
