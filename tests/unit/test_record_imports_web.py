@@ -166,6 +166,7 @@ def test_progress_is_committed_while_reading_and_nothing_is_written_before_the_e
         seen.append((phase, rows, nbytes, _count(Organization), db.session.get(RecordImport, import_id).status))
 
     monkeypatch.setattr(record_imports, "_save_progress", watch)
+    monkeypatch.setattr(record_imports, "PROGRESS_EVERY_SECONDS", 0)  # every chunk, for the test
     done = record_imports.run_import(row.id)
     assert done.status == "done" and done.imported == 2500
     assert [s[:2] for s in seen] == [("reading", 1000), ("reading", 2000), ("saving", 2500)]
