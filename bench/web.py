@@ -1,10 +1,14 @@
-"""Web load run: the mailbox hand-off under 50 concurrent users, and the two big list pages.
+"""Web load run: the mailbox hand-off under 50 concurrent users, the two big list pages and the start page.
 
-    .venv/bin/python -m bench.web [--users 50] [--seconds 30] [--rows 100000] [--db sqlite|postgresql|both]
+    .venv/bin/python -m bench.web [--users 50] [--seconds 30] [--rows 100000] [--scanners 1000]
+                                  [--db sqlite|postgresql|both] [--pages-only]
 
 For each database: creates a throwaway database (a SQLite file, and a
 PostgreSQL one when a server answers), seeds it (users with a grant on one
-mailbox; 100,000 scan runs and 100,000 e-mails by bulk inserts), starts
+mailbox; ``--scanners`` scanners in all, in every state the board knows, a
+few with open alerts; 100,000 scan runs and 100,000 e-mails by bulk inserts,
+the e-mails spread over every scanner and over the last 24 hours, which is
+the start page board's worst case), starts
 gunicorn on a free loopback port the way scripts/run.sh does (2 workers x 4
 threads), then:
 
@@ -16,7 +20,9 @@ threads), then:
   there latency is simply users / throughput);
 - pages: the download history (/admin/history) and the e-mail list
   (/records/emails), 50 requests each for page 1 and for a deep page;
-  reports p50/p95 per page.
+  the start page (/) as a user (mailboxes, tickets, mail: the baseline) and
+  as an administrator (the same plus the board of every scanner); reports
+  p50/p95 per page. ``--pages-only`` leaves the hand-off out.
 
 The client is a small asyncio HTTP/1.1 client (one coroutine per user), so it
 costs the shared CPUs little next to the server. Results go to
@@ -54,8 +60,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def seed(url: str, users: int, rows: int) -> int:
-    """Admin + ``users`` users granted one mailbox; ``rows`` scan runs and e-mails. Returns the mailbox id."""
+def seed_scanners(server_id: int, count: int, now) -> list[int]:
+    """``count`` more scanners, in every state of the start page's board, a few with an open alert; their ids."""
+    from sqlalchemy import insert, select
+
+    from app.extensions import db
+    from app.models import Alert, MailAccount
+
+    rows = []
+    for i in range(count):
+        rows.append({
+            "name": f"Scanner {i:04d}", "server_id": server_id, "login": f"box{i}@corp.test",
+            "enabled": i % 97 != 0, "health": "blocked" if i % 89 == 0 else "active",
+            "blocked_reason": "Blocked after 3 failed logins." if i % 89 == 0 else None,
+            "last_run_status": "failed" if i % 53 == 0 else "done", "last_run_at": now,
+            "last_error": "The server refused the login: Authentication failed." if i % 53 == 0 else None,
+            # Most succeeded minutes ago; every 41st not for five hours ("behind").
+            "last_success_at": now - timedelta(hours=5 if i % 41 == 0 else 0, minutes=i % 15),
+            "created_at": now - timedelta(days=30)})
+    db.session.execute(insert(MailAccount), rows)
+    ids = list(db.session.scalars(select(MailAccount.id).where(MailAccount.name.like("Scanner %"))
+                                  .order_by(MailAccount.id)))
+    db.session.execute(insert(Alert), [
+        {"kind": "no_success", "account_id": account_id, "opened_at": now,
+         "message": f"Scanner {account_id} has had no successful run for five hours."}
+        for n, account_id in enumerate(ids) if n % 41 == 0])
+    db.session.commit()
+    return ids
+
+
+def seed(url: str, users: int, rows: int, scanners: int = 1000) -> int:
+    """Admin + ``users`` users granted one mailbox; ``scanners`` scanners; ``rows`` scan runs and e-mails.
+
+    Returns the id of the mailbox the users may open.
+    """
     from sqlalchemy import insert, text
 
     from app import create_app
@@ -84,6 +122,8 @@ def seed(url: str, users: int, rows: int) -> int:
         MailSettings.get()
         db.session.commit()
         now = utcnow()
+        account.last_success_at = now
+        boxes = [account.id, *seed_scanners(server.id, max(0, scanners - 1), now)]
         for start in range(0, rows, 10_000):
             n = range(start, min(rows, start + 10_000))
             db.session.execute(insert(ScanRun), [
@@ -91,7 +131,8 @@ def seed(url: str, users: int, rows: int) -> int:
                  "finished_at": now - timedelta(minutes=5 * i - 1), "status": "done", "trigger": "schedule",
                  "downloaded": i % 40, "created": i % 40, "error_details": "[]"} for i in n])
             db.session.execute(insert(Email), [
-                {"account_id": account.id, "folder": "INBOX", "uidvalidity": 1, "uid": i + 1,
+                {"account_id": boxes[i % len(boxes)], "folder": "INBOX", "uidvalidity": 1, "uid": i + 1,
+                 "created_at": now - timedelta(seconds=86_000 * i // rows),
                  "message_key": f"<web-{i}@corp.test>", "message_id": f"web-{i}@corp.test",
                  "subject": f"Question about order #{i}", "from_addr": f"customer{i % 5000}@client.test",
                  "from_name": f"Customer {i % 5000}", "to_addrs": "sales@corp.test",
@@ -245,8 +286,9 @@ def run_backend(backend: str, args) -> dict:
     try:
         url = dbs.new("web")
         t0 = time.perf_counter()
-        account_id = seed(url, args.users, args.rows)
-        print(f"  seeded {args.rows} runs + {args.rows} e-mails in {time.perf_counter() - t0:.0f} s", flush=True)
+        account_id = seed(url, args.users, args.rows, args.scanners)
+        print(f"  seeded {args.scanners} scanners, {args.rows} runs + {args.rows} e-mails in "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
         port = free_port()
         proc = start_gunicorn(url, port)
         base = f"http://127.0.0.1:{port}"
@@ -255,7 +297,7 @@ def run_backend(backend: str, args) -> dict:
         # Warm up each worker (imports, first queries) before anything is timed.
         asyncio.run(handoff_load(port, sessions[:4], account_id, 2))
         handoffs = []
-        for think in (args.think, 0.0):
+        for think in () if args.pages_only else (args.think, 0.0):
             load_before = load()
             handoff = asyncio.run(handoff_load(port, sessions, account_id, args.seconds, think))
             handoff["load_avg"] = [load_before, load()]
@@ -263,15 +305,21 @@ def run_backend(backend: str, args) -> dict:
             print(f"  hand-off: {json.dumps(handoff)}", flush=True)
         deep = args.rows // 50 // 2
         pages = []
-        for path in ("/admin/history", f"/admin/history?page={deep}", "/records/emails",
-                     f"/records/emails?page={deep}"):
-            asyncio.run(page_latency(port, admin[0], path, 3))  # warm-up
-            result = asyncio.run(page_latency(port, admin[0], path, 50))
+        # The start page as a user is the baseline of the administrator's: the same page without the board.
+        for who, cookie, path in (("admin", admin[0], "/admin/history"),
+                                  ("admin", admin[0], f"/admin/history?page={deep}"),
+                                  ("admin", admin[0], "/records/emails"),
+                                  ("admin", admin[0], f"/records/emails?page={deep}"),
+                                  ("user", sessions[0][0], "/"), ("admin", admin[0], "/")):
+            asyncio.run(page_latency(port, cookie, path, 3))  # warm-up
+            result = asyncio.run(page_latency(port, cookie, path, 50))
+            result["as"] = who
             result["load_avg"] = load()
             pages.append(result)
             print(f"  page: {json.dumps(result)}", flush=True)
-        return {"backend": backend, "rows": args.rows, "handoff": handoffs[0], "handoff_closed_loop": handoffs[1],
-                "pages": pages}
+        return {"backend": backend, "rows": args.rows, "scanners": args.scanners,
+                "handoff": handoffs[0] if handoffs else None,
+                "handoff_closed_loop": handoffs[1] if handoffs else None, "pages": pages}
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -289,6 +337,8 @@ def main(argv=None) -> None:
     parser.add_argument("--think", type=float, default=1.0,
                         help="seconds each user waits between clicks (the closed loop, 0, is run too)")
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--scanners", type=int, default=1000, help="scanners in all, for the start page's board")
+    parser.add_argument("--pages-only", action="store_true", help="measure the pages only, not the hand-off")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args(argv)
     out = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
