@@ -14,13 +14,13 @@ from app.models.mail import (
     ScanFolder,
 )
 from app.models.records import Contact, Lead, Organization, OrganizationDomain, Ticket, ticket_number
-from app.models.runs import IgnoreFilter, MailSettings, ScanRun
+from app.models.runs import IgnoreFilter, MailSettings, ScannerActivity, ScanRun
 from app.models.users import LoginThrottle, User
 
 __all__ = [
     "Alert", "AuditEntry", "AutologinEvent", "AutologinGrant", "AutologinToken", "Contact", "Email",
     "EmailAttachment", "EmailLink", "EmailMailbox", "IgnoreFilter", "Lead", "LoginThrottle", "MailAccount",
     "MailServer", "MailSettings", "Organization", "OrganizationDomain", "PendingMailAction", "RecordImport",
-    "ScanFolder", "ScanRun", "Ticket", "User",
+    "ScanFolder", "ScanRun", "ScannerActivity", "Ticket", "User",
     "ticket_number",
 ]

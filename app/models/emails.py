@@ -41,8 +41,6 @@ class Email(db.Model):
         # The e-mail list pages: newest first over every mailbox, and filtered by direction, without a sort.
         Index("ix_emails_date_id", "date", "id"),
         Index("ix_emails_direction_date", "direction", "date", "id"),
-        # The start page's board: e-mails stored per scanner and hour over the last 24 hours, from the index alone.
-        Index("ix_emails_created_account", "created_at", "account_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -124,3 +124,27 @@ class ScanRun(db.Model):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+EPOCH = datetime(1970, 1, 1)
+
+
+def hour_number(moment: datetime) -> int:
+    """Hours since 1970-01-01 00:00 UTC of a naive UTC time: the ``hour`` of ``ScannerActivity``."""
+    return int((moment - EPOCH).total_seconds() // 3600)
+
+
+class ScannerActivity(db.Model):
+    """E-mails a scanner stored in one hour, counted by the scan as it stores them (the start page's board).
+
+    ``hour`` is a whole number (``hour_number``) rather than a time: the board reads a day of
+    these for every scanner at once, and integers need no parsing on either database.
+    """
+
+    __tablename__ = "scanner_activity"
+    # On SQLite the rows live in the primary key's own tree: the board's range over ``hour`` reads them in place.
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"), primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer, default=0)

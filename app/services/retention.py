@@ -5,7 +5,8 @@ redeems from the internet) are kept ``AUTOLOGIN_EVENT_RETENTION_DAYS`` (90);
 autologin tokens ``AUTOLOGIN_TOKEN_RETENTION_HOURS`` (24) after they expired
 (used or not: until then a late redeem is told "used" or "expired" rather
 than "unknown"); login-throttle counters as soon as they no longer count; a CSV file uploaded for import
-and never imported a day (app.services.record_imports.prune_imports).
+and never imported a day (app.services.record_imports.prune_imports); the scanners' mail per hour
+(``ScannerActivity``, which the start page reads for the last 24 hours) after two days.
 The worker runs :func:`scheduled_prune` every hour (``app.tasks.schedule.PERIODIC``).
 """
 
@@ -19,11 +20,15 @@ from flask import current_app
 from sqlalchemy import delete
 
 from app.extensions import db
-from app.models import AutologinEvent, AutologinToken
+from app.models import AutologinEvent, AutologinToken, ScannerActivity
 from app.models.base import utcnow
+from app.models.runs import hour_number
 from app.services import login_throttle, record_imports
 
 log = logging.getLogger(__name__)
+
+# The board shows a day; a second day keeps the window whole across a late or missed prune.
+ACTIVITY_KEPT = timedelta(days=2)
 
 
 @dataclass
@@ -32,6 +37,7 @@ class Pruned:
     tokens: int = 0
     throttles: int = 0
     imports: int = 0
+    activity: int = 0
 
 
 def prune(now: datetime | None = None) -> Pruned:
@@ -45,6 +51,8 @@ def prune(now: datetime | None = None) -> Pruned:
         delete(AutologinEvent).where(AutologinEvent.at < now - timedelta(days=event_days))).rowcount or 0
     pruned.tokens = db.session.execute(
         delete(AutologinToken).where(AutologinToken.expires_at < now - timedelta(hours=token_hours))).rowcount or 0
+    pruned.activity = db.session.execute(
+        delete(ScannerActivity).where(ScannerActivity.hour < hour_number(now - ACTIVITY_KEPT))).rowcount or 0
     db.session.commit()
     pruned.throttles = login_throttle.prune(now)
     pruned.imports = record_imports.prune_imports(now)

@@ -1,10 +1,9 @@
 """The administrator's board on the start page: every scanner's state, last success, mail of the last 24 h, alerts.
 
 Built for a thousand scanners in a few plain queries (no ORM objects): the
-scanners with their running run, the e-mails stored in the last 24 hours
-counted per scanner and hour by the database (over the index on
-``emails(created_at, account_id)``, so the e-mails themselves are never
-read), and the open alerts.
+scanners with their running run, the e-mails each stored per hour over the
+last 24 hours (counted by the scan as it stores them, ``ScannerActivity``:
+the e-mails themselves are never read), and the open alerts.
 
 The states, most urgent first:
 
@@ -25,11 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from markupsafe import Markup
+from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Alert, Email, MailAccount, MailSettings, ScanRun
+from app.models import Alert, MailAccount, MailSettings, ScannerActivity, ScanRun
 from app.models.base import utcnow
+from app.models.runs import hour_number
 
 HOURS = 24
 STATES = ("failing", "blocked", "behind", "disabled", "healthy")
@@ -41,7 +42,7 @@ DEFAULT_RUN_TIMEOUT_MINUTES = 30
 SPARK_STEP = 4
 SPARK_WIDTH = SPARK_STEP * (HOURS - 1)
 SPARK_HEIGHT = 20
-_FLAT = " ".join(f"{i * SPARK_STEP},{SPARK_HEIGHT}" for i in range(HOURS))
+_FLAT = Markup(" ".join(f"{i * SPARK_STEP},{SPARK_HEIGHT}" for i in range(HOURS)))
 
 
 @dataclass
@@ -62,13 +63,13 @@ class ScannerTile:
         return sum(self.per_hour)
 
     @property
-    def sparkline(self) -> str:
-        """The points of an SVG polyline of ``per_hour``, oldest hour on the left."""
+    def sparkline(self) -> Markup:
+        """The points of an SVG polyline of ``per_hour``, oldest hour on the left (numbers only: safe markup)."""
         peak = max(self.per_hour)
         if not peak:
             return _FLAT
-        return " ".join(f"{i * SPARK_STEP},{SPARK_HEIGHT - SPARK_HEIGHT * n // peak}"
-                        for i, n in enumerate(self.per_hour))
+        return Markup(" ".join(f"{i * SPARK_STEP},{SPARK_HEIGHT - SPARK_HEIGHT * n // peak}"
+                               for i, n in enumerate(self.per_hour)))
 
 
 @dataclass
@@ -81,39 +82,29 @@ class Board:
     open_alerts: int
 
 
-def hour_buckets(now: datetime) -> tuple[datetime, list[datetime]]:
-    """The start of the 24-hour window and the start of each of its hours (the last one is the current hour)."""
-    current = now.replace(minute=0, second=0, microsecond=0)
-    starts = [current - timedelta(hours=HOURS - 1 - i) for i in range(HOURS)]
-    return starts[0], starts
-
-
-def _hour_key(column):
-    """The hour of a time, as the database writes it (a string on SQLite, a truncated time on PostgreSQL)."""
-    if db.engine.dialect.name == "postgresql":
-        return func.date_trunc("hour", column)
-    return func.strftime("%Y-%m-%d %H", column)
-
-
-def _python_key(start: datetime) -> object:
-    if db.engine.dialect.name == "postgresql":
-        return start
-    return start.strftime("%Y-%m-%d %H")
+def window_start(now: datetime) -> datetime:
+    """The start of the board's 24 hours: the current hour and the 23 before it."""
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
 
 
 def messages_per_hour(now: datetime) -> dict[int, list[int]]:
-    """Scanner id → e-mails stored in each of the last 24 hours (only scanners that stored any)."""
-    since, starts = hour_buckets(now)
-    index = {_python_key(start): i for i, start in enumerate(starts)}
-    hour = _hour_key(Email.created_at)
-    rows = db.session.execute(
-        select(Email.account_id, hour.label("hour"), func.count().label("n"))
-        .where(Email.created_at >= since).group_by(Email.account_id, hour))
+    """Scanner id → e-mails stored in each of the last 24 hours (only scanners that stored any).
+
+    Read from the counts the scan keeps per hour (``ScannerActivity``): at most 24 rows a
+    scanner, whatever the number of e-mails.
+    """
+    first = hour_number(now) - (HOURS - 1)
+    # Through the connection, not the ORM session: plain rows, without the ORM's per-row work.
+    rows = db.session.connection().execute(
+        select(ScannerActivity.account_id, ScannerActivity.hour, ScannerActivity.messages)
+        .where(ScannerActivity.hour >= first))
     result: dict[int, list[int]] = {}
-    for account_id, key, n in rows:
-        slot = index.get(key)
-        if slot is not None:
-            result.setdefault(account_id, [0] * HOURS)[slot] = n
+    for account_id, hour, messages in rows:
+        counts = result.get(account_id)
+        if counts is None:
+            counts = result[account_id] = [0] * HOURS
+        if hour - first < HOURS:
+            counts[hour - first] = messages
     return result
 
 
@@ -153,7 +144,7 @@ def board(now: datetime | None = None) -> Board:
     run_timeout = db.session.scalar(select(MailSettings.run_timeout_minutes)) or DEFAULT_RUN_TIMEOUT_MINUTES
     stale_before = now - timedelta(minutes=stale_minutes)
     hung_before = now - timedelta(minutes=run_timeout)
-    rows = db.session.execute(
+    rows = db.session.connection().execute(
         select(MailAccount.id, MailAccount.name, MailAccount.enabled, MailAccount.health,
                MailAccount.blocked_reason, MailAccount.last_run_status, MailAccount.last_error,
                MailAccount.last_success_at, MailAccount.created_at, ScanRun.started_at.label("run_started_at"))
@@ -168,5 +159,5 @@ def board(now: datetime | None = None) -> Board:
                                  per_hour.get(row.id, quiet), alerts.get(row.id, [])))
     tiles.sort(key=lambda t: (_URGENCY[t.state], t.name.lower(), t.id))
     counts = Counter(t.state for t in tiles)
-    return Board(tiles=tiles, counts={s: counts.get(s, 0) for s in STATES}, since=hour_buckets(now)[0],
+    return Board(tiles=tiles, counts={s: counts.get(s, 0) for s in STATES}, since=window_start(now),
                  open_alerts=sum(len(a) for a in alerts.values()))

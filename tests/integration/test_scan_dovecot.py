@@ -127,6 +127,27 @@ def test_budget_is_respected_and_the_rest_comes_next_run_oldest_first(app, dovec
     assert seen and seen[-1]["downloaded"] == 1 and seen[-1]["run_id"] == runs[-1].id
 
 
+def test_stored_mail_is_counted_per_hour_for_the_start_pages_board(app, dovecot, box):
+    from app.models import ScannerActivity
+    from app.services import scanner_board
+
+    login, password = box
+    settings = MailSettings.get()
+    settings.batch_size = 2
+    db.session.commit()
+    dovecot.append_many(login, password, "INBOX", [mail(i) for i in range(1, 6)])
+    account = make_scanner(app, dovecot, login, password, actions="create_email")
+
+    assert run_scan(account.id).created == 5
+    assert run_scan(account.id).created == 0  # nothing new: nothing more counted
+    counted = db.session.execute(select(ScannerActivity.hour, ScannerActivity.messages)
+                                 .where(ScannerActivity.account_id == account.id)).all()
+    assert sum(n for _, n in counted) == 5 == db.session.scalar(
+        select(func.count(Email.id)).where(Email.account_id == account.id))
+    (tile,) = [t for t in scanner_board.board().tiles if t.id == account.id]
+    assert tile.messages == 5 and tile.state == "healthy"
+
+
 def test_budget_is_shared_by_the_scanners_folders(app, dovecot, box):
     login, password = box
     settings = MailSettings.get()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import event
 
 from app.extensions import db
-from app.models import Alert, Email, MailAccount, ScanRun
+from app.models import Alert, MailAccount, ScannerActivity, ScanRun
 from app.models.base import utcnow
+from app.models.runs import hour_number
 from app.services import scanner_board
 from tests import factories
 
@@ -124,13 +125,12 @@ def test_the_board_names_each_state_most_urgent_first(app, client, auth, admin):
     assert 'data-count="blocked">2 blocked' in html
 
 
-def test_the_board_counts_mail_of_the_last_24_hours_per_hour(app, admin):
+def test_the_board_draws_the_mail_of_the_last_24_hours_per_hour(app, admin):
     sales, quiet = _scanner("Sales"), _scanner("Quiet")
     now = utcnow().replace(minute=30)
-    for age in (timedelta(minutes=1), timedelta(minutes=2), timedelta(hours=3), timedelta(hours=23),
-                timedelta(hours=30)):  # the last one is older than the window
-        e = factories.email(sales, commit=False)
-        e.created_at = now - age
+    current = hour_number(now)
+    for hours_ago, messages in ((0, 2), (3, 1), (23, 1), (30, 9)):  # the last one is older than the window
+        db.session.add(ScannerActivity(account_id=sales.id, hour=current - hours_ago, messages=messages))
     db.session.commit()
 
     tiles = {t.id: t for t in scanner_board.board(now).tiles}
@@ -141,6 +141,23 @@ def test_the_board_counts_mail_of_the_last_24_hours_per_hour(app, admin):
     assert len(points) == 24
     assert points[-1] == f"{scanner_board.SPARK_WIDTH},0"  # the busiest hour reaches the top
     assert points[1] == f"{scanner_board.SPARK_STEP},{scanner_board.SPARK_HEIGHT}"  # an empty hour lies on the base
+
+
+def test_hour_numbers_count_whole_hours_since_1970_utc():
+    assert hour_number(datetime(1970, 1, 1, 0, 59)) == 0
+    assert hour_number(datetime(2026, 12, 3, 14, 5)) - hour_number(datetime(2026, 12, 2, 14, 0)) == 24
+
+
+def test_counts_older_than_two_days_are_pruned(app):
+    from app.services import retention
+
+    box = _scanner("Sales")
+    now = utcnow()
+    db.session.add_all([ScannerActivity(account_id=box.id, hour=hour_number(now) - 49, messages=3),
+                        ScannerActivity(account_id=box.id, hour=hour_number(now) - 47, messages=4)])
+    db.session.commit()
+    assert retention.prune(now).activity == 1
+    assert [a.messages for a in db.session.scalars(db.select(ScannerActivity))] == [4]
 
 
 def test_the_board_costs_the_same_few_queries_for_one_or_many_scanners(app, admin):
@@ -157,10 +174,14 @@ def test_the_board_costs_the_same_few_queries_for_one_or_many_scanners(app, admi
             event.remove(db.engine, "before_cursor_execute", count)
         return len(seen)
 
+    now = utcnow()
     one = _scanner("One")
-    factories.email(one)
+    db.session.add(ScannerActivity(account_id=one.id, hour=hour_number(now), messages=3))
+    db.session.commit()
     few = queries_for_board()
     for i in range(30):
-        factories.email(_scanner(f"Box {i}"))
+        box = _scanner(f"Box {i}")
+        db.session.add(ScannerActivity(account_id=box.id, hour=hour_number(now) - i % 24, messages=i + 1))
+        db.session.add(Alert(kind="no_success", account_id=box.id, opened_at=now, message=f"Box {i} is behind."))
+    db.session.commit()
     assert queries_for_board() == few <= 4
-    assert db.session.query(Email).count() == 31

@@ -37,7 +37,7 @@ from app.scanner.types import (
     StoreContext,
     TicketPolicy,
 )
-from app.scanning.store import keys, lookups, postgres, rows, sqlite
+from app.scanning.store import activity, keys, lookups, postgres, rows, sqlite
 from app.scanning.store.dialect import is_postgres
 from app.scanning.store.rows import Row
 
@@ -106,6 +106,8 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
         before_writes()
     _write(ctx, decided, email_rows, counters)
     _write_links(ctx.account_id, decided, email_rows, linked, now)
+    # Every message that reached this mailbox, stored now or already stored from another one.
+    activity.count_stored(ctx.account_id, len(email_rows) + len(linked), now)
 
 
 class _Writes(Protocol):
