@@ -1,7 +1,7 @@
 """scanner_activity: e-mails stored per scanner and hour, for the start page's board
 
 Revision ID: e6a2c4f8b157
-Revises: e6b3f9a2c418
+Revises: c4e8a1f07d52
 Create Date: 2026-12-03 13:50:00
 
 The board read the last 24 hours of e-mails through ix_emails_created_account; counting per hour
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "e6a2c4f8b157"
-down_revision = "e6b3f9a2c418"
+down_revision = "c4e8a1f07d52"
 branch_labels = None
 depends_on = None
 
