@@ -33,6 +33,7 @@ from app.records.mail_body import (
     normalize_cid,
     rewrite_images,
 )
+from app.scanner.types import RECEIVED_DATE_DEFECT
 from app.services.autologin import webmail
 from app.services.email_access import email_visibility, get_visible_email_or_404, reached_mailboxes
 from app.services.ticket_access import ticket_visibility
@@ -112,10 +113,13 @@ def email_detail(email_id: int):
                                      selectinload(Email.attachments), undefer(Email.body_html),
                                      undefer(Email.body_text))
     show_remote = request.args.get("remote") == "1"
+    defects = (email.defects or "").splitlines()
     return render_template("records/email_detail.html", email=email, related=_related_records(email.id),
                            mailboxes=reached_mailboxes(email.id, current_user), show_remote=show_remote,
                            has_html=bool((email.body_html or "").strip()),
-                           webmail_places=webmail.places_for(current_user, email))
+                           webmail_places=webmail.places_for(current_user, email),
+                           date_received=RECEIVED_DATE_DEFECT in defects,
+                           defects="\n".join(d for d in defects if d != RECEIVED_DATE_DEFECT))
 
 
 @bp.route("/emails/<int:email_id>/body")

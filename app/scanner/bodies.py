@@ -12,6 +12,7 @@ import mimetypes
 import re
 import unicodedata
 from email.message import Message
+from email.parser import BytesParser
 from email.policy import compat32
 from html import unescape
 from html.parser import HTMLParser
@@ -106,6 +107,43 @@ def _defect_words(defect: object) -> str:
     return f"MIME problem: {words}"
 
 
+# A boundary line: "--" and up to 70 of RFC 2046's boundary characters (a space only inside),
+# or the closing line with "--" after it.
+_BOUNDARY_LINE = re.compile(r"^--([0-9A-Za-z'()+_,./:=?-](?:[0-9A-Za-z'()+_,./:=? -]{0,68}[0-9A-Za-z'()+_,./:=?-])?)"
+                            r"[ \t]*\r?$", re.MULTILINE)
+_PARSER = BytesParser(policy=compat32)
+
+
+def used_boundary(payload: str) -> str | None:
+    """The boundary the parts of a multipart body actually use when it is not the declared one:
+    a boundary line seen at least twice, or seen once and closed (``--b--``); None when there is none."""
+    opened: dict[str, int] = {}
+    closed: set[str] = set()
+    for match in _BOUNDARY_LINE.finditer(payload):
+        token = match.group(1)
+        if token.endswith("--") and len(token) > 2:
+            closed.add(token[:-2])
+        else:
+            opened[token] = opened.get(token, 0) + 1
+    for token, count in opened.items():  # in the order they first appear
+        if count >= 2 or token in closed:
+            return token
+    return None
+
+
+def _with_used_boundary(ctype: str, payload: str, defects: list[str]) -> Message | None:
+    """The multipart ``payload`` parsed again with the boundary its parts use, or None when they use none."""
+    boundary = used_boundary(payload)
+    if boundary is None or '"' in boundary:
+        return None
+    head = f'Content-Type: {ctype}; boundary="{boundary}"\r\n\r\n'.encode("ascii", "replace")
+    reparsed = _PARSER.parsebytes(head + payload.encode("utf-8", "surrogateescape"))
+    if not isinstance(reparsed.get_payload(), list):
+        return None
+    defects.append(f"MIME problem: the parts use the boundary {boundary[:70]!r}, not the one declared")
+    return reparsed
+
+
 class Walker:
     """Collects bodies and attachments from a message tree without descending into attached messages."""
 
@@ -137,8 +175,12 @@ class Walker:
                     if isinstance(sub, (Message, FastPart)):
                         self.walk(sub, depth + 1)
             elif isinstance(payload, str) and payload.strip():
-                # A multipart whose boundary never appears: its body is one opaque blob; keep it as text.
-                self._add_text_like(part, hdrs, "text/plain")
+                # A multipart whose declared boundary never appears: its parts may use another one.
+                recovered = None if depth >= MAX_DEPTH - 1 else _with_used_boundary(ctype, payload, self.defects)
+                if recovered is not None:
+                    self.walk(recovered, depth + 1)
+                else:  # one opaque blob: keep it as text
+                    self._add_text_like(part, hdrs, "text/plain")
             return
         self._leaf(part, hdrs, ctype)
 

@@ -31,7 +31,7 @@ from app.scanner.headers import (
 )
 from app.scanner.mime import Part, split_message
 from app.scanner.sanitize import sanitize_html
-from app.scanner.types import TRUNCATED_DEFECT, AttachmentData, ParsedMessage, RawMessage
+from app.scanner.types import RECEIVED_DATE_DEFECT, TRUNCATED_DEFECT, AttachmentData, ParsedMessage, RawMessage
 
 MAX_NAME_LENGTH = 300
 MAX_HEADER_VALUE = 20_000  # a header value longer than this is cut (display and filters only)
@@ -89,6 +89,10 @@ def _parse(raw: RawMessage) -> ParsedMessage:
         from_name = _display_only(decoded_by_name.get("from"))
     subject = decoded_by_name.get("subject", "")
     date = parse_date(decoded_by_name.get("date"), defects)
+    if date is None and raw.internal_date is not None:
+        # Dated and sorted by when the server received it, rather than not at all.
+        date = raw.internal_date
+        defects.append(RECEIVED_DATE_DEFECT)
     body_text, body_html, had_remote, attachments = ("", "", False, []) if raw.truncated else _bodies(msg, defects)
 
     parsed = ParsedMessage(

@@ -63,10 +63,14 @@ class RawMessage:
     size: int
     # True when the message was over the size limit: ``data`` holds only its header.
     truncated: bool = False
+    # When the server received it (IMAP INTERNALDATE), naive UTC; the date of a message without a usable Date.
+    internal_date: datetime | None = None
 
 
 # The defect every message over the size limit carries (``RawMessage.truncated``).
 TRUNCATED_DEFECT = "message over the size limit: only its header was stored"
+# The note of a message dated by the server's receive time (``RawMessage.internal_date``).
+RECEIVED_DATE_DEFECT = "no usable Date header: its date is when the mail server received it"
 
 
 # --- parse -----------------------------------------------------------------

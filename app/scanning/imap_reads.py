@@ -10,7 +10,7 @@ flag. Each function is one IMAP round trip:
 - ``search_since``: ``UID SEARCH UID n:* SINCE d-Mon-yyyy`` (a scanner that reads only recent mail);
 - ``list_sizes``: ``UID FETCH n:* (UID RFC822.SIZE)`` (the UIDs after the last
   one done, with their sizes, so chunks can be bounded in bytes too);
-- ``fetch_chunk``: one ``UID FETCH a,b,c (UID RFC822.SIZE BODY.PEEK[])`` for
+- ``fetch_chunk``: one ``UID FETCH a,b,c (UID RFC822.SIZE INTERNALDATE BODY.PEEK[])`` for
   the messages under the size limit, and one ``BODY.PEEK[HEADER]`` for those
   over it (only when there are any).
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import imaplib
 import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from imap_tools.utils import encode_folder
@@ -30,6 +30,7 @@ from app.scanner.types import FolderStatus, RawMessage
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_INTERNALDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"')
 _LIST_ATTRIBUTES = re.compile(rb"\(([^)]*)\)")
 _STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 
@@ -154,9 +155,21 @@ def chunk_bytes(uids: list[int], sizes: dict[int, int], max_message_bytes: int) 
     return sum(64 * 1024 if sizes.get(u, 0) > max_message_bytes else sizes.get(u, 0) for u in uids)
 
 
-def _parse_fetch(data: list[Any]) -> dict[int, tuple[int | None, bytes]]:
-    """UID → (RFC822.SIZE, literal) from an imaplib FETCH answer."""
-    out: dict[int, tuple[int | None, bytes]] = {}
+def internal_date(meta: bytes) -> datetime | None:
+    """The INTERNALDATE of a FETCH answer's line (``"17-Jul-1996 02:44:25 -0700"``) as naive UTC, or None."""
+    match = _INTERNALDATE.search(meta)
+    if match is None:
+        return None
+    try:
+        when = datetime.strptime(match.group(1).decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return None
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+def _parse_fetch(data: list[Any]) -> dict[int, tuple[int | None, bytes, datetime | None]]:
+    """UID → (RFC822.SIZE, literal, INTERNALDATE) from an imaplib FETCH answer."""
+    out: dict[int, tuple[int | None, bytes, datetime | None]] = {}
     meta = b""
     body: bytes | None = None
 
@@ -165,7 +178,7 @@ def _parse_fetch(data: list[Any]) -> dict[int, tuple[int | None, bytes]]:
             return
         uid, size = _UID.search(meta), _SIZE.search(meta)
         if uid:
-            out[int(uid.group(1))] = (int(size.group(1)) if size else None, body or b"")
+            out[int(uid.group(1))] = (int(size.group(1)) if size else None, body or b"", internal_date(meta))
 
     for item in data or []:
         if isinstance(item, tuple):
@@ -193,17 +206,19 @@ def fetch_chunk(client: imaplib.IMAP4, folder: str, uidvalidity: int, uids: list
     large = [u for u in uids if sizes.get(u, 0) > max_message_bytes]
     got: dict[int, RawMessage] = {}
     if small:
-        typ, data = client.uid("FETCH", ",".join(map(str, small)), "(UID RFC822.SIZE BODY.PEEK[])")
+        typ, data = client.uid("FETCH", ",".join(map(str, small)), "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[])")
         _check(typ, data, "send the messages")
-        for uid, (size, body) in _parse_fetch(data).items():
+        for uid, (size, body, received) in _parse_fetch(data).items():
             got[uid] = RawMessage(folder=folder, uidvalidity=uidvalidity, uid=uid, data=body,
-                                  size=size if size is not None else len(body))
+                                  size=size if size is not None else len(body), internal_date=received)
     if large:
-        typ, data = client.uid("FETCH", ",".join(map(str, large)), "(UID RFC822.SIZE BODY.PEEK[HEADER])")
+        typ, data = client.uid("FETCH", ",".join(map(str, large)),
+                               "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER])")
         _check(typ, data, "send the message headers")
-        for uid, (size, body) in _parse_fetch(data).items():
+        for uid, (size, body, received) in _parse_fetch(data).items():
             got[uid] = RawMessage(folder=folder, uidvalidity=uidvalidity, uid=uid, data=body,
-                                  size=size if size is not None else sizes.get(uid, 0), truncated=True)
+                                  size=size if size is not None else sizes.get(uid, 0), truncated=True,
+                                  internal_date=received)
     wanted = set(uids)
     messages = [got[u] for u in sorted(got) if u in wanted]
     missing = [u for u in uids if u not in got]

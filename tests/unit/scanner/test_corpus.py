@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.scanner.bodies import used_boundary
 from app.scanner.types import TRUNCATED_DEFECT
 from tests.unit.scanner.helpers import parse
 
@@ -63,8 +64,29 @@ def test_01_plain():
 
 def test_02_broken_boundary_keeps_the_text():
     p = load("02-broken-boundary.eml")
-    assert "never declared" in p.body_text
-    assert has_defect(p, "boundary")
+    # The parts use a boundary that was never declared: they are read with the one they use.
+    assert p.body_text == "The parts use a boundary that was never declared."
+    assert [(a.filename, a.data) for a in p.attachments] == [("data.bin", bytes(range(6)))]
+    assert has_defect(p, "the parts use the boundary 'other-boundary', not the one declared")
+
+
+def test_a_multipart_without_any_boundary_stays_one_text():
+    p = parse("""
+From: a@b.example
+Subject: no parts
+Content-Type: multipart/mixed; boundary="declared"
+
+Just some text, and no boundary line at all.
+--a dash line once
+""")
+    assert "Just some text" in p.body_text and p.attachments == []
+
+
+def test_used_boundary():
+    assert used_boundary("pre\r\n--b1\r\nx\r\n--b1\r\ny\r\n--b1--\r\n") == "b1"
+    assert used_boundary("--only-closed\nx\n--only-closed--\n") == "only-closed"
+    assert used_boundary("-- signature\n--once\ntext") is None
+    assert used_boundary("no lines at all") is None
 
 
 def test_03_unknown_charset_falls_back_readably():
