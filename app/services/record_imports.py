@@ -32,7 +32,7 @@ from app.extensions import db
 from app.jobqueue import jobs
 from app.models import RecordImport
 from app.models.base import utcnow
-from app.services import audit, records_import
+from app.services import audit, csv_lines, records_import
 from app.services.records_import import ImportFailed, ImportReport, RunOptions, SkippedRow
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _read_upload(stream: BinaryIO, max_bytes: int) -> bytes:
             return b"".join(parts)
         total += len(piece)
         if total > max_bytes:
-            raise records_import.too_big(max_bytes)
+            raise csv_lines.too_big(max_bytes)
         parts.append(piece)
 
 
@@ -90,7 +90,7 @@ Rows = list[tuple[int, list[str]]]
 def _mapping(kind: str, data: bytes, max_bytes: int) -> tuple[Columns, Rows]:
     """The header's mapping and the first PREVIEW_ROWS rows, cells in the order of the kind's fields."""
     spec = records_import.KINDS[kind]
-    reader = csv.reader(records_import.source_lines(data, max_bytes))
+    reader = csv.reader(csv_lines.source_lines(data, max_bytes))
     try:
         header = next(reader)
     except (StopIteration, csv.Error):

@@ -8,10 +8,11 @@ or by a stored record of that type) is skipped and reported with its line
 number and the reason. Good rows are inserted in chunks with one statement per
 chunk, in one transaction: an import is stored whole or not at all.
 
-The file is read as a stream, a line at a time, and refused as a whole (nothing
-stored) past ``IMPORT_MAX_BYTES`` (50 MiB), past ``IMPORT_MAX_ROWS`` rows
-(200,000), or at a line longer than 1 MiB, which no file of records has (a
-device such as /dev/zero, or a binary file): the message says which limit.
+The file is read as a stream, a line at a time (app/services/csv_lines.py), and
+refused as a whole (nothing stored) past ``IMPORT_MAX_BYTES`` (50 MiB), past
+``IMPORT_MAX_ROWS`` rows (200,000), or at a line longer than 1 MiB, which no file
+of records has (a device such as /dev/zero, or a binary file): the message says
+which limit.
 
 :class:`RunOptions` serve the import page (app/services/record_imports.py): a
 dry run that checks rows and stores nothing (the preview), and an import that
@@ -22,10 +23,8 @@ hold the only writer's lock until the import ends).
 
 from __future__ import annotations
 
-import codecs
 import csv
-import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,13 @@ from sqlalchemy import func, insert, select
 from app.extensions import db
 from app.models import Contact, Lead, Organization, OrganizationDomain
 from app.models.base import normalize_email, utcnow
+from app.services.csv_lines import ImportFailed, ReadCount, source_lines
 from app.services.organization_domains import ImportedDomains
 from app.services.records import is_valid_email
 
 CHUNK_SIZE = 1000
 MAX_BYTES = 50 * 1024 * 1024  # IMPORT_MAX_BYTES
 MAX_ROWS = 200_000  # IMPORT_MAX_ROWS
-MAX_LINE_BYTES = 1024 * 1024
-_READ = 64 * 1024
 # Header spellings people use for the same column.
 ALIASES = {"e_mail": "email", "mail": "email", "firstname": "first_name", "lastname": "last_name",
            "first": "first_name", "last": "last_name", "company_name": "company", "organisation": "organization",
@@ -61,15 +59,6 @@ class RunOptions:
     row_limit: int | None = None  # stop after this many rows (the rest is not read)
     defer_writes: bool = False  # read and check the whole file before the first write
     progress: ProgressCallback | None = None  # (phase "reading" or "saving", rows read, bytes read), per chunk
-
-
-@dataclass
-class _ReadCount:
-    bytes: int = 0
-
-
-class ImportFailed(ValueError):
-    """The file as a whole cannot be imported (unreadable, not UTF-8, wrong header); says why."""
 
 
 @dataclass(frozen=True)
@@ -136,77 +125,6 @@ def header_name(raw: str) -> str:
     return ALIASES.get(name, name)
 
 
-def _size_text(n: int) -> str:
-    return f"{n / (1024 * 1024):.0f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
-
-
-def too_big(max_bytes: int) -> ImportFailed:
-    """The refusal of a file past ``max_bytes``, in words."""
-    return ImportFailed(f"The file is larger than {_size_text(max_bytes)}, the most one import reads "
-                        "(IMPORT_MAX_BYTES). Nothing was imported: split the file and import the parts.")
-
-
-def _binary_lines(stream, max_bytes: int, read: _ReadCount | None = None) -> Iterator[str]:
-    """Decoded lines (UTF-8, a byte-order mark dropped) of a binary stream, within the limits."""
-    read = read or _ReadCount()
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    total, line_no, pending = 0, 1, []
-    pending_bytes = 0
-    while True:
-        piece = stream.readline(_READ)
-        total += len(piece)
-        read.bytes = total
-        if total > max_bytes:
-            raise too_big(max_bytes)
-        try:
-            text = decoder.decode(piece, final=not piece)
-        except UnicodeDecodeError as exc:
-            raise ImportFailed(f"The file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line_no}). "
-                               "Save it as “CSV UTF-8” and import it again.") from exc
-        if not piece:
-            if pending or text:
-                yield "".join(pending) + text
-            return
-        pending.append(text)
-        pending_bytes += len(piece)
-        if piece.endswith(b"\n"):
-            yield "".join(pending)
-            pending, pending_bytes = [], 0
-            line_no += 1
-        elif pending_bytes > MAX_LINE_BYTES:
-            raise ImportFailed(f"Line {line_no} is longer than {_size_text(MAX_LINE_BYTES)}: this is not a CSV file of "
-                               "records (a device or a binary file?). Nothing was imported.")
-
-
-def source_lines(source: bytes | str | Path, max_bytes: int, read: _ReadCount | None = None) -> Iterable[str]:
-    """The file's lines, whether given as a path, its bytes or its text, read as a stream."""
-    if isinstance(source, Path):
-        try:
-            stream = source.open("rb")
-        except OSError as exc:
-            raise ImportFailed(f"Cannot read {source}: {exc.strerror or exc}.") from exc
-        return _closing_lines(stream, max_bytes, source, read)
-    if isinstance(source, bytes):
-        return _binary_lines(io.BytesIO(source), max_bytes, read)
-    if len(source) > max_bytes:
-        raise too_big(max_bytes)
-    return io.StringIO(source.removeprefix("\ufeff"), newline="")
-
-
-def _closing_lines(stream, max_bytes: int, path: Path, read: _ReadCount | None) -> Iterator[str]:
-    with stream:
-        try:
-            size = path.stat().st_size if path.is_file() else 0
-        except OSError:
-            size = 0
-        if size > max_bytes:  # a regular file says its size: refused before reading a byte
-            raise too_big(max_bytes)
-        try:
-            yield from _binary_lines(stream, max_bytes, read)
-        except OSError as exc:
-            raise ImportFailed(f"Cannot read {path}: {exc.strerror or exc}.") from exc
-
-
 def _columns(reader: Iterator[list[str]], spec: _Kind, report: ImportReport) -> dict[str, int]:
     """Read the header line: each known column's position; unknown columns are noted in the report."""
     try:
@@ -269,7 +187,7 @@ def import_records(kind: str, source: bytes | str | Path, *, chunk_size: int = C
     max_bytes = max_bytes or int(current_app.config.get("IMPORT_MAX_BYTES", MAX_BYTES))
     max_rows = max_rows or int(current_app.config.get("IMPORT_MAX_ROWS", MAX_ROWS))
     options = options or RunOptions()
-    read = _ReadCount()
+    read = ReadCount()
     reader = csv.reader(source_lines(source, max_bytes, read))
     report = ImportReport(kind)
     positions = _columns(reader, spec, report)
@@ -292,7 +210,7 @@ class _Importer:
     """Checks rows one by one and inserts the good ones a chunk at a time."""
 
     def __init__(self, kind: str, spec: _Kind, report: ImportReport, chunk_size: int, options: RunOptions,
-                 read: _ReadCount):
+                 read: ReadCount):
         self.kind, self.spec, self.report, self.chunk_size = kind, spec, report, chunk_size
         self.options, self.read = options, read
         self.model = spec.model
