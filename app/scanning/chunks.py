@@ -133,14 +133,14 @@ def store_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: Ru
         turn.take()  # nothing stored (all duplicates or ignored): the folder and counters still are
         _commit_chunk(setup, folder, read, totals, stored)
     except Exception as exc:
-        if isinstance(exc, OperationalError) and not is_deadlock(exc):
+        if isinstance(exc, OperationalError) and not is_conflict(exc):
             raise  # the database itself is unavailable: the run fails, the next one resumes here
         # A uniqueness constraint caught what the key lookup missed (another worker stored the same
         # message meanwhile, from this or another mailbox), or one message's data upset the database
         # or a step: store the batch again one message at a time, so only the culprit is reported and
         # the rest is stored (a message the other worker stored is then found, and linked).
         db.session.rollback()
-        if not isinstance(exc, IntegrityError | OperationalError):
+        if not is_conflict(exc):
             logger.warning("batch store failed for account %s folder %s (%s); retrying one by one",
                            setup.account_id, folder.plan.name, exc, exc_info=True)
         turn.take()
@@ -166,9 +166,14 @@ def _commit_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: 
     db.session.commit()
 
 
-def is_deadlock(exc: OperationalError) -> bool:
-    """True when PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): worth a retry."""
-    return getattr(exc.orig, "sqlstate", None) == "40P01"
+def is_conflict(exc: BaseException) -> bool:
+    """True when another transaction stored the same row meanwhile: a uniqueness conflict, or a deadlock
+    PostgreSQL broke (SQLSTATE 23505, 40P01). Worth storing again, after a rollback. PostgreSQL's COPY
+    raises the driver's own error, which carries the SQLSTATE itself."""
+    if isinstance(exc, IntegrityError):
+        return True
+    state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return state in ("23505", "40P01")
 
 
 def _store_one(setup: RunSetup, item: BatchItem) -> RunCounters:
@@ -181,9 +186,9 @@ def _store_one(setup: RunSetup, item: BatchItem) -> RunCounters:
             batch.store_batch(setup.store, [item], one)
             db.session.commit()
             return one
-        except (IntegrityError, OperationalError) as exc:
+        except Exception as exc:
             db.session.rollback()
-            if isinstance(exc, OperationalError) and not is_deadlock(exc):
+            if not is_conflict(exc):
                 raise
     return RunCounters(duplicates=1)
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from types import SimpleNamespace
 
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Email, EmailMailbox, Ticket
-from app.scanner.types import ParsedMessage
+from app.models import Email, EmailMailbox, MailSettings, Ticket
+from app.scanner.types import BatchItem, ParsedMessage, RunCounters
+from app.scanning.chunks import _store_one, is_conflict
+from app.scanning.store.batch import load_context, store_batch
 from tests import factories
+from tests.conftest import postgresql_only
 from tests.unit.scanning.store_helpers import links_of, make_account, msg, store
 
 
@@ -107,3 +112,48 @@ def test_deleting_the_first_mailbox_keeps_mail_another_mailbox_reached(app):
     assert (email.account_id, email.folder, email.uid, email.message_id) == (sales.id, "Orders", 20,
                                                                              "both@acme.test")
     assert mailboxes_of(email.id) == [(sales.id, "both@acme.test", "Orders", 20)]
+
+
+@postgresql_only
+def test_two_workers_storing_one_message_at_once_store_it_once(app):
+    """The race itself, made certain: Support's worker has written the message and not committed when
+    Sales' worker writes it too. Sales' insert waits on the unique identity, fails once Support commits,
+    and storing it again (as a scan does after a failed batch) links it: one e-mail, one ticket."""
+    factories.contact(email="jane@acme.test")
+    support, sales = two_mailboxes()
+    original = msg(1, mid="race@acme.test", to=("support@corp.test", "sales@corp.test"))
+    settings = MailSettings.get()
+    support_ctx, sales_ctx = load_context(support, settings), load_context(sales, settings)
+    db.session.commit()
+    outcome: dict[str, object] = {}
+    entered = threading.Event()
+
+    def sales_worker() -> None:
+        with app.app_context():
+            item = BatchItem(delivered(original, "sales@corp.test", 5), "incoming")
+            try:
+                entered.set()
+                store_batch(sales_ctx, [item], RunCounters())
+                db.session.commit()
+                outcome["first"] = "stored"
+            except Exception as exc:  # PostgreSQL's COPY raises the driver's UniqueViolation
+                db.session.rollback()
+                outcome["first"] = "conflict" if is_conflict(exc) else repr(exc)
+            outcome["retry"] = _store_one(SimpleNamespace(store=sales_ctx), item)
+            db.session.remove()
+
+    store_batch(support_ctx, [BatchItem(delivered(original, "support@corp.test", 9), "incoming")], RunCounters())
+    thread = threading.Thread(target=sales_worker)
+    thread.start()
+    entered.wait(10)
+    thread.join(1.0)
+    assert thread.is_alive(), "the second insert should wait for the first transaction"
+    db.session.commit()
+    thread.join(30)
+    assert outcome["first"] == "conflict"
+    retry = outcome["retry"]
+    assert (retry.created, retry.also_in, retry.tickets_created) == (0, 1, 0)
+    assert db.session.scalar(select(func.count(Email.id))) == 1
+    assert db.session.scalar(select(func.count(Ticket.id))) == 1
+    email_id = db.session.scalar(select(Email.id))
+    assert [m[0] for m in mailboxes_of(email_id)] == [support.id, sales.id]
