@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.extensions import db
-from app.models import Contact, Email, Ticket, ticket_number
+from app.models import Contact, Email, EmailMailbox, Ticket, ticket_number
 from tests.autologin_stack import PASSWORD, roundcube_logs, start_stack
 from tests.ci import unavailable
 
@@ -146,7 +146,9 @@ def test_open_in_webmail_shows_that_message(world, context, dovecot):
             conn.logout()
         row = Email(account_id=box["id"], folder="INBOX", uidvalidity=uidvalidity, uid=uid, message_key=message_id,
                     message_id=message_id, subject=subject, from_addr="bob@customer.test", to_addrs=box["login"],
-                    body_text="I ordered last week and nothing came.", raw=bytes(msg), size=len(bytes(msg)))
+                    body_text="I ordered last week and nothing came.", raw=bytes(msg), size=len(bytes(msg)),
+                    mailboxes=[EmailMailbox(account_id=box["id"], message_key=message_id, folder="INBOX",
+                                            uidvalidity=uidvalidity, uid=uid)])
         db.session.add(row)
         db.session.commit()
         email_id = row.id

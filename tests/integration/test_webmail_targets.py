@@ -203,3 +203,32 @@ def test_the_plugin_opens_the_inbox_for_a_target_it_does_not_allow(stack, world,
     assert "_action=" not in page.url and "_task=mail" in page.url
     assert re.search(r'header-title username">([^<]+)<', page.text).group(1) == world["login"]
     assert "opening the inbox" in roundcube_logs(stack)
+
+
+def test_a_message_in_two_mailboxes_opens_in_the_one_the_user_is_granted(stack, dovecot, world):
+    """Stored once from Sales, it reached Support too; bob may open only Support: it opens there, by its UID there."""
+    login, password = dovecot.new_user("support")
+    support = stack.add_mailbox("Support", login, password, imap_host=dovecot.host, imap_port=dovecot.port)
+    stack.grant(support, stack.add_user("bob-support"))
+    subject = f"Sent to both {secrets.token_hex(3)}"
+    email_id, _ = store_message(stack, dovecot, world, subject)
+    with stack.app.app_context():
+        row = db.session.get(Email, email_id)
+        raw, key = row.raw, row.message_key
+    dovecot.append(login, password, "INBOX", b"Subject: filler\r\n\r\nmoves the UIDs on\r\n")
+    uid = dovecot.append(login, password, "INBOX", raw)
+    conn = dovecot.connect(login, password)
+    try:
+        uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)", conn.status("INBOX", "(UIDVALIDITY)")[1][0]).group(1))
+    finally:
+        conn.logout()
+    with stack.app.app_context():
+        db.session.add(EmailMailbox(email_id=email_id, account_id=support, message_key=key, folder="INBOX",
+                                    uidvalidity=uidvalidity, uid=uid))
+        db.session.commit()
+    bob = stack.browser("bob-support")
+    page = hand_off(bob, click(stack, bob, f"/bridge/webmail/{email_id}", f"/records/emails/{email_id}"))
+    assert "_action=show" in page.url and f"_uid={uid}" in page.url
+    assert subject in page.text
+    inbox = bob.get(stack.roundcube_url, params={"_task": "mail"}, timeout=30)
+    assert re.search(r'header-title username">([^<]+)<', inbox.text).group(1) == login

@@ -219,3 +219,37 @@ def test_open_in_webmail_of_an_email_the_user_may_not_see_is_404(app, client, au
     auth.login("alice")
     assert client.post(f"/bridge/webmail/{mail.id}", data={"csrf_token": _csrf(client)}).status_code == 404
     assert _tokens() == 0
+
+
+def _also_in(mail, account, uid=77):
+    """Link a stored e-mail to a second mailbox it reached, as a scan of that mailbox does."""
+    from app.models import EmailMailbox
+
+    db.session.add(EmailMailbox(email_id=mail.id, account_id=account.id, message_key=mail.message_key,
+                                folder="Archive", uidvalidity=5, uid=uid))
+    db.session.commit()
+
+
+def test_open_in_webmail_offers_only_granted_mailboxes_among_those_the_email_reached(app, client, auth):
+    from app.services.autologin import webmail
+
+    alice = factories.user("alice")
+    sales, support, other = (_mailbox(app), _mailbox(app, "Support", "support@corp.test"),
+                             _mailbox(app, "Other", "other@corp.test"))
+    mail = factories.email(sales)
+    _also_in(mail, support)
+    factories.grant(alice, support)
+    factories.grant(alice, other)  # granted, but the e-mail never reached it
+    places = webmail.places_for(alice, mail)
+    assert [(p.account_id, p.folder, p.uid) for p in places] == [(support.id, "Archive", 77)]
+    auth.login("alice")
+    page = client.get(f"/records/emails/{mail.id}").get_data(as_text=True)
+    assert f'<input type="hidden" name="mailbox" value="{support.id}">' in page
+    # A mailbox the e-mail did not reach, or one not granted, is refused before any server is asked.
+    for account in (other, sales):
+        response = client.post(f"/bridge/webmail/{mail.id}", data={"csrf_token": _csrf(client), "mailbox": account.id})
+        assert response.status_code == 303 and _tokens() == 0
+    factories.grant(alice, sales)
+    page = client.get(f"/records/emails/{mail.id}").get_data(as_text=True)
+    assert (f'<select name="mailbox"><option value="{sales.id}">Sales</option>'
+            f'<option value="{support.id}">Support</option>') in page
