@@ -52,15 +52,19 @@ def _user_id(username: str | None) -> int | None:
 @click.option("--after-store", default="keep", show_default=True,
               help="What is done in the mailbox with a stored message: keep, mark_read, move, delete.")
 @click.option("--move-to", default=None, help="With --after-store move: the folder (it must exist on the server).")
+@click.option("--archive", is_flag=True,
+              help="Import the mail already in the mailbox as an archive (stored and bound, opening no ticket).")
+@click.option("--since", default=None, help="Only mail the server received on or after this day (YYYY-MM-DD).")
 @click.option("--disabled", is_flag=True, help="Create it disabled (not scanned until enabled).")
 def add(server, label, login, password, folders, actions, search_fields, username, after_store, move_to,
-        disabled):
+        archive, since, disabled):
     """Add a mail scanner and print its id (alone, for scripts)."""
     try:
         account = scanners.create_scanner(
             label or login, _server_id(server), login, password, scanner_fields.parse_folders(folders),
             scanner_fields.parse_names(actions), scanner_fields.parse_names(search_fields), _user_id(username),
-            enabled=not disabled, after_store=after_store, after_store_folder=move_to)
+            enabled=not disabled, after_store=after_store, after_store_folder=move_to,
+            existing=scanner_fields.ExistingMail(archive=archive, since=since or ""))
     except ScannerError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(account.id)

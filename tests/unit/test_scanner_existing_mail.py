@@ -105,3 +105,15 @@ def test_turning_the_archive_import_on_records_the_boundary_anew(app):
     assert db.session.get(MailAccount, account.id).archive_existing is False
     scanners.update_scanner(account.id, **fields, existing=ExistingMail(archive=True))
     assert set(db.session.scalars(select(ScanFolder.archive_below_uid))) == {None}
+
+
+def test_the_cli_adds_a_scanner_with_the_choices_and_refuses_a_bad_day(app, runner):
+    server = make_server()
+    ok = runner.invoke(args=["scanners", "add", "--server", server.name, "--login", "old@corp.test",
+                             "--password", "pw-123456", "--archive", "--since", "2024-06-30"])
+    assert ok.exit_code == 0, ok.output
+    account = db.session.get(MailAccount, int(ok.output.strip().splitlines()[-1]))
+    assert account.archive_existing is True and account.since_date == date(2024, 6, 30)
+    bad = runner.invoke(args=["scanners", "add", "--server", server.name, "--login", "new@corp.test",
+                              "--password", "pw-123456", "--since", "30/06/2024"])
+    assert bad.exit_code != 0 and "YYYY-MM-DD" in bad.output
