@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import User
+from app.models.base import normalize_email
 from app.services import accounts, audit
 from app.services.accounts import AccountError
 from app.services.validation import has_control_chars
@@ -69,8 +70,21 @@ def generate_password() -> str:
     return secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
 
 
+def _refuse_taken_email(email: str | None, own_id: int | None) -> None:
+    """One user per address, so that mail from it relates to one user."""
+    address = normalize_email(email)
+    if address is None:
+        return
+    query = select(User.id).where(User.email == address)
+    if own_id is not None:
+        query = query.where(User.id != own_id)
+    if db.session.scalar(query.limit(1)) is not None:
+        raise AccountError(f"Another user already has the e-mail address {address}.")
+
+
 def create_user(new: NewUser) -> tuple[User, str | None]:
     """Create a user, audited; returns (the user, the generated password or None when one was given)."""
+    _refuse_taken_email(accounts.check_email(new.email), None)
     generated = None if new.password else generate_password()
     user = accounts.create_user(new.username, new.password or generated or "", admin=new.is_admin,
                                 email=new.email, full_name=new.full_name, commit=False)
@@ -93,6 +107,7 @@ def update_profile(user: User, profile: Profile) -> list[str]:
     """Change a user's full name and e-mail address, audited; returns what changed, in words."""
     full_name = _clean_name(profile.full_name)
     email = accounts.check_email(profile.email)
+    _refuse_taken_email(email, user.id)
     before = (user.full_name or "", user.email)
     user.full_name = full_name
     user.set_email(email)

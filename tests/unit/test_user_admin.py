@@ -101,6 +101,16 @@ def test_reset_password_refuses_a_short_one_and_audits_nothing_then(app, user):
     assert "a long new password" not in entry.details
 
 
+def test_two_users_never_share_an_address(app, admin, user):
+    with pytest.raises(AccountError, match="Another user already has the e-mail address alice@corp.test"):
+        user_admin.create_user(user_admin.NewUser("alice2", email="Alice@Corp.test", password="long enough pw"))
+    with pytest.raises(AccountError, match="Another user already has"):
+        user_admin.update_profile(admin, user_admin.Profile("Admin", "alice@corp.test"))
+    db.session.rollback()
+    assert _audit("user.create") == [] and _audit("user.update") == []
+    assert user_admin.update_profile(user, user_admin.Profile("Alice", "alice@corp.test")) == []  # her own address
+
+
 def test_update_profile_says_what_changed_and_refuses_a_bad_address(app, user):
     changes = user_admin.update_profile(user, user_admin.Profile("Alice Liddell", "ALICE@wonder.test"))
     assert user.email == "alice@wonder.test" and user.full_name == "Alice Liddell"
