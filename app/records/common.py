@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from flask import current_app, request
 from flask_login import current_user
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import joinedload, load_only
 
 from app.extensions import db
-from app.models import Email, EmailLink, MailAccount
+from app.models import Email, EmailLink
 from app.pagination import IdsFirstPagination, requested_page
-from app.services.email_access import email_visibility
+from app.services.email_access import email_visibility, mailbox_names
 
-# The columns an e-mail row of a list shows; bodies, headers and the raw message stay unloaded.
-EMAIL_LIST_COLUMNS = (Email.id, Email.subject, Email.from_addr, Email.from_name, Email.date,
-                      Email.direction, Email.account_id, Email.folder, Email.size)
+
+@dataclass(frozen=True)
+class EmailListRow:
+    """One e-mail of a list: the columns it shows (bodies, headers and the raw message stay unread)
+    and a mailbox it reached that the viewer may read."""
+
+    id: int
+    subject: str | None
+    from_addr: str | None
+    from_name: str | None
+    date: datetime | None
+    direction: str
+    mailbox: str
 
 
 
@@ -42,12 +54,12 @@ def email_list_query() -> Select:
     return select(Email.id).where(email_visibility(current_user)).order_by(Email.date.desc(), Email.id.desc())
 
 
-def _load_email_rows(session, ids: list[int]):
+def _load_email_rows(session, ids: list[int]) -> list[EmailListRow]:
     """The page's e-mails, list columns only (rows are wide: bodies, the raw message)."""
-    return session.execute(
-        select(Email).where(Email.id.in_(ids))
-        .options(load_only(*EMAIL_LIST_COLUMNS, raiseload=True),
-                 joinedload(Email.account).load_only(MailAccount.name, raiseload=True))).unique().scalars()
+    names = mailbox_names(current_user, ids)
+    rows = session.execute(select(Email.id, Email.subject, Email.from_addr, Email.from_name, Email.date,
+                                  Email.direction).where(Email.id.in_(ids)))
+    return [EmailListRow(*row, mailbox=names.get(row.id, "")) for row in rows]
 
 
 def paginate_emails(id_query: Select):

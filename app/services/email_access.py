@@ -84,6 +84,24 @@ def reached_mailboxes(email_id: int, user: Viewer) -> list:
         .order_by(EmailMailbox.first_seen_at, EmailMailbox.id)).all()
 
 
+def mailbox_names(user: Viewer, email_ids: list[int] | set[int]) -> dict[int, str]:
+    """For each e-mail id, the name of the first mailbox it reached that ``user`` may read (one query).
+
+    Lists name this one rather than the mailbox the e-mail was stored from first, which a user
+    granted only a later mailbox may not read (its name is not theirs to see).
+    """
+    if not email_ids:
+        return {}
+    names: dict[int, str] = {}
+    for email_id, name in db.session.execute(
+            select(EmailMailbox.email_id, MailAccount.name)
+            .join(MailAccount, MailAccount.id == EmailMailbox.account_id)
+            .where(EmailMailbox.email_id.in_(sorted(email_ids)), email_visibility(user, MailAccount.id))
+            .order_by(EmailMailbox.email_id, EmailMailbox.first_seen_at, EmailMailbox.id)):
+        names.setdefault(email_id, name)
+    return names
+
+
 def get_visible_email_or_404(email_id: int, user: Viewer, *options: ExecutableOption) -> Email:
     """The e-mail with that id when ``user`` may see it; 404 otherwise (existence not revealed)."""
     query = select(Email).where(Email.id == email_id, email_visibility(user))

@@ -15,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 
 from app.extensions import db
-from app.models import Email, EmailLink, MailAccount, Ticket, User
+from app.models import Email, EmailLink, Ticket, User
 from app.services.autologin import grants
-from app.services.email_access import Viewer, email_visibility
+from app.services.email_access import Viewer, email_visibility, mailbox_names
 from app.services.ticket_access import ticket_visibility
 
 # How many of each list the start page shows; the full lists are one click away.
@@ -79,13 +79,13 @@ def related_mail(user: User, limit: int = MAIL_SHOWN) -> list[MailLine]:
         (EmailLink.record_type == "ticket") & EmailLink.record_id.in_(my_tickets)))
     newest = func.coalesce(Email.date, Email.created_at)
     rows = db.session.execute(
-        select(Email.id, Email.subject, Email.from_name, Email.from_addr, newest.label("when"),
-               MailAccount.name.label("mailbox"))
-        .join(MailAccount, MailAccount.id == Email.account_id)
+        select(Email.id, Email.subject, Email.from_name, Email.from_addr, newest.label("when"))
         .where(Email.id.in_(linked), email_visibility(user))
         .order_by(newest.desc(), Email.id.desc()).limit(limit)).all()
-    return [MailLine(r.id, r.subject or "(no subject)", r.from_name or r.from_addr or "—", r.when, r.mailbox)
-            for r in rows]
+    # Named by a mailbox the user may read, not necessarily the one the e-mail was stored from.
+    names = mailbox_names(user, [r.id for r in rows])
+    return [MailLine(r.id, r.subject or "(no subject)", r.from_name or r.from_addr or "—", r.when,
+                     names.get(r.id, "")) for r in rows]
 
 
 def start_page(user: Viewer) -> StartPage:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from app.extensions import db
-from app.models import EmailMailbox, ScanRun
+from app.models import EmailMailbox, ScanRun, User
 from tests import factories
 
 
@@ -79,3 +79,16 @@ def test_the_run_log_says_also_in_which_mailbox(app, client, auth):
     auth.login("root")
     page = client.get("/admin/history").get_data(as_text=True)
     assert "+3 also in Support" in page
+
+
+def test_lists_name_only_a_mailbox_the_user_may_read(app, client, auth):
+    # Stored first from Support, seen by Bob through Sales: every list names Sales, never Support.
+    email, ticket, _support, _sales = _shared_email()
+    bob = db.session.scalar(db.select(User).where(User.username == "bob"))
+    ticket.assignee_id = bob.id
+    db.session.commit()
+    auth.login("bob")
+    for path in ("/records/emails", f"/records/tickets/{ticket.id}", "/"):
+        main = client.get(path).get_data(as_text=True).split("<main", 1)[1]
+        assert "Printer broken" in main, path
+        assert "Sales" in main and "Support" not in main, path
