@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import utcnow
+from app.scanner.domains import readable_domain
 
 TICKET_STATUSES = ("open", "in_progress", "waiting", "answered", "closed")
 TICKET_PREFIX = "TT-"
@@ -36,6 +37,15 @@ class Organization(db.Model):
     def domain_names(self) -> list[str]:
         """The organization's mail domains, sorted."""
         return [d.domain for d in self.domains]
+
+    @property
+    def readable_domains(self) -> list[str]:
+        """The mail domains as people write them: ``bücher.test (xn--bcher-kva.test)`` for an IDNA one."""
+        shown = []
+        for name in self.domain_names:
+            readable = readable_domain(name)
+            shown.append(name if readable == name else f"{readable} ({name})")
+        return shown
 
 
 class OrganizationDomain(db.Model):

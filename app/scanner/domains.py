@@ -67,6 +67,16 @@ def ascii_domain(domain: str) -> str | None:
         return None
 
 
+def readable_domain(domain: str) -> str:
+    """A stored domain as people write it: ``xn--bcher-kva.test`` → ``bücher.test`` (ASCII ones as they are)."""
+    if "xn--" not in domain:
+        return domain
+    try:
+        return idna.decode(domain)
+    except (idna.IDNAError, UnicodeError):
+        return domain
+
+
 def domain_of(address: str | None) -> str | None:
     """The domain of an address in its stored form, or None (no ``@``, or no usable domain)."""
     if not address or "@" not in address:

@@ -22,17 +22,25 @@ MAX_DOMAINS = 50  # per organization: enough for any company, small enough to sh
 class DomainRules:
     """What a domain is checked against: the public and our own domains, and who owns which domain.
 
-    Built once per form save or per import (two queries), then asked per domain.
+    Built once per form save or per import, then asked per domain. ``all_owners``: read who owns
+    every domain at once (an import asks about many); otherwise each domain is asked about alone
+    (a form has a few).
     """
 
-    def __init__(self, owners: dict[str, int] | None = None) -> None:
+    def __init__(self, *, all_owners: bool = False) -> None:
         settings = MailSettings.get()
         self.public = stored_domains(settings.public_domains)
         self.ours = stored_domains(settings.internal_domains)
-        if owners is None:
-            owners = {d: o for d, o in db.session.execute(
+        self.owners: dict[str, int] | None = None
+        if all_owners:
+            self.owners = {d: o for d, o in db.session.execute(
                 select(OrganizationDomain.domain, OrganizationDomain.organization_id))}
-        self.owners = owners
+
+    def owner(self, domain: str) -> int | None:
+        """The id of the organization that owns ``domain``, if any."""
+        if self.owners is not None:
+            return self.owners.get(domain)
+        return db.session.scalar(select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain))
 
     def problem(self, domain: str, org_id: int | None) -> str | None:
         """Why ``domain`` (normalized) cannot be the domain of organization ``org_id``, or None."""
@@ -42,7 +50,7 @@ class DomainRules:
                     "configuration).")
         if is_public(domain, self.ours):
             return f"{domain} is one of our own domains (Mail configuration), not an organization's."
-        owner = self.owners.get(domain)
+        owner = self.owner(domain)
         if owner is not None and owner != org_id:
             name = db.session.scalar(select(Organization.name).where(Organization.id == owner)) or f"#{owner}"
             return f"{domain} already belongs to the organization {name}."
@@ -78,7 +86,7 @@ class ImportedDomains:
     each domain given once in the whole file."""
 
     def __init__(self) -> None:
-        self.rules = DomainRules()
+        self.rules = DomainRules(all_owners=True)
         self.seen: dict[str, int] = {}
 
     def check(self, text: str | None, line: int) -> tuple[list[str], str | None]:

@@ -28,6 +28,11 @@ def test_domains_entered_on_the_form_are_saved_and_shown(client, auth, admin):
     assert org.domain_names == ["acme-mail.test", "acme.test"]
     page = client.get(f"/records/organizations/{org.id}")
     assert b"Mail domains" in page.data and b"acme-mail.test" in page.data and b"acme.test" in page.data
+    org.domains.append(OrganizationDomain(domain="xn--bcher-kva.test"))
+    db.session.commit()
+    assert "bücher.test (xn--bcher-kva.test)" in client.get(f"/records/organizations/{org.id}").get_data(as_text=True)
+    org.domains.pop()
+    db.session.commit()
     edit = client.get(f"/records/organizations/{org.id}/edit")
     assert b"acme-mail.test\nacme.test</textarea>" in edit.data
     # Editing replaces the list: one kept, one removed, one added.

@@ -16,6 +16,7 @@ from app.scanner.domains import (
     is_public,
     normalize_domain,
     parse_domains,
+    readable_domain,
     refs_of,
     stored_domains,
 )
@@ -59,6 +60,12 @@ def test_what_is_no_domain_is_refused_in_words(typed, words):
     with pytest.raises(ValueError) as caught:
         normalize_domain(typed)
     assert words in str(caught.value)
+
+
+def test_a_stored_international_domain_reads_as_people_write_it():
+    assert readable_domain("xn--bcher-kva.test") == "bücher.test"
+    assert readable_domain("acme.test") == "acme.test"
+    assert readable_domain("xn--ab-.test") == "xn--ab-.test"  # not valid IDNA: shown as stored
 
 
 def test_a_list_of_domains_is_split_normalized_and_deduplicated():
