@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from typing import TypeVar
 
 import idna
@@ -49,13 +48,9 @@ def domain_key(domain: str) -> str:
     return "@" + domain
 
 
-@lru_cache(maxsize=65536)
 def ascii_domain(domain: str) -> str | None:
     """A domain in its one stored form (lower-case ASCII, IDNA for international names), or None
-    when it cannot be one (empty, or not encodable).
-
-    Cached: a scan asks for the same few domains again and again (every address of every message).
-    """
+    when it cannot be one (empty, or not encodable)."""
     domain = domain.strip().rstrip(".").lower()
     if not domain:
         return None
