@@ -104,6 +104,11 @@ class Config:
     # A worker running a job heartbeats this often (RQ's job monitoring interval); three missed heartbeats
     # and it is taken for dead on every host.
     WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 30)
+    # One run reads at most "Max per run" messages and stops after this many seconds (between batches):
+    # a slow server then gives the worker back to the other mailboxes' scans at least this often. A run
+    # that stops at either bound is continued at once (in place when no other scan waits).
+    SCAN_RUN_SECONDS = env_int("SCAN_RUN_SECONDS", 5)
+    SCAN_CONTINUE_IN_PLACE = env_bool("SCAN_CONTINUE_IN_PLACE", True)
     # A run on another host whose RQ job is gone is taken for dead once its heartbeat is this old.
     RUN_DEAD_GRACE_SECONDS = env_int("RUN_DEAD_GRACE_SECONDS", 120)
     ALERT_NO_SUCCESS_MINUTES = env_int("ALERT_NO_SUCCESS_MINUTES", 120)

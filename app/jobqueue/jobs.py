@@ -6,6 +6,17 @@ connection made from ``REDIS_URL`` explicitly. The scan job id is
 no job with that id is queued, scheduled or running on a live worker, so the
 same scanner never runs twice at once (the database's compare-and-set when a
 run starts is the last guard).
+
+Scans use two queues, which workers take in this order (before the ``tasks`` queue):
+
+- ``scan``: scans asked for (new mail reported by a watcher, the schedule, *Scan now*);
+- ``backlog``: the continuation of a run that stopped at its budget of messages or time
+  (``continue_scan_job``). It goes to the back of this queue, so mailboxes with backlogs take
+  turns, and a scan of fresh mail in the ``scan`` queue never waits behind them.
+
+A job cannot enqueue a job under its own id while it runs, so a scanner's continuations
+alternate between two ids, ``scan-<id>`` and ``backlog-<id>``; a scan asked for while one of
+them waits is already on its way.
 """
 
 from __future__ import annotations
@@ -24,9 +35,12 @@ from rq.job import Job, JobStatus
 from app.jobqueue.connection import redis_connection
 
 SCAN_QUEUE = "scan"
+BACKLOG_QUEUE = "backlog"
 # Work other than scans (a CSV import of records): its own queue, so that it never waits behind scans.
 TASKS_QUEUE = "tasks"
-QUEUE_NAMES = (SCAN_QUEUE, TASKS_QUEUE)
+# Workers listen in this order: fresh scans first, then the continuations of backlogs, then other work.
+QUEUE_NAMES = (SCAN_QUEUE, BACKLOG_QUEUE, TASKS_QUEUE)
+SCAN_QUEUES = (SCAN_QUEUE, BACKLOG_QUEUE)
 # The job functions, by dotted path: the queue never imports the RQ glue that runs them.
 SCAN_JOB = "app.tasks.scan_job.scan_mailbox"
 IMPORT_JOB = "app.tasks.import_job.import_records"
@@ -38,7 +52,7 @@ RESULT_TTL = 600
 FAILURE_TTL = 24 * 3600
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED)
 
-_SCAN_JOB_ID = re.compile(r"^scan-(\d+)$")
+_SCAN_JOB_ID = re.compile(r"^(?:scan|backlog)-(\d+)$")
 
 
 def scan_job_id(account_id: int) -> str:
@@ -46,10 +60,23 @@ def scan_job_id(account_id: int) -> str:
     return f"scan-{int(account_id)}"
 
 
+def backlog_job_id(account_id: int) -> str:
+    """The other id a scanner's scan job takes when it continues a backlog (see the module docstring)."""
+    return f"backlog-{int(account_id)}"
+
+
 def scanner_of_job(job_id: str | None) -> int | None:
-    """The scanner id in a scan job id, or None for any other job id."""
+    """The scanner id in a scan job id (either of its two), or None for any other job id."""
     match = _SCAN_JOB_ID.match(job_id or "")
     return int(match.group(1)) if match else None
+
+
+def continuation_job_id(job_id: str) -> str:
+    """The id the continuation of the scan job ``job_id`` takes: the other one of the scanner's two."""
+    account_id = scanner_of_job(job_id)
+    if account_id is None:
+        raise ValueError(f"{job_id!r} is not a scan job id")
+    return backlog_job_id(account_id) if job_id == scan_job_id(account_id) else scan_job_id(account_id)
 
 
 def get_queue(app: Flask | None = None, name: str = SCAN_QUEUE, *, blocking: bool = False) -> Queue:
@@ -133,27 +160,51 @@ def submit_scan_job(app: Flask, account_id: int, trigger: str = "manual", *,
                     event_at: float | None = None) -> tuple[str, str]:
     """Enqueue a scan like ``enqueue_scan_job``; returns (job id, what happened).
 
-    What happened is "queued" (a new job), "waiting" (the same scan was already waiting in the
-    queue: it will see everything there is now) or "running" (the same scan is running on a live
-    worker, and may have looked at the mailbox before the latest mail came). ``event_at`` (seconds
-    since the epoch) is when the server reported the new mail: kept in the new job's meta as
-    ``event_at``, from which the scan job measures the delivery latency.
+    What happened is "queued" (a new job), "waiting" (the same scan was already waiting in a
+    queue, a backlog's continuation included: it will see everything there is now) or "running"
+    (the same scan is running on a live worker, and may have looked at the mailbox before the
+    latest mail came). ``event_at`` (seconds since the epoch) is when the server reported the new
+    mail: kept in the new job's meta as ``event_at``, from which the scan job measures the delivery
+    latency.
     """
     conn = redis_connection(app)
-    queue = get_queue(app)
-    job_id = scan_job_id(account_id)
+    other = _fetch(conn, backlog_job_id(account_id))
+    if other is not None and other.get_status(refresh=False) in WAITING:
+        return other.id, "waiting"
+    meta = {"account_id": account_id, "trigger": trigger, **({"event_at": event_at} if event_at is not None else {})}
+    return _submit(app, SCAN_QUEUE, scan_job_id(account_id), account_id, trigger, meta)
+
+
+def continue_scan_job(app: Flask, job_id: str, account_id: int) -> tuple[str, str]:
+    """From inside the running scan job ``job_id``: queue its continuation at the back of the backlog queue.
+
+    Returns (job id, what happened) as ``submit_scan_job`` does; "waiting" when a scan of the
+    scanner already waits (it continues the backlog).
+    """
+    return _submit(app, BACKLOG_QUEUE, continuation_job_id(job_id), account_id, "backlog",
+                   {"account_id": account_id, "trigger": "backlog"})
+
+
+def _fetch(conn: redis.Redis, job_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return None
+
+
+def _submit(app: Flask, queue_name: str, job_id: str, account_id: int, trigger: str, meta: dict) -> tuple[str, str]:
+    """Enqueue the scan job ``job_id`` on ``queue_name`` unless it is already waiting or running."""
+    conn = redis_connection(app)
+    queue = get_queue(app, queue_name)
     for _attempt in range(2):
         try:
             queue.enqueue_call(SCAN_JOB, args=(account_id, trigger), job_id=job_id, unique=True,
                                timeout=job_timeout(app), result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-                               retry=Retry(**SCAN_RETRY), description=f"scan of scanner {account_id}",
-                               meta={"account_id": account_id, "trigger": trigger,
-                                     **({"event_at": event_at} if event_at is not None else {})})
+                               retry=Retry(**SCAN_RETRY), description=f"scan of scanner {account_id}", meta=meta)
             return job_id, "queued"
         except DuplicateJobError:
-            try:
-                job = Job.fetch(job_id, connection=conn)
-            except NoSuchJobError:
+            job = _fetch(conn, job_id)
+            if job is None:
                 continue  # it ended between the two calls: enqueue again
             if _active(conn, job, busy_worker_stale_after(app)):
                 # The same scan is already on its way.
@@ -172,13 +223,26 @@ def enqueue_import_job(app: Flask, import_id: int) -> str:
     return job_id
 
 
-def job_progress(app: Flask, account_id: int) -> tuple[dict, bool]:
-    """(the job's progress meta, whether it is waiting in the queue) for a scanner's scan job."""
+def waiting_scans(app: Flask) -> int:
+    """How many jobs wait in the scan and backlog queues (a worker continues a backlog in place only at 0)."""
     conn = redis_connection(app)
-    try:
-        job = Job.fetch(scan_job_id(account_id), connection=conn)
-    except NoSuchJobError:
+    pipe = conn.pipeline(transaction=False)
+    for name in SCAN_QUEUES:
+        pipe.llen(Queue(name, connection=conn).key)
+    return sum(int(n) for n in pipe.execute())
+
+
+def job_progress(app: Flask, account_id: int) -> tuple[dict, bool]:
+    """(the job's progress meta, whether it is waiting in a queue) for a scanner's scan job.
+
+    Of the scanner's two job ids, the running one is read first, else a waiting one.
+    """
+    conn = redis_connection(app)
+    found = [job for job in (_fetch(conn, scan_job_id(account_id)), _fetch(conn, backlog_job_id(account_id)))
+             if job is not None]
+    if not found:
         return {}, False
-    status = job.get_status(refresh=False)
-    meta = dict(job.get_meta(refresh=False) or {})
-    return meta, status in WAITING
+    found.sort(key=lambda job: (job.get_status(refresh=False) != JobStatus.STARTED,
+                                job.get_status(refresh=False) not in WAITING))
+    job = found[0]
+    return dict(job.get_meta(refresh=False) or {}), job.get_status(refresh=False) in WAITING

@@ -89,6 +89,9 @@ class MailAccount(db.Model):
     last_run_status: Mapped[str | None] = mapped_column(String(20))
     last_error: Mapped[str | None] = mapped_column(Text)
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Messages the server holds beyond what the scans stored, as the last run counted them (None: not
+    # counted yet). A run that stops at its budget leaves a backlog, which its job continues at once.
+    backlog: Mapped[int | None] = mapped_column(Integer)
     unread_count: Mapped[int | None] = mapped_column(Integer)
     unread_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -5,7 +5,8 @@ helper thread while the current one is stored (``ReadAhead``): storing mostly wa
 database and fetching on the mail server, and both waits release the GIL. Only chunks of at most
 ``READ_AHEAD_MAX_BYTES`` are read ahead, so memory stays bounded by one batch plus that. The
 helper thread is the only user of the IMAP connection while it runs, and leaving the ``with``
-waits for it (before the logout). On a SQLite file the reader also pauses while a batch holds
+waits for it (before the logout). No fetch starts once the run was asked to stop, and a stop
+that comes while a fetch is slow cuts it short. On a SQLite file the reader also pauses while a batch holds
 the writer's turn (``runtime.WriterTurn``).
 
 Storing a chunk writes its messages, advances the folder (UIDVALIDITY, last UID) and saves the
@@ -16,8 +17,11 @@ from __future__ import annotations
 
 import imaplib
 import logging
+import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -38,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # The next chunk is fetched while the current one is stored only when it is at most this big.
 READ_AHEAD_MAX_BYTES = 8 * 1024 * 1024
+# While a fetch takes longer than this, the run checks every so often whether it was asked to stop.
+STOP_POLL_SECONDS = 1.0
 
 _folders = ScanFolder.__table__
 
@@ -87,16 +93,23 @@ def read_chunk(client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, uids:
 
 
 class ReadAhead:
-    """Reads the chunks of one folder in order, the next one (when small) in a helper thread.
+    """Reads the chunks of one folder in order, in a helper thread, the next one (when small) ahead.
 
     ``writes_done`` is set while no batch holds the writer's turn; the helper thread waits on it.
+    A fetch starts only after the run's stop check passed (``check_stop``, in the calling thread:
+    the helper never touches the database) and, for a chunk read ahead, only before the run's time
+    budget is spent. While a fetch takes longer than ``STOP_POLL_SECONDS`` the caller checks again
+    every so often; a stop then cuts the connection, so the run ends at once and nothing more is
+    fetched, even from a slow server.
     """
 
-    def __init__(self, client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, chunks: list[list[int]]) -> None:
+    def __init__(self, client: imaplib.IMAP4, setup: RunSetup, folder: FolderScan, chunks: list[list[int]],
+                 check_stop: Callable[[], None] = lambda: None) -> None:
         self.client = client
         self.setup = setup
         self.folder = folder
         self.chunks = chunks
+        self.check_stop = check_stop
         self.writes_done = threading.Event()
         self.writes_done.set()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="scan-read-ahead")
@@ -107,20 +120,53 @@ class ReadAhead:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self._ahead is not None and self._ahead.cancel():
+            self._ahead = None
         self._pool.shutdown(wait=True)
 
+    @property
+    def has_ahead(self) -> bool:
+        """True when the next chunk is already being read."""
+        return self._ahead is not None
+
     def read(self, index: int) -> ReadChunk:
-        """Chunk ``index`` read (by the helper thread when it was read ahead); the next one starts."""
+        """Chunk ``index`` read; the next one starts when small enough, the run goes on and has time left."""
         ahead, self._ahead = self._ahead, None
-        read = ahead.result() if ahead is not None else \
-            read_chunk(self.client, self.setup, self.folder, self.chunks[index])
+        if ahead is None:
+            self.check_stop()
+            ahead = self._submit(self.chunks[index])
+        read = self._wait(ahead)
         if index + 1 < len(self.chunks):
             following = self.chunks[index + 1]
-            if imap_reads.chunk_bytes(following, self.folder.sizes,
-                                      self.setup.max_message_bytes) <= READ_AHEAD_MAX_BYTES:
-                self._ahead = self._pool.submit(read_chunk, self.client, self.setup, self.folder, following,
-                                                self.writes_done)
+            if imap_reads.chunk_bytes(following, self.folder.sizes, self.setup.max_message_bytes) \
+                    <= READ_AHEAD_MAX_BYTES and not self.setup.past_deadline():
+                self.check_stop()
+                self._ahead = self._submit(following)
         return read
+
+    def _submit(self, uids: list[int]) -> Future[ReadChunk]:
+        return self._pool.submit(read_chunk, self.client, self.setup, self.folder, uids, self.writes_done)
+
+    def _wait(self, future: Future[ReadChunk]) -> ReadChunk:
+        """The chunk, checking for a stop while it is slow to come; a stop cuts the connection."""
+        while True:
+            try:
+                return future.result(timeout=STOP_POLL_SECONDS)
+            except FutureTimeout:
+                pass
+            try:
+                self.check_stop()
+            except BaseException:
+                _cut(self.client)  # the fetch in flight fails at once; the run logs out (or not) after
+                raise
+
+
+def _cut(client: imaplib.IMAP4) -> None:
+    """Shut the connection's socket down, waking a read blocked on it."""
+    try:
+        client.sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
 
 
 def store_chunk(setup: RunSetup, folder: FolderScan, read: ReadChunk, totals: RunCounters,

@@ -8,8 +8,8 @@ flag. Each function is one IMAP round trip:
 - ``folder_attributes``: ``LIST "" folder`` (its special use, such as ``\\Junk``);
 - ``examine``: ``EXAMINE``;
 - ``search_since``: ``UID SEARCH UID n:* SINCE d-Mon-yyyy`` (a scanner that reads only recent mail);
-- ``list_sizes``: ``UID FETCH n:* (UID RFC822.SIZE)`` (the UIDs after the last
-  one done, with their sizes, so chunks can be bounded in bytes too);
+- ``list_sizes``: ``UID FETCH n:* (UID RFC822.SIZE)`` or ``n:m`` (the UIDs after the
+  last one done, with their sizes, so chunks can be bounded in bytes too);
 - ``fetch_chunk``: one ``UID FETCH a,b,c (UID RFC822.SIZE INTERNALDATE BODY.PEEK[])`` for
   the messages under the size limit, and one ``BODY.PEEK[HEADER]`` for those
   over it (only when there are any).
@@ -100,9 +100,13 @@ def examine(client: imaplib.IMAP4, name: str) -> None:
         raise FolderMissing(f"The folder {name!r} cannot be opened on the server ({_said(typ, data)}).")
 
 
-def list_sizes(client: imaplib.IMAP4, after_uid: int) -> dict[int, int]:
-    """UID → size of every message with a UID greater than ``after_uid``, ascending."""
-    typ, data = client.uid("FETCH", f"{after_uid + 1}:*", "(UID RFC822.SIZE)")
+def list_sizes(client: imaplib.IMAP4, after_uid: int, upto: int | None = None) -> dict[int, int]:
+    """UID → size of every message with a UID greater than ``after_uid`` (and at most ``upto``), ascending.
+
+    A run with a budget lists a window of UIDs rather than the whole rest of the folder: a backlog
+    of 50,000 messages read 500 at a time would otherwise list all that is left on every run.
+    """
+    typ, data = client.uid("FETCH", f"{after_uid + 1}:{upto if upto is not None else '*'}", "(UID RFC822.SIZE)")
     _check(typ, data, "list the new messages")
     sizes: dict[int, int] = {}
     for item in data or []:
@@ -111,7 +115,7 @@ def list_sizes(client: imaplib.IMAP4, after_uid: int) -> dict[int, int]:
             continue
         uid, size = _UID.search(line), _SIZE.search(line)
         # "n:*" always matches the last message even when its UID is below n.
-        if uid and int(uid.group(1)) > after_uid:
+        if uid and after_uid < int(uid.group(1)) <= (upto if upto is not None else int(uid.group(1))):
             sizes[int(uid.group(1))] = int(size.group(1)) if size else 0
     return dict(sorted(sizes.items()))
 

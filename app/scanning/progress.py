@@ -65,6 +65,7 @@ class Reporter:
         self.totals = totals
         self.callback = callback
         self.total = 0
+        self.backlog: int | None = None  # new messages the run has yet to read (None until it planned)
 
     def __call__(self, folder: str) -> None:
         """Report the counters as they are now, while in ``folder`` ("" before the first)."""

@@ -45,8 +45,13 @@ _runs = ScanRun.__table__
 
 
 def run_scan(account_id: int, *, trigger: str = "manual", job_id: str | None = None,
-             progress: ProgressCallback | None = None) -> ScanRun:
+             progress: ProgressCallback | None = None, seconds: float | None = None) -> ScanRun:
     """Scan one mailbox now, in this process; returns the finished run.
+
+    The run reads at most the configured "Max per run" messages and, with ``seconds``, stops reading
+    after that long (between batches). The returned run carries ``backlog`` (not a column): about
+    how many new messages it left on the server, more than 0 when it stopped at one of those
+    budgets; the scanner's ``backlog`` column says the same.
 
     Raises ``ScanAlreadyRunning`` (changing nothing) when another live run
     holds the mailbox, and ``ScanError`` for an unknown scanner. Every other
@@ -65,27 +70,28 @@ def run_scan(account_id: int, *, trigger: str = "manual", job_id: str | None = N
     # object would raise again (PendingRollbackError) instead of recording the failed run.
     run_id = run.id
     totals = RunCounters()
+    report = Reporter(run_id, account_id, totals, progress)
     status, message, kind = "done", None, None
     try:
-        _scan(run_id, account, totals, progress)
+        report.backlog = _scan(run_id, account, report, seconds)
     except RunStopped as stop:
         if stop.status == "closed":
             # Another process closed this run as dead and may be scanning now: leave its record alone.
             db.session.rollback()
             logger.warning("scan run %s of account %s was closed by another process", run_id, account_id)
-            return _result(run_id, None)
+            return _result(run_id, None, None)
         status, message = stop.status, stop.message
     except RunFailed as fail:
         status, message, kind = "failed", fail.message, fail.kind
     except BaseException as exc:
         status, message = "failed", _unexpected(exc)
         logger.exception("scan run %s of account %s failed", run_id, account_id)
-        _finish(run_id, account_id, totals, status, message)
+        _finish(run_id, account_id, totals, status, message, report.backlog)
         if not isinstance(exc, Exception):
             raise  # KeyboardInterrupt / SystemExit: recorded, then let the process stop
-        return _result(run_id, None)
-    _finish(run_id, account_id, totals, status, message)
-    return _result(run_id, kind)
+        return _result(run_id, None, None)
+    _finish(run_id, account_id, totals, status, message, report.backlog)
+    return _result(run_id, kind, report.backlog if status in ("done", "partial") else None)
 
 
 def _acquire(account: MailAccount, trigger: str, job_id: str | None) -> ScanRun:
@@ -108,16 +114,18 @@ def _acquire(account: MailAccount, trigger: str, job_id: str | None) -> ScanRun:
     return run
 
 
-def _scan(run_id: int, account: MailAccount, totals: RunCounters, callback: ProgressCallback | None) -> None:
-    """Set up, log in, do the actions a killed run still owed, run the folder loop, do its actions, log out."""
+def _scan(run_id: int, account: MailAccount, report: Reporter, seconds: float | None) -> int:
+    """Set up, log in, do the actions a killed run still owed, run the folder loop, do its actions, log out;
+    returns the backlog the run leaves."""
     settings = MailSettings.get()
-    setup = load_setup(run_id, account, settings)
+    setup = load_setup(run_id, account, settings, seconds)
     db.session.commit()  # nothing held open while we talk to the server
     box = login.log_in(account, settings)
     try:
-        housekeeping.perform(box.client, setup, totals)
-        scan_folders(box.client, setup, totals, Reporter(run_id, setup.account_id, totals, callback))
-        housekeeping.perform(box.client, setup, totals)
+        housekeeping.perform(box.client, setup, report.totals)
+        backlog = scan_folders(box.client, setup, report.totals, report)
+        housekeeping.perform(box.client, setup, report.totals)
+        return backlog
     except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as exc:
         raise RunFailed(f"The connection to the mail server broke during the scan ({exc}). What was stored so far "
                         "is kept; the next run continues from there.", "protocol") from None
@@ -130,8 +138,9 @@ def _scan(run_id: int, account: MailAccount, totals: RunCounters, callback: Prog
             pass
 
 
-def _finish(run_id: int, account_id: int, totals: RunCounters, status: str, message: str | None) -> None:
-    """Record how the run ended and free the mailbox."""
+def _finish(run_id: int, account_id: int, totals: RunCounters, status: str, message: str | None,
+            backlog: int | None) -> None:
+    """Record how the run ended (with the backlog it leaves, when it counted one) and free the mailbox."""
     try:
         db.session.rollback()
         if status == "done" and totals.errors:
@@ -145,6 +154,8 @@ def _finish(run_id: int, account_id: int, totals: RunCounters, status: str, mess
                   "last_error": message if status in ("failed", "partial") else None}
         if status in ("done", "partial"):
             values["last_success_at"] = now
+        if backlog is not None:
+            values["backlog"] = backlog
         db.session.execute(update(_accounts).where(_accounts.c.id == account_id).values(**values))
         db.session.execute(update(_accounts).where(_accounts.c.id == account_id,
                                                    _accounts.c.running_run_id == run_id)
@@ -157,12 +168,14 @@ def _finish(run_id: int, account_id: int, totals: RunCounters, status: str, mess
         logger.exception("could not record the end of scan run %s", run_id)
 
 
-def _result(run_id: int, kind: str | None) -> ScanRun:
-    """The finished run, with ``failure_kind`` set (not a column: tells the job whether a retry may help)."""
+def _result(run_id: int, kind: str | None, backlog: int | None) -> ScanRun:
+    """The finished run, with ``failure_kind`` (tells the job whether a retry may help) and ``backlog``
+    (whether to continue it) set on the instance only, never stored."""
     run = db.session.get(ScanRun, run_id)
     if run is None:
         raise ScanError(f"The scan run {run_id} disappeared from the database.")
-    run.failure_kind = kind  # set on the instance only, never stored
+    run.failure_kind = kind
+    run.backlog = backlog or 0
     progress.forget(run.account_id)
     return run
 

@@ -7,6 +7,8 @@ the reader thread never touches the database or the Flask app.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -58,6 +60,12 @@ class RunSetup:
     archive: bool = False  # the scanner imports the mail already there as an archive
     since: date | None = None  # only mail the server received on or after this day is read
     after_store: AfterStore = AfterStore()  # what is done on the server with a stored message
+    deadline: float = math.inf  # time.monotonic() after which the run reads no further chunk
+    backlog_before: int | None = None  # the scanner's backlog as the previous run left it
+
+    def past_deadline(self) -> bool:
+        """True once the run's time budget is spent."""
+        return time.monotonic() > self.deadline
 
 
 @dataclass
@@ -68,10 +76,16 @@ class FolderScan:
     plan: FolderPlan
     sizes: dict[int, int] = field(default_factory=dict)
     junk: bool = False  # a Junk folder (by its special use or its name): everything in it is spam
+    uidnext: int = 0  # the folder's UIDNEXT when the run planned it (0: the server did not say)
+    expected: int = 0  # about how many new messages it held then
+    remaining: int = 0  # about how many of them this run left for the next one
 
 
-def load_setup(run_id: int, account: MailAccount, settings: MailSettings) -> RunSetup:
-    """Read the run's setup; ignore filters that do not compile are skipped and logged."""
+def load_setup(run_id: int, account: MailAccount, settings: MailSettings, seconds: float | None = None) -> RunSetup:
+    """Read the run's setup; ignore filters that do not compile are skipped and logged.
+
+    ``seconds`` is the run's time budget (None: none, the run reads until its budget of messages).
+    """
     store = load_context(account, settings)
     rules, problems = compiled_rules(account.id)
     for problem in problems:
@@ -91,6 +105,8 @@ def load_setup(run_id: int, account: MailAccount, settings: MailSettings) -> Run
         archive=bool(account.archive_existing),
         since=account.since_date,
         after_store=after_store_of(account),
+        deadline=time.monotonic() + seconds if seconds and seconds > 0 else math.inf,
+        backlog_before=account.backlog,
     )
 
 

@@ -1,7 +1,8 @@
 """The Watch page: each scanner's watch state, its backlog, and the live watchers with their figures.
 
 Read from Redis (what the watchers wrote, ``app.watch.state`` and ``app.watch.telemetry``) and the
-database (the scanners and how far their scans got). A dead Redis makes the page say so in words.
+database (the scanners, and the backlog their last run counted: ``mail_accounts.backlog``). A dead
+Redis makes the page say so in words.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class ScannerWatch:
     server: str
     enabled: bool
     watch: WatchState | None
-    backlog: int | None  # messages on the server beyond what the scans stored, as the watcher last saw
+    backlog: int | None  # new messages on the server the scans have yet to store, as the last run counted
 
     @property
     def label(self) -> str:
@@ -54,17 +55,9 @@ class WatchOverview:
     error: str | None = None
 
 
-def _backlog(account: MailAccount, watch: WatchState | None) -> int | None:
-    if watch is None or not watch.uidnext:
-        return None
-    stored = {f.name: f.last_uid or 0 for f in account.folders}
-    return sum(max(0, uidnext - 1 - stored.get(name, 0)) for name, uidnext in watch.uidnext.items())
-
-
 def overview() -> WatchOverview:
     """Every scanner with its watch state and backlog, and the live watchers; never raises for Redis."""
-    accounts = db.session.scalars(select(MailAccount).options(selectinload(MailAccount.folders),
-                                                              selectinload(MailAccount.server))
+    accounts = db.session.scalars(select(MailAccount).options(selectinload(MailAccount.server))
                                   .order_by(MailAccount.name)).all()
     if current_app.config.get("QUEUE_MODE") == "inline":
         return WatchOverview(error="Scans run inside the web process (QUEUE_MODE=inline): there is no "
@@ -78,7 +71,7 @@ def overview() -> WatchOverview:
         logger.warning("watch page: Redis unreachable: %s", exc)
         return WatchOverview(error=unreachable_message(current_app.config["REDIS_URL"]))
     rows = [ScannerWatch(a.id, a.name, a.server.name if a.server else "", bool(a.enabled), states.get(a.id),
-                         _backlog(a, states.get(a.id))) for a in accounts]
+                         a.backlog) for a in accounts]
     for figures in watchers.values():
         started = figures.get("started_at")
         figures["started"] = datetime.fromtimestamp(started, UTC).replace(tzinfo=None) if started else None

@@ -7,6 +7,7 @@ else while it scans.
 from __future__ import annotations
 
 import os
+import time
 
 from rq import get_current_job
 
@@ -40,36 +41,83 @@ class ScanConnectionError(Exception):
 
 
 def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
-    """Scan a mailbox in a fresh app context; progress goes to the job's meta."""
+    """Scan a mailbox in a fresh app context; progress goes to the job's meta.
+
+    A run that stops at its budget (messages, or ``SCAN_RUN_SECONDS``) leaves a backlog, which is
+    continued at once: here, in place, while no other scan waits in the queues (no fork, no queue
+    round trip), else by a job at the back of the backlog queue, so the other mailboxes get their
+    turn first.
+    """
     from app.extensions import db
+
+    job = get_current_job()
+    app = _job_app()
+    with app.app_context():
+        if os.getpid() != _app_pid:
+            # A forked work horse must not reuse the parent's pooled database connections.
+            db.engine.dispose(close=False)
+        began = time.monotonic()
+        runs = 0
+        while True:
+            outcome, run = _one_run(app, account_id, trigger, job, record_latency=runs == 0)
+            runs += 1
+            if run is None or not run.backlog:
+                break
+            if not _continue_in_place(app, job, began):
+                outcome["continued_by"] = _queue_continuation(app, job, account_id)
+                break
+            trigger = "backlog"
+        outcome["runs"] = runs
+        return outcome
+
+
+def _one_run(app, account_id: int, trigger: str, job, *, record_latency: bool) -> tuple[dict, object | None]:
+    """One run: (the job's result, the finished run or None when there was none)."""
     from app.scanning.errors import RETRYABLE_KINDS, ScanAlreadyRunning, ScanError
     from app.scanning.run import run_scan
     from app.scanning.runtime import scan_runtime
-
-    job = get_current_job()
 
     def progress(info: dict) -> None:
         job.meta.update(info)
         job.save_meta()
 
-    with _job_app().app_context():
-        if os.getpid() != _app_pid:
-            # A forked work horse must not reuse the parent's pooled database connections.
-            db.engine.dispose(close=False)
-        try:
-            with scan_runtime():
-                run = run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
-                               progress=progress if job else None)
-        except ScanAlreadyRunning as busy:
-            return {"status": "already_running", "run_id": busy.run_id}
-        except ScanError as exc:  # the scanner was deleted meanwhile: nothing to retry
-            return {"status": "gone", "message": str(exc)}
-        if job is not None and run.downloaded:
-            _record_latency(job)
-        if run.status == "failed" and getattr(run, "failure_kind", None) in RETRYABLE_KINDS:
-            raise ScanConnectionError(run.message)
-        return {"status": run.status, "run_id": run.id, "downloaded": run.downloaded, "created": run.created,
-                "message": run.message}
+    try:
+        with scan_runtime():
+            run = run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
+                           progress=progress if job else None, seconds=app.config.get("SCAN_RUN_SECONDS"))
+    except ScanAlreadyRunning as busy:
+        return {"status": "already_running", "run_id": busy.run_id}, None
+    except ScanError as exc:  # the scanner was deleted meanwhile: nothing to retry
+        return {"status": "gone", "message": str(exc)}, None
+    if job is not None and run.downloaded and record_latency:
+        _record_latency(job)
+    if run.status == "failed" and getattr(run, "failure_kind", None) in RETRYABLE_KINDS:
+        raise ScanConnectionError(run.message)
+    return {"status": run.status, "run_id": run.id, "downloaded": run.downloaded, "created": run.created,
+            "message": run.message, "backlog": run.backlog}, run
+
+
+def _continue_in_place(app, job, began: float) -> bool:
+    """Continue a backlog in this job: allowed, nothing else waits, and well within the job's time limit."""
+    from app.jobqueue import jobs
+
+    if job is None:
+        return True  # not on a queue (a direct call): nobody else to give the turn to
+    if not app.config.get("SCAN_CONTINUE_IN_PLACE", True):
+        return False
+    limit = job.timeout if isinstance(job.timeout, int | float) and job.timeout > 0 else 0
+    if limit and time.monotonic() - began > limit / 2:
+        return False
+    return jobs.waiting_scans(app) == 0
+
+
+def _queue_continuation(app, job, account_id: int) -> str:
+    """Queue the continuation at the back of the backlog queue; returns what happened ("queued", ...)."""
+    from app.jobqueue import jobs
+
+    if job is None:
+        return "none"
+    return jobs.continue_scan_job(app, job.id, account_id)[1]
 
 
 def _record_latency(job) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from app.crypto import encrypt_secret
 from app.extensions import db
 from app.jobqueue.connection import redis_connection
-from app.models import MailAccount, MailServer, ScanFolder
+from app.models import MailAccount, MailServer, MailSettings, ScanFolder
+from app.scanning.run import run_scan
 from app.watch import state
 from tests.ci import unavailable
 from tests.faults.redis_server import RedisServer
@@ -209,9 +210,13 @@ def test_the_watch_page_and_metrics_show_each_scanners_watch(app, dovecot):
 
     app.config["METRICS_TOKEN"] = "watch-metrics-token"
     login, password = dovecot.new_user("page")
-    watched = add_scanner(app, dovecot, 0, login=(login, password), name="Watched inbox")
+    watched = add_scanner(app, dovecot, 3, login=(login, password), name="Watched inbox")
     refused = add_scanner(app, dovecot, 0, name="Wrong password")
     with app.app_context():
+        # A run with a budget of 2 leaves 1 of the 3 messages: the backlog the page shows.
+        MailSettings.get().max_per_run = 2
+        db.session.commit()
+        assert run_scan(watched).backlog == 1
         db.session.get(MailAccount, refused).password_enc = encrypt_secret(KEY, "wrong")
         factories.user(username="admin", admin=True)
         db.session.commit()
@@ -232,7 +237,7 @@ def test_the_watch_page_and_metrics_show_each_scanners_watch(app, dovecot):
     assert f'id="watch-{refused}" data-state="reconnecting"' in page and "refused the login" in page
     assert watcher.watcher.id in page
     row = page.split(f'id="watch-{watched}"')[1].split("</tr>")[0]
-    assert "<td>1</td>" in row, "one message on the server beyond what the scans stored"
+    assert "<td>1</td>" in row, "the backlog the last run left"
     lines = set(metrics.splitlines())
     assert "cm_watchers 1.0" in lines
     assert f'cm_watch_connections{{watcher="{watcher.watcher.id}"}} 1.0' in lines
