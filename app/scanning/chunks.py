@@ -20,8 +20,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -149,16 +148,14 @@ class ReadAhead:
 
     def _wait(self, future: Future[ReadChunk]) -> ReadChunk:
         """The chunk, checking for a stop while it is slow to come; a stop cuts the connection."""
-        while True:
-            try:
-                return future.result(timeout=STOP_POLL_SECONDS)
-            except FutureTimeout:
-                pass
+        # Waited on with wait(), not result(timeout=...): a fetch's own socket timeout is a TimeoutError too.
+        while not wait([future], timeout=STOP_POLL_SECONDS).done:
             try:
                 self.check_stop()
             except BaseException:
                 _cut(self.client)  # the fetch in flight fails at once; the run logs out (or not) after
                 raise
+        return future.result()
 
 
 def _cut(client: imaplib.IMAP4) -> None:

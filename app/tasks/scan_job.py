@@ -67,7 +67,8 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
                 outcome["continued_by"] = _queue_continuation(app, job, account_id)
                 break
             trigger = "backlog"
-        outcome["runs"] = runs
+        if runs > 1:
+            outcome["runs"] = runs
         return outcome
 
 

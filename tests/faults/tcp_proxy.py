@@ -5,11 +5,14 @@ Bytes pass through unchanged. The proxy watches the client's commands for
 ``nbytes`` of the server's answer through and then either cuts the connection
 (both sides closed, as a dropped link or a NAT timeout would) or stalls it
 (holds the rest until released: a test can then act while the scanner is in
-the middle of reading a batch).
+the middle of reading a batch). With ``delay`` set, every body fetch reaches the
+server that many seconds late: a slow server. ``fetched_uids`` counts the UIDs
+the body fetches asked for.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -17,6 +20,16 @@ import time
 from tests.faults.redis_server import free_port
 
 BODY_FETCH = b"BODY.PEEK[]"
+_FETCH_SET = re.compile(rb"UID FETCH ([0-9,:]+) \(UID RFC822\.SIZE BODY\.PEEK\[\]\)")
+
+
+def _uid_count(uid_set: bytes) -> int:
+    """How many UIDs a UID set such as ``1,2,5:7`` names."""
+    count = 0
+    for part in uid_set.split(b","):
+        low, _, high = part.partition(b":")
+        count += int(high) - int(low) + 1 if high else 1
+    return count
 
 
 class FetchBreakingProxy:
@@ -29,6 +42,8 @@ class FetchBreakingProxy:
         self.nth = 0
         self.nbytes = 0
         self.fetches = 0  # body fetches seen since the last arm()
+        self.fetched_uids = 0  # UIDs the body fetches asked for (never reset)
+        self.delay = 0.0  # seconds every body fetch is held before it goes to the server
         self.connections = 0
         self.triggered = threading.Event()  # the break happened
         self.triggered_at: float | None = None  # time.monotonic() of the break
@@ -85,7 +100,10 @@ class FetchBreakingProxy:
         try:
             while data := client.recv(65536):
                 if BODY_FETCH in data:
+                    if self.delay:
+                        time.sleep(self.delay)
                     with self._lock:
+                        self.fetched_uids += sum(_uid_count(m) for m in _FETCH_SET.findall(data))
                         self.fetches += 1
                         if self.mode and self.fetches == self.nth:
                             # Armed before the command reaches the server, so its whole answer is counted.

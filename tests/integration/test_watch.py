@@ -230,6 +230,10 @@ def test_the_watch_page_and_metrics_show_each_scanners_watch(app, dovecot):
         conn = redis_connection(app)
         wait_until(lambda: (state.read_states(conn, [watched]).get(watched) or state.WatchState("", "")
                             ).last_event_at, timeout=5, what="the event in Redis")
+        # The refused login is reported after Dovecot's delay on failed logins: wait for it in Redis too.
+        wait_until(lambda: "refused the login" in ((state.read_states(conn, [refused]).get(refused)
+                                                    or state.WatchState("", "")).reason or ""),
+                   timeout=10, what="the refused login in Redis")
         page = client.get("/admin/watch").get_data(as_text=True)
         metrics = client.get("/metrics", headers={"Authorization": "Bearer watch-metrics-token"}).get_data(
             as_text=True)
