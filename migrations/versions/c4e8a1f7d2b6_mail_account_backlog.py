@@ -1,7 +1,7 @@
 """mail_accounts.backlog: messages the server holds beyond what the scans stored
 
 Revision ID: c4e8a1f7d2b6
-Revises: e6b3f9a2c418
+Revises: e6a2c4f8b157
 Create Date: 2026-12-03 13:10:00
 
 A run stops at its budget of messages (or of time); the count it leaves behind is shown on the
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "c4e8a1f7d2b6"
-down_revision = "e6b3f9a2c418"
+down_revision = "e6a2c4f8b157"
 branch_labels = None
 depends_on = None
 

@@ -20,7 +20,7 @@ import time
 from tests.faults.redis_server import free_port
 
 BODY_FETCH = b"BODY.PEEK[]"
-_FETCH_SET = re.compile(rb"UID FETCH ([0-9,:]+) \(UID RFC822\.SIZE BODY\.PEEK\[\]\)")
+_FETCH_SET = re.compile(rb"UID FETCH ([0-9,:]+) \([^)]*BODY\.PEEK\[\]\)")
 
 
 def _uid_count(uid_set: bytes) -> int:
