@@ -83,9 +83,7 @@ def _offer(recipients: list[Recipient], address: str | None, name: str | None, l
 def recipients_of(kind: str, record) -> list[Recipient]:
     """The addresses ``record`` offers, its own first."""
     found: list[Recipient] = []
-    if kind == "contact":
-        _offer(found, record.email, record.name, record.name)
-    elif kind == "lead":
+    if kind in ("contact", "lead"):
         _offer(found, record.email, record.name, record.name)
     elif kind == "organization":
         _offer(found, record.email, record.name, record.name)
