@@ -28,7 +28,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Alert, MailAccount, MailSettings, ScannerActivity, ScanRun
+from app.models import Alert, MailAccount, MailSettings, ScanRun
 from app.models.base import utcnow
 from app.models.runs import hour_number
 
@@ -42,6 +42,7 @@ DEFAULT_RUN_TIMEOUT_MINUTES = 30
 SPARK_STEP = 4
 SPARK_WIDTH = SPARK_STEP * (HOURS - 1)
 SPARK_HEIGHT = 20
+_X = [f"{i * SPARK_STEP}," for i in range(HOURS)]
 _FLAT = Markup(" ".join(f"{i * SPARK_STEP},{SPARK_HEIGHT}" for i in range(HOURS)))
 
 
@@ -68,8 +69,8 @@ class ScannerTile:
         peak = max(self.per_hour)
         if not peak:
             return _FLAT
-        return Markup(" ".join(f"{i * SPARK_STEP},{SPARK_HEIGHT - SPARK_HEIGHT * n // peak}"
-                               for i, n in enumerate(self.per_hour)))
+        return Markup(" ".join([x + str(SPARK_HEIGHT - SPARK_HEIGHT * n // peak)
+                                for x, n in zip(_X, self.per_hour, strict=True)]))
 
 
 @dataclass
@@ -87,6 +88,9 @@ def window_start(now: datetime) -> datetime:
     return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
 
 
+_ACTIVITY_SQL = "SELECT account_id, hour, messages FROM scanner_activity WHERE hour >= {}"
+
+
 def messages_per_hour(now: datetime) -> dict[int, list[int]]:
     """Scanner id → e-mails stored in each of the last 24 hours (only scanners that stored any).
 
@@ -94,10 +98,11 @@ def messages_per_hour(now: datetime) -> dict[int, list[int]]:
     scanner, whatever the number of e-mails.
     """
     first = hour_number(now) - (HOURS - 1)
-    # Through the connection, not the ORM session: plain rows, without the ORM's per-row work.
-    rows = db.session.connection().execute(
-        select(ScannerActivity.account_id, ScannerActivity.hour, ScannerActivity.messages)
-        .where(ScannerActivity.hour >= first))
+    # Plain SQL through the connection: a day of counts is 24,000 rows for 1,000 scanners, and the ORM's
+    # (or even the compiled select's) per-row work measured as much as the query itself.
+    connection = db.session.connection()
+    marker = "%s" if connection.dialect.paramstyle in ("format", "pyformat") else "?"
+    rows = connection.exec_driver_sql(_ACTIVITY_SQL.format(marker), (first,))
     result: dict[int, list[int]] = {}
     for account_id, hour, messages in rows:
         counts = result.get(account_id)

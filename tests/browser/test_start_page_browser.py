@@ -200,7 +200,7 @@ _LAYOUT = """() => {
   }
   const canvas = document.createElement('canvas').getContext('2d');
   for (const el of document.querySelectorAll('td .error-text, td.error-text')) {
-    const style = getComputedStyle(el);
+    const style = getComputedStyle(el.querySelector('small') || el);  // the font the words are drawn in
     canvas.font = style.font;
     const words = el.innerText.split(/\\s+/).filter(w => w.length < 30);
     const widest = Math.max(...words.map(w => canvas.measureText(w).width));
