@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from app.extensions import db
-from app.models import Ticket
+from app.models import EmailMailbox, Ticket
 from tests import factories
 from tests.security import world
 
@@ -105,3 +105,22 @@ def test_a_follow_up_does_not_name_a_parent_the_user_may_not_see(client, auth, w
     auth.logout()
     auth.login("admin")
     assert world.SECRET_TICKET_SUBJECT.encode() in client.get(f"/records/tickets/{child.id}").data
+
+
+def test_mail_citing_a_ticket_number_does_not_open_the_ticket_to_other_mailboxes(client, auth, w):
+    # Anyone can write "[TT-…]" in a subject: a later message bound to the secret ticket by its number,
+    # even one that reached both mailboxes, does not show that ticket to the users of the granted one.
+    opener = factories.email(w.secret, subject="Opened it", related=[w.secret_ticket])
+    citing = factories.email(w.secret, subject=f"Re: [{w.secret_ticket.number}]", related=[w.secret_ticket],
+                             message_id="citing@attacker.test")
+    db.session.add(EmailMailbox(email_id=citing.id, account_id=w.granted.id, message_key="citing@attacker.test",
+                                folder="INBOX", uidvalidity=1, uid=9001))
+    db.session.commit()
+    auth.login("alice")
+    assert client.get(f"/records/tickets/{w.secret_ticket.id}").status_code == 404
+    assert not any(m in client.get("/records/tickets").data for m in SECRET_MARKERS)
+    # The message that opened it reaching her mailbox too is what shows it to her.
+    db.session.add(EmailMailbox(email_id=opener.id, account_id=w.granted.id, message_key=opener.message_key,
+                                folder="INBOX", uidvalidity=1, uid=9002))
+    db.session.commit()
+    assert client.get(f"/records/tickets/{w.secret_ticket.id}").status_code == 200
