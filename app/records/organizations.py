@@ -11,6 +11,7 @@ from app.models import Contact, Organization, OrganizationDomain
 from app.records.blueprint import bp
 from app.records.common import like_any, paginate, related_emails, search_term
 from app.records.forms import OrganizationForm
+from app.services import organization_domains
 from app.services import records as record_service
 from app.services.autologin import write
 
@@ -38,6 +39,7 @@ def organization_detail(org_id: int):
     contact_count = db.session.scalar(select(func.count()).select_from(Contact)
                                       .where(Contact.organization_id == org.id))
     return render_template("records/organization_detail.html", org=org, contacts=contacts,
+                           idle_domains=organization_domains.idle_domains(org),
                            contact_count=contact_count, emails=related_emails("organization", org.id),
                            write=write.write_options(current_user, "organization", org))
 

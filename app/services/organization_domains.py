@@ -73,6 +73,14 @@ class DomainRules:
         return out
 
 
+def idle_domains(org: Organization) -> list[str]:
+    """The organization's domains that do not bind: made public or our own after they were given to it."""
+    if not org.domains:
+        return []
+    rules = DomainRules()
+    return [d for d in org.domain_names if is_public(d, rules.public) or is_public(d, rules.ours)]
+
+
 def set_domains(org: Organization, domains: Iterable[str]) -> None:
     """Make ``domains`` (already checked) the organization's list; the caller commits."""
     wanted = list(dict.fromkeys(domains))

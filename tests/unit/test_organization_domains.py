@@ -43,6 +43,18 @@ def test_domains_entered_on_the_form_are_saved_and_shown(client, auth, admin):
     assert len(db.session.scalars(select(OrganizationDomain)).all()) == 2
 
 
+def test_a_domain_made_public_later_is_marked_as_not_binding_on_the_page(client, auth, admin):
+    org = records.save_organization(None, name="Acme", email=None, phone=None, website=None,
+                                    domains="acme.test, acme-mail.test")
+    auth.login("admin")
+    assert "Not binding" not in client.get(f"/records/organizations/{org.id}").get_data(as_text=True)
+    settings = MailSettings.get()
+    settings.public_domains += "\nacme-mail.test"
+    db.session.commit()
+    page = client.get(f"/records/organizations/{org.id}").get_data(as_text=True)
+    assert "Not binding: acme-mail.test is now on the public or our own domains list" in page
+
+
 def test_the_organization_list_finds_an_organization_by_its_domain(client, auth, admin):
     records.save_organization(None, name="Acme", email=None, phone=None, website=None, domains="acme-mail.test")
     records.save_organization(None, name="Globex", email=None, phone=None, website=None, domains="globex.test")
