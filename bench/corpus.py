@@ -34,7 +34,7 @@ def corpus_domains() -> list[str]:
     return [f"nowhere{k}.test" for k in range(STRANGER_DOMAINS)] + [f"client{k}.test" for k in range(CLIENT_DOMAINS)]
 
 
-def build_message(i: int, rng: random.Random, *, matching_contacts: int) -> bytes:
+def build_message(i: int, rng: random.Random, *, matching_contacts: int, ids: str = "bench") -> bytes:
     """Message ``i``: a fifth of senders are known contacts; every third has an attachment.
 
     Written from a template rather than with ``email.message.EmailMessage``,
@@ -53,7 +53,7 @@ def build_message(i: int, rng: random.Random, *, matching_contacts: int) -> byte
         head.append(f"Cc: colleague{i % 50}@corp.test, "
                     f"{contact_address(rng.randrange(max(1, matching_contacts)))}")
     subject = " ".join(rng.choice(WORDS) for _ in range(6)).capitalize() + f" #{i}"
-    head += [f"Subject: {subject}", f"Message-ID: <bench-{i}@corp.test>",
+    head += [f"Subject: {subject}", f"Message-ID: <{ids}-{i}@corp.test>",
              f"Date: {format_datetime(datetime.fromtimestamp(1_700_000_000 + i * 60, UTC))}",
              "MIME-Version: 1.0"]
     body = " ".join(rng.choices(WORDS, k=rng.randint(220, 420)))
@@ -78,14 +78,19 @@ def build_message(i: int, rng: random.Random, *, matching_contacts: int) -> byte
 
 
 def fill_maildir(maildir: Path, count: int, *, matching_contacts: int, seed: int = 7,
-                 owner: tuple[int, int] | None = None) -> int:
+                 owner: tuple[int, int] | None = None, ids: str = "bench") -> int:
     """Write ``count`` messages into ``maildir/cur`` (replacing what is there); returns bytes written.
+
+    ``ids`` starts every Message-ID: mailboxes filled with different ones hold different messages
+    (a message that reached two scanned mailboxes is stored once, so two mailboxes with the same
+    messages would measure linking, not storing).
 
     A mailbox already filled with the same parameters is kept as it is (a
     marker file records them), so repeated runs do not rewrite it.
     """
     marker = maildir / "bench-fill.json"
-    wanted = json.dumps({"count": count, "contacts": matching_contacts, "seed": seed, "format": 2})
+    wanted = json.dumps({"count": count, "contacts": matching_contacts, "seed": seed, "format": 2,
+                         **({"ids": ids} if ids != "bench" else {})})
     if marker.exists() and marker.read_text() == wanted and len(list((maildir / "cur").iterdir())) == count:
         return sum(f.stat().st_size for f in (maildir / "cur").iterdir())
     rng = random.Random(seed)
@@ -101,7 +106,7 @@ def fill_maildir(maildir: Path, count: int, *, matching_contacts: int, seed: int
     total = 0
     base = int(time.time())
     for i in range(count):
-        data = build_message(i, rng, matching_contacts=matching_contacts)
+        data = build_message(i, rng, matching_contacts=matching_contacts, ids=ids)
         total += len(data)
         # Maildir names must be unique and sort in arrival order; Dovecot assigns UIDs in that order.
         path = maildir / "cur" / f"{base + i:012d}.M{i}P{os.getpid()}.bench,S={len(data)}:2,"

@@ -118,7 +118,9 @@ def prepare_mailbox(dovecot, login: str, messages: int, contacts: int) -> None:
     dovecot.add_user(login, PASSWORD)
     maildir = Path(dovecot.maildir(login))
     started = time.perf_counter()
-    size = fill_maildir(maildir, messages, matching_contacts=contacts, owner=(65534, 65534))
+    # Each mailbox its own messages (Message-IDs after its login), so that two workers store two mailboxes.
+    size = fill_maildir(maildir, messages, matching_contacts=contacts, owner=(65534, 65534),
+                        ids=login.partition("@")[0])
     print(f"mailbox {login}: {messages} messages, {size / 1e6:.1f} MB ready in {time.perf_counter() - started:.1f} s")
 
 
