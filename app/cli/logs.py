@@ -17,7 +17,7 @@ from app.scanner.types import HELD_KINDS
 
 logs_cli = AppGroup("logs", help="Read the download history of the mail scanners.")
 
-COUNTERS = ("downloaded", "created", "bound", "tickets_created", "tickets_reopened", "ignored", "duplicates",
+COUNTERS = ("downloaded", "created", "also_in", "bound", "tickets_created", "tickets_reopened", "ignored", "duplicates",
             *HELD_KINDS, "errors")
 
 

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import MailAccount
 from app.scanner.types import HELD_KINDS, held_summary
 
-COUNTERS = ("downloaded", "created", "bound", "tickets_created", "tickets_reopened", "ignored", "duplicates",
+COUNTERS = ("downloaded", "created", "also_in", "bound", "tickets_created", "tickets_reopened", "ignored", "duplicates",
             *HELD_KINDS)
 
 

@@ -13,7 +13,8 @@ Read it in this order; each module's docstring says what it owns.
    one ahead in a helper thread (``ReadAhead``), then stored in one transaction with the folder's
    new last UID and the run's counters (``store_chunk``); a batch that fails is stored again
    one message at a time, so only the culprit is reported.
-4. ``store.batch.store_batch``: dedupe (``store.keys``) → one query per lookup for the whole
+4. ``store.batch.store_batch``: dedupe, and links to what another mailbox stored already
+   (``store.keys``) → one query per lookup for the whole
    batch (``store.lookups``) → the per-message decisions, pure (``app.scanner.decide``) → rows
    (``store.rows``) → bulk writes in the dialect's fastest form (``store.postgres``,
    ``store.sqlite``).

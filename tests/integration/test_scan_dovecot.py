@@ -303,7 +303,7 @@ def test_cli_run_prints_one_json_object(app, dovecot, box):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     for key in ("status", "downloaded", "created", "bound", "tickets_created", "tickets_reopened", "ignored",
-                "errors", "error_details", "duplicates", "run_id", "message"):
+                "errors", "error_details", "duplicates", "also_in", "run_id", "message"):
         assert key in data
     assert (data["status"], data["downloaded"], data["created"]) == ("done", 2, 2)
 

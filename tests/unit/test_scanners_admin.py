@@ -452,7 +452,7 @@ def test_cli_logs_list_json(app, runner, server):
     first = runs[0]
     assert first["mailbox"] == "Support" and first["status"] == "partial"
     for key in ("downloaded", "created", "bound", "tickets_created", "tickets_reopened", "ignored", "duplicates",
-                "errors", "started_at", "finished_at", "duration_seconds", "mailbox_id"):
+                "also_in", "errors", "started_at", "finished_at", "duration_seconds", "mailbox_id"):
         assert key in first
     assert first["error_details"] == [{"folder": "INBOX", "uid": 3, "reason": "bad charset"}]
     assert first["duration_seconds"] == 30
