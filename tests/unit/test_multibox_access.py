@@ -32,6 +32,8 @@ def test_a_user_of_either_mailbox_sees_the_mail_and_its_downloads(app, client, a
     auth.login("bob")
     listing = client.get("/records/emails").get_data(as_text=True)
     assert "Printer broken" in listing
+    # Its row names the mailbox he may read, not the one it was stored from first.
+    assert "<td>Sales</td>" in listing and "Support" not in listing.split("<main", 1)[1]
     assert "Printer broken" in client.get(f"/records/emails?mailbox={sales.id}").get_data(as_text=True)
     # Support is not his: filtering by it shows nothing.
     assert "Printer broken" not in client.get(f"/records/emails?mailbox={support.id}").get_data(as_text=True)
