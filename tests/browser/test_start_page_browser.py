@@ -23,6 +23,7 @@ from app.models import (
     EmailMailbox,
     MailAccount,
     MailServer,
+    ScanFolder,
     ScannerActivity,
     ScanRun,
     Ticket,
@@ -235,3 +236,49 @@ def test_no_table_is_wider_than_its_page_at_1280_px_and_words_stay_whole(site, c
     assert not problems, "\n".join(problems)
     with app.app_context():
         assert db.session.query(User).count() == 2
+
+
+# Every ordinary word in a table cell (a date, a time, "UTC", a name, a header; not an address, a link or a
+# server token over 20 letters, which may break where they must) stays on one line, and no cell's content
+# spills into its neighbour: measured by the browser with a Range around each word (a word broken over two
+# lines has two boxes).
+_BROKEN_WORDS = """() => {
+  const out = [];
+  for (const cell of document.querySelectorAll('main table th, main table td')) {
+    if (cell.scrollWidth > cell.clientWidth + 1)
+      out.push(`spills out of its ${cell.clientWidth} px cell: ${cell.innerText.slice(0, 40)}`);
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.data.matchAll(/\\S+/g)) {
+        if (m[0].length > 20 || /[@\\/\u00ad]/.test(m[0])) continue;  // a soft hyphen is a chosen break
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) out.push(`"${m[0]}" is broken over ${lines.size} lines`);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+def test_table_cells_keep_dates_names_and_headers_whole_at_1280_px(site, chromium):
+    app, base, ids = site
+    with app.app_context():  # the demo's values: a two-word name, a scanner with an incoming and an outgoing folder
+        admin = db.session.query(User).filter_by(username="admin").one()
+        admin.full_name = "Demo Administrator"
+        sales = db.session.get(MailAccount, ids["sales"])
+        sales.assignee_id = admin.id
+        db.session.add_all([ScanFolder(account_id=sales.id, name="INBOX", direction="incoming"),
+                            ScanFolder(account_id=sales.id, name="Sent", direction="outgoing")])
+        db.session.get(Ticket, ids["ticket"]).assignee_id = admin.id
+        db.session.commit()
+    page = _logged_in(chromium, base, "admin")
+    paths = ["/", "/admin/scanners", "/admin/history", "/records/emails", "/records/tickets", "/admin/users",
+             f"/records/tickets/{ids['ticket']}"]
+    problems = []
+    for path in paths:
+        page.goto(base + path)
+        problems += [f"{path}: {p}" for p in page.evaluate(_BROKEN_WORDS)]
+    assert not problems, "\n".join(problems)
