@@ -51,6 +51,10 @@ def open_in_webmail(email_id: int):
         abort(404)
     email = get_visible_email_or_404(email_id, current_user)
     try:
+        mailbox_handoff.count_lookup(current_user, request.remote_addr)
+    except mailbox_handoff.AutologinRefused as exc:
+        return refused_page(exc)
+    try:
         account_id, target = webmail.show_target(current_user, email, db_id(request.form.get("mailbox")))
     except webmail.WebmailRefused as exc:
         flash(str(exc), "error")

@@ -194,4 +194,4 @@ class AutologinEvent(db.Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("mail_accounts.id", ondelete="SET NULL"))
     address: Mapped[str | None] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(40))  # issued / redeemed / refused: <why>
+    outcome: Mapped[str] = mapped_column(String(40))  # issued / redeemed / webmail lookup / refused: <why>

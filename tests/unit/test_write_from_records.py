@@ -253,3 +253,20 @@ def test_open_in_webmail_offers_only_granted_mailboxes_among_those_the_email_rea
     page = client.get(f"/records/emails/{mail.id}").get_data(as_text=True)
     assert (f'<select name="mailbox"><option value="{sales.id}">Sales</option>'
             f'<option value="{support.id}">Support</option>') in page
+
+
+def test_open_in_webmail_asks_the_mail_server_at_most_the_mint_limit_times_a_window(app, client, auth):
+    # Each click logs in to the mail server to find the message; a message gone from the server mints
+    # no token, so the token limit alone let one user make the web process log in without end.
+    app.config["AUTOLOGIN_MINT_LIMIT"] = 2
+    alice = factories.user("alice")
+    sales = _mailbox(app)
+    sales.server.imap_port = 1  # nothing listens: each lookup fails at once, as for a gone message
+    db.session.commit()
+    factories.grant(alice, sales)
+    mail = factories.email(sales)
+    auth.login("alice")
+    token = _csrf(client)
+    answers = [client.post(f"/bridge/webmail/{mail.id}", data={"csrf_token": token}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [303, 303, 429]
+    assert "very often" in answers[2].get_data(as_text=True) and _tokens() == 0

@@ -181,6 +181,30 @@ def open_mailbox(user: User, account_id: int, address: str | None,
     return minted.value
 
 
+LOOKUP_EVENT = "webmail lookup"
+
+
+def count_lookup(user: User, address: str | None) -> None:
+    """Count one look-up of a stored message on its mail server for *Open in webmail*, or refuse it.
+
+    Each look-up logs in to the mail server from the web process, and one that finds nothing mints
+    no token, so the token limit alone would not bound them: a user gets AUTOLOGIN_MINT_LIMIT
+    look-ups within AUTOLOGIN_MINT_WINDOW seconds, then AutologinRefused("too_many").
+    """
+    now = utcnow()
+    limit = int(current_app.config.get("AUTOLOGIN_MINT_LIMIT", 10))
+    window = timedelta(seconds=int(current_app.config.get("AUTOLOGIN_MINT_WINDOW", 60)))
+    done = db.session.scalar(select(func.count(AutologinEvent.id)).where(
+        AutologinEvent.user_id == user.id, AutologinEvent.outcome == LOOKUP_EVENT,
+        AutologinEvent.at > now - window)) or 0
+    if done >= limit:
+        _event("refused: too many", user_id=user.id, address=address)
+        db.session.commit()
+        raise AutologinRefused("too_many")
+    _event(LOOKUP_EVENT, user_id=user.id, address=address)
+    db.session.commit()
+
+
 def _minting_too_fast(user_id: int, now) -> bool:
     """True when ``user_id`` minted AUTOLOGIN_MINT_LIMIT tokens within AUTOLOGIN_MINT_WINDOW seconds."""
     limit = int(current_app.config.get("AUTOLOGIN_MINT_LIMIT", 10))
