@@ -282,3 +282,26 @@ def test_table_cells_keep_dates_names_and_headers_whole_at_1280_px(site, chromiu
         page.goto(base + path)
         problems += [f"{path}: {p}" for p in page.evaluate(_BROKEN_WORDS)]
     assert not problems, "\n".join(problems)
+
+
+# The hint in a search field (what one can search for) is read whole, not cut off at the field's edge.
+_CUT_PLACEHOLDERS = """() => {
+  const canvas = document.createElement('canvas').getContext('2d');
+  return [...document.querySelectorAll('main input[placeholder]')].filter(input => {
+    const style = getComputedStyle(input);
+    canvas.font = style.font;
+    const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return canvas.measureText(input.placeholder).width > room;
+  }).map(input => input.placeholder);
+}"""
+
+
+def test_search_fields_show_their_whole_hint(site, chromium):
+    _app, base, _ids = site
+    page = _logged_in(chromium, base, "admin")
+    problems = []
+    for path in ("/records/tickets", "/records/emails", "/records/contacts", "/records/organizations",
+                 "/records/leads", "/records/users"):
+        page.goto(base + path)
+        problems += [f"{path}: the hint '{hint}' is cut off" for hint in page.evaluate(_CUT_PLACEHOLDERS)]
+    assert not problems, "\n".join(problems)
