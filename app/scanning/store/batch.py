@@ -73,9 +73,11 @@ def store_batch(ctx: StoreContext, items: list[BatchItem], counters: RunCounters
     ``before_writes`` is called once, after the lookups and just before the first write, when
     the batch has something to write (the scan takes its turn as the database's writer there).
 
-    Raises ``sqlalchemy.exc.IntegrityError`` when a uniqueness constraint
-    catches a duplicate the key lookup missed (two workers racing): the caller
-    rolls back and stores the batch again message by message.
+    Raises ``sqlalchemy.exc.IntegrityError`` (on PostgreSQL's COPY: the driver's
+    ``UniqueViolation``) when a uniqueness constraint catches a duplicate the
+    lookup missed (two workers racing, on one mailbox or on two that received the
+    same message): the caller rolls back and stores the batch again message by
+    message (``app.scanning.chunks.is_conflict``), which then finds and links it.
     """
     keep = [it for it in items if it.verdict.store]
     counters.ignored += len(items) - len(keep)
