@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import selectinload
 
 from app.crypto import app_key, encrypt_secret
@@ -29,6 +29,7 @@ from app.models import (
     PendingMailAction,
     ScanFolder,
     ScanRun,
+    Ticket,
 )
 from app.services import audit, scanner_login
 from app.services.scanner_fields import (
@@ -247,12 +248,23 @@ def update_scanner(account_id: RowId, *, name: str, server_id: RowId | None, log
 
 def _hand_over_shared_mail(account_id: int) -> None:
     """E-mails stored from this mailbox that other mailboxes reached too stay stored: each becomes the
-    mail of the next mailbox it reached (its key, folder and UID there), and loses only this link."""
+    mail of the next mailbox it reached (its key, folder and UID there), and loses only this link.
+    Their tickets follow them."""
     other = (select(EmailMailbox).where(EmailMailbox.email_id == Email.id, EmailMailbox.account_id != account_id)
              .order_by(EmailMailbox.id).limit(1))
     values = {col: other.with_only_columns(getattr(EmailMailbox, col)).scalar_subquery()
               for col in ("account_id", "message_key", "folder", "uidvalidity", "uid")}
     db.session.execute(update(Email).where(Email.account_id == account_id, other.exists()).values(**values))
+    # A ticket made from this mailbox goes with the message that opened it (the first e-mail linked to
+    # it that reached this mailbox, as in ticket_access) to the next mailbox that message reached, so
+    # that mailbox's users keep following it; without one it is nobody's mailbox's (NULL).
+    opener = (select(func.min(EmailLink.email_id)).join(EmailMailbox, EmailMailbox.email_id == EmailLink.email_id)
+              .where(EmailLink.record_type == "ticket", EmailLink.record_id == Ticket.id,
+                     EmailMailbox.account_id == account_id).correlate(Ticket).scalar_subquery())
+    next_mailbox = (select(EmailMailbox.account_id)
+                    .where(EmailMailbox.email_id == opener, EmailMailbox.account_id != account_id)
+                    .order_by(EmailMailbox.id).limit(1).correlate(Ticket).scalar_subquery())
+    db.session.execute(update(Ticket).where(Ticket.account_id == account_id).values(account_id=next_mailbox))
     db.session.execute(delete(EmailMailbox).where(EmailMailbox.account_id == account_id))
 
 

@@ -94,3 +94,19 @@ def test_lists_name_only_a_mailbox_the_user_may_read(app, client, auth):
         main = client.get(path).get_data(as_text=True).split("<main", 1)[1]
         assert "Printer broken" in main, path
         assert "Sales" in main and "Support" not in main, path
+
+
+def test_deleting_the_mailbox_a_ticket_came_from_hands_it_to_the_other_mailbox_its_message_reached(
+        app, client, auth):
+    from app.services.scanners import delete_scanner
+
+    email, ticket, support, sales = _shared_email()
+    only_support = factories.ticket(subject="Support only", account=support)
+    factories.email(support, subject="Support only", related=[only_support])
+    delete_scanner(support.id)
+    db.session.expire_all()
+    assert db.session.get(type(ticket), ticket.id).account_id == sales.id
+    assert db.session.get(type(ticket), only_support.id).account_id is None
+    auth.login("bob")
+    assert client.get(f"/records/tickets/{ticket.id}").status_code == 200
+    assert client.get(f"/records/tickets/{only_support.id}").status_code == 404
