@@ -6,6 +6,7 @@ import dataclasses
 import threading
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -14,7 +15,7 @@ from app.scanner.types import BatchItem, ParsedMessage, RunCounters
 from app.scanning.chunks import _store_one, is_conflict
 from app.scanning.store.batch import load_context, store_batch
 from tests import factories
-from tests.conftest import postgresql_only
+from tests.scan_helpers import database_app
 from tests.unit.scanning.store_helpers import links_of, make_account, msg, store
 
 
@@ -114,11 +115,20 @@ def test_deleting_the_first_mailbox_keeps_mail_another_mailbox_reached(app):
     assert mailboxes_of(email.id) == [(sales.id, "both@acme.test", "Orders", 20)]
 
 
-@postgresql_only
-def test_two_workers_storing_one_message_at_once_store_it_once(app):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def file_app(request, tmp_path):
+    """An app on a SQLite file (two connections, as two workers have) or a throwaway PostgreSQL database."""
+    with database_app(tmp_path, "redis://127.0.0.1:1/0", request.param) as (app, _env, _url), app.app_context():
+        yield app
+        db.session.remove()
+
+
+def test_two_workers_storing_one_message_at_once_store_it_once(file_app):
     """The race itself, made certain: Support's worker has written the message and not committed when
-    Sales' worker writes it too. Sales' insert waits on the unique identity, fails once Support commits,
-    and storing it again (as a scan does after a failed batch) links it: one e-mail, one ticket."""
+    Sales' worker writes it too. Sales' insert waits for Support's transaction (PostgreSQL: on the unique
+    identity; SQLite: on the database's one writer), fails once Support commits, and storing it again
+    (as a scan does after a failed batch) links it: one e-mail, one ticket."""
+    app = file_app
     factories.contact(email="jane@acme.test")
     support, sales = two_mailboxes()
     original = msg(1, mid="race@acme.test", to=("support@corp.test", "sales@corp.test"))
