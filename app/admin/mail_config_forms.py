@@ -30,8 +30,8 @@ class MailSettingsForm(FlaskForm):
     check_frequency_minutes = _number(*_BOUNDS["check_frequency_minutes"],
                                       "How often each enabled scanner checks for new mail")
     max_per_run = _number(*_BOUNDS["max_per_run"],
-                          "The most messages one run of one scanner downloads; the rest waits for the next run, "
-                          "oldest first")
+                          "The most messages one run of one scanner downloads, oldest first; the rest is read "
+                          "at once by the next run, after the other mailboxes' waiting scans")
     batch_size = _number(*_BOUNDS["batch_size"], "Messages fetched and saved together; progress is committed "
                                                   "after each batch")
     show_unread = BooleanField("Show the number of unread messages on the mailbox buttons")
