@@ -80,7 +80,9 @@ def shared_app(tmp_path: Path, redis_url: str, db_url: str | None = None):
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     worker_env = {**os.environ, "CM_ENV": "development", "DATABASE_URL": db_url, "REDIS_URL": redis_url,
                   "QUEUE_MODE": "redis", "CM_INSTANCE_PATH": instance, "SECRET_KEY": "rq-test",
-                  "MAIL_ENCRYPTION_KEY": KEY, "BRIDGE_SECRET": "rq-test-bridge", "PYTHONUNBUFFERED": "1"}
+                  "MAIL_ENCRYPTION_KEY": KEY, "BRIDGE_SECRET": "rq-test-bridge", "PYTHONUNBUFFERED": "1",
+                  # One run per scan, however slow the machine: the tests of the time budget set their own.
+                  "SCAN_RUN_SECONDS": "0"}
     return app, worker_env
 
 

@@ -49,6 +49,7 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
     turn first.
     """
     from app.extensions import db
+    from app.scanning.runtime import scan_runtime
 
     job = get_current_job()
     app = _job_app()
@@ -58,15 +59,16 @@ def scan_mailbox(account_id: int, trigger: str = "schedule") -> dict:
             db.engine.dispose(close=False)
         began = time.monotonic()
         runs = 0
-        while True:
-            outcome, run = _one_run(app, account_id, trigger, job, record_latency=runs == 0)
-            runs += 1
-            if run is None or not run.backlog:
-                break
-            if not _continue_in_place(app, job, began):
-                outcome["continued_by"] = _queue_continuation(app, job, account_id)
-                break
-            trigger = "backlog"
+        with scan_runtime():  # once for all the runs of this job: it does nothing else meanwhile
+            while True:
+                outcome, run = _one_run(app, account_id, trigger, job, record_latency=runs == 0)
+                runs += 1
+                if run is None or not run.backlog:
+                    break
+                if not _continue_in_place(app, job, began):
+                    outcome["continued_by"] = _queue_continuation(app, job, account_id)
+                    break
+                trigger = "backlog"
         if runs > 1:
             outcome["runs"] = runs
         return outcome
@@ -76,16 +78,14 @@ def _one_run(app, account_id: int, trigger: str, job, *, record_latency: bool) -
     """One run: (the job's result, the finished run or None when there was none)."""
     from app.scanning.errors import RETRYABLE_KINDS, ScanAlreadyRunning, ScanError
     from app.scanning.run import run_scan
-    from app.scanning.runtime import scan_runtime
 
     def progress(info: dict) -> None:
         job.meta.update(info)
         job.save_meta()
 
     try:
-        with scan_runtime():
-            run = run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
-                           progress=progress if job else None, seconds=app.config.get("SCAN_RUN_SECONDS"))
+        run = run_scan(account_id, trigger=trigger, job_id=job.id if job else None,
+                       progress=progress if job else None, seconds=app.config.get("SCAN_RUN_SECONDS"))
     except ScanAlreadyRunning as busy:
         return {"status": "already_running", "run_id": busy.run_id}, None
     except ScanError as exc:  # the scanner was deleted meanwhile: nothing to retry
