@@ -88,7 +88,10 @@ echo "$WORKER_PID" >"$WORKER_PID_FILE"
 WATCHER_PID=$!
 echo "$WATCHER_PID" >"$WATCHER_PID_FILE"
 
-.venv/bin/gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --timeout 60 \
+# In a session of its own: Ctrl-C reaches only this script, whose cleanup stops gunicorn with TERM. A
+# terminal's SIGINT sent straight to gunicorn's threaded workers as well as their master's QUIT can
+# deadlock a worker in its own signal handler, and Ctrl-C then hangs 30 s until the master kills it.
+setsid .venv/bin/gunicorn --bind "$HOST:$PORT" --workers 2 --threads 4 --timeout 60 \
     --access-logfile "$LOGS/web-access.log" --error-logfile "$LOGS/web.log" wsgi:app &
 WEB_PID=$!
 echo "$WEB_PID" >"$WEB_PID_FILE"
@@ -110,4 +113,6 @@ cat <<EOF
 
 EOF
 
-wait "$WEB_PID"
+# A short sleep in the foreground rather than `wait`: Ctrl-C ends the sleep, and bash then runs the INT trap
+# (a SIGINT that arrives during `wait` for a child that does not die of it is passed over).
+while kill -0 "$WEB_PID" 2>/dev/null; do sleep 1; done
