@@ -100,6 +100,9 @@ def add_scanner(app, dovecot, count: int, *, batch_size: int = 200, port: int | 
                 login: tuple[str, str] | None = None, name: str = "Orders", first: int = 1) -> int:
     """A scanner (create_email, bind_email) on a new Dovecot mailbox holding ``count`` messages; its id.
 
+    The messages are ``order_mail(first)`` onwards: scanners that should each store their own mail
+    need ranges of their own (a message two mailboxes hold is stored once, and linked to both).
+
     ``port`` points the scanner at something else than Dovecot itself (a dead
     port, a proxy); ``login`` reuses an existing (login, password).
     """

@@ -52,7 +52,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import Email, PendingMailAction
+from app.models import Email, EmailMailbox, PendingMailAction
 from app.scanner.types import BatchItem, RunCounters
 from app.scanning.setup import AfterStore, FolderScan, RunSetup
 
@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 _pending = PendingMailAction.__table__
 _emails = Email.__table__
+_links = EmailMailbox.__table__
 
 # UIDs per IMAP command and per group of rows: keeps each command line and each delete short.
 UIDS_PER_COMMAND = 500
@@ -266,6 +267,11 @@ def _follow(client: imaplib.IMAP4, group: _Owed, target: str) -> None:
             moved += [{"src": a, "dst": b, "validity": int(parts[0])} for a, b in zip(sources, targets, strict=True)]
     if not moved:
         return
+    # The mailbox's own link to each e-mail (where it lies in this mailbox) follows it too.
+    db.session.execute(
+        update(_links).where(_links.c.account_id == group.account_id, _links.c.folder == group.folder,
+                             _links.c.uidvalidity == group.uidvalidity, _links.c.uid == bindparam("src"))
+        .values(folder=target, uidvalidity=bindparam("validity"), uid=bindparam("dst")), moved)
     stmt = (update(_emails).where(_emails.c.account_id == group.account_id, _emails.c.folder == group.folder,
                                   _emails.c.uidvalidity == group.uidvalidity, _emails.c.uid == bindparam("src"))
             .values(folder=target, uidvalidity=bindparam("validity"), uid=bindparam("dst")))

@@ -63,9 +63,11 @@ def test_redis_restarted_with_jobs_queued_and_running(tmp_path, dovecot, private
         boxes = {}
         login = dovecot.new_user("redis-a")
         boxes[add_scanner(app, dovecot, BIG, batch_size=BATCH, port=proxy.port, login=login, name="A")] = login
-        for name in ("B", "C"):
+        for n, name in enumerate(("B", "C"), 1):
             login = dovecot.new_user(f"redis-{name.lower()}")
-            boxes[add_scanner(app, dovecot, SMALL, batch_size=BATCH, login=login, name=name)] = login
+            # Each mailbox its own messages: the same message in two mailboxes would be stored once.
+            boxes[add_scanner(app, dovecot, SMALL, batch_size=BATCH, login=login, name=name,
+                              first=n * 100_000)] = login
         big, *small = boxes
         proxy.arm("stall", nth=2, nbytes=8192)
         with app.app_context():

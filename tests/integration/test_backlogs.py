@@ -123,7 +123,7 @@ def _continued_at_once(app, worker_env, dovecot, in_place: bool) -> None:
 def test_two_mailboxes_with_backlogs_take_turns(env, dovecot):
     app, worker_env = env
     first = add_scanner(app, dovecot, 400, name="First")
-    second = add_scanner(app, dovecot, 400, name="Second")
+    second = add_scanner(app, dovecot, 400, name="Second", first=100_001)  # its own messages
     _budget(app, max_per_run=100, batch_size=50)
     _enqueue(app, first)
     _enqueue(app, second)
@@ -135,7 +135,7 @@ def test_two_mailboxes_with_backlogs_take_turns(env, dovecot):
 
 def test_new_mail_in_a_quiet_mailbox_is_stored_while_backlogs_run(env, dovecot):
     app, worker_env = env
-    busy = [add_scanner(app, dovecot, 1500, name=f"Busy {i}") for i in range(2)]
+    busy = [add_scanner(app, dovecot, 1500, name=f"Busy {i}", first=1 + i * 100_000) for i in range(2)]
     q_login, q_password = dovecot.new_user("quiet")
     quiet = add_scanner(app, dovecot, 0, login=(q_login, q_password), name="Quiet")
     _budget(app, max_per_run=100, batch_size=50)
@@ -203,7 +203,7 @@ def test_a_slow_server_delays_only_its_own_mailbox(env, dovecot):
     proxy.delay = 0.4  # every batch of the slow mailbox takes 0.4 s more
     slow = add_scanner(app, dovecot, 300, login=(s_login, s_password), port=proxy.port, name="Slow")
     f_login, f_password = dovecot.new_user("fast")
-    fast = add_scanner(app, dovecot, 5, login=(f_login, f_password), name="Fast")
+    fast = add_scanner(app, dovecot, 5, login=(f_login, f_password), name="Fast", first=100_001)
     _budget(app, max_per_run=100_000, batch_size=10)
     _enqueue(app, slow)
     worker = start_worker({**worker_env, "SCAN_RUN_SECONDS": "1"}, "--no-schedule")
