@@ -6,6 +6,7 @@ import re
 
 from app.extensions import db
 from app.models import Contact, Lead, Organization, Ticket, User, ticket_number
+from app.models.users import password_hash_options
 
 PASSWORD = "correct horse battery"
 _CSRF = re.compile(rb'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
@@ -18,7 +19,7 @@ def csrf_from(response) -> str:
     return (match.group(1) or match.group(2)).decode()
 
 
-_hashes: dict[str, str] = {}
+_hashes: dict[tuple[str, str | None], str] = {}
 
 
 CSRF_REFUSAL = b"The form expired or was not sent by this site"
@@ -31,11 +32,14 @@ def csrf_refused(response) -> bool:
 
 def user(username="alice", admin=False, email=None, password=PASSWORD) -> User:
     u = User(username=username, is_admin=admin, full_name=username.title())
-    # Salted hashes are slow on purpose; one per password serves every test user (each login still checks it).
-    if password not in _hashes:
+    # Salted hashes are slow on purpose; one per password and hash method serves every test user (each
+    # login still checks it). Keyed on the method too: an app with another PASSWORD_HASH_METHOD hashes
+    # its own way, and a user of it must carry that app's kind of hash.
+    key = (password, password_hash_options().get("method"))
+    if key not in _hashes:
         u.set_password(password)
-        _hashes[password] = u.password_hash
-    u.password_hash = _hashes[password]
+        _hashes[key] = u.password_hash
+    u.password_hash = _hashes[key]
     u.set_email(email or f"{username}@corp.test")
     db.session.add(u)
     db.session.commit()
