@@ -104,12 +104,27 @@ def _continue_in_place(app, job, began: float) -> bool:
 
     if job is None:
         return True  # not on a queue (a direct call): nobody else to give the turn to
-    if not app.config.get("SCAN_CONTINUE_IN_PLACE", True):
+    if not app.config.get("SCAN_CONTINUE_IN_PLACE", True) or _worker_stopping(job):
         return False
     limit = job.timeout if isinstance(job.timeout, int | float) and job.timeout > 0 else 0
     if limit and time.monotonic() - began > limit / 2:
         return False
     return jobs.waiting_scans(app) == 0
+
+
+def _worker_stopping(job) -> bool:
+    """The worker running this job was asked to stop (a warm shutdown waits for the job): the backlog
+    then goes to the queue rather than keeping the worker busy."""
+    from redis.exceptions import RedisError
+    from rq import Worker
+
+    name = getattr(job, "worker_name", None)
+    if not name:
+        return False
+    try:
+        return bool(job.connection.hexists(Worker.redis_worker_namespace_prefix + name, "shutdown_requested_date"))
+    except RedisError:
+        return False
 
 
 def _queue_continuation(app, job, account_id: int) -> str:

@@ -228,3 +228,29 @@ def test_a_slow_server_delays_only_its_own_mailbox(env, dovecot):
     assert_stored_once(app, fast, server_uids(dovecot, f_login, f_password))
     with app.app_context():
         assert db.session.scalar(select(func.count(ScanRun.id)).where(ScanRun.account_id == slow)) > 1
+
+
+def test_a_worker_asked_to_stop_hands_the_backlog_to_the_queue(env, dovecot):
+    import signal
+
+    from rq import Queue
+
+    from app.jobqueue.connection import redis_connection
+
+    app, worker_env = env
+    login, password = dovecot.new_user("shutdown")
+    account_id = add_scanner(app, dovecot, 2000, login=(login, password))
+    _budget(app, max_per_run=50, batch_size=10)
+    _enqueue(app, account_id)
+    worker = start_worker(worker_env, "--no-schedule")
+    try:
+        wait_until(lambda: len(_runs(app, account_id)) >= 3, timeout=60, what="the backlog continued in place")
+        worker.send_signal(signal.SIGTERM)  # a warm shutdown: the worker waits for its job
+        worker.wait(60)
+    finally:
+        kill_worker(worker, app)
+    # The job stopped continuing in place and queued the rest instead of keeping the stopping worker busy.
+    assert count_emails(app, account_id) < 2000
+    assert Queue(jobs.BACKLOG_QUEUE, connection=redis_connection(app)).count == 1
+    run_burst(worker_env)
+    assert_stored_once(app, account_id, server_uids(dovecot, login, password))
