@@ -168,8 +168,25 @@ EOF
     mv "$DV_CONF.tmp" "$DV_CONF"
 }
 
+# Every IMAP process that waits in IDLE or NOTIFY takes one inotify instance of its user (all of ours
+# run as one uid). Past the kernel's limit (128 by default) Dovecot stops using inotify for the rest and
+# looks at their mailboxes only every 30 s, so new mail reaches the watcher up to 30 s late. Raise the
+# limit when we may (root), and say so when we may not.
+INOTIFY_INSTANCES=8192
+inotify_room() {
+    local path=/proc/sys/fs/inotify/max_user_instances current
+    current=$(cat "$path" 2>/dev/null || echo 0)
+    (( current >= INOTIFY_INSTANCES )) && return 0
+    if [[ -w "$path" ]] && echo "$INOTIFY_INSTANCES" >"$path" 2>/dev/null; then
+        say "dovecot: raised fs.inotify.max_user_instances from $current to $INOTIFY_INSTANCES (one per waiting IMAP connection)"
+    else
+        say "dovecot: fs.inotify.max_user_instances is $current; past that many watched mailboxes new mail is seen up to 30 s late (as root: sysctl -w fs.inotify.max_user_instances=$INOTIFY_INSTANCES)"
+    fi
+}
+
 dovecot_start() {
     command -v dovecot >/dev/null || die "dovecot is not installed (run scripts/install.sh, or apt-get install dovecot-imapd)"
+    inotify_room
     if pid_alive "$DV_PID"; then
         dovecot_users_file
         say "dovecot: already running (pid $(cat "$DV_PID")) on 127.0.0.1:$DOVECOT_PORT"
