@@ -19,16 +19,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.autologin_stack import PASSWORD, free_port, roundcube_logs, start_stack
-from tests.ci import unavailable
 
 pytestmark = [pytest.mark.browser,
               # The test SMTP server allows AUTH without TLS on loopback, as Roundcube's default setup needs.
               pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 class RecordingHandler:
@@ -92,19 +88,6 @@ def world(tmp_path_factory, dovecot, smtp_server):
         stack.grant(box["id"], alice)
     yield stack, boxes, handler
     stack.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        unavailable("Chromium is not installed at /usr/bin/chromium (scripts/install.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def product_login(context, stack, username):

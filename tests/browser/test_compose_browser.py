@@ -19,14 +19,10 @@ import pytest
 from app.extensions import db
 from app.models import Contact, Email, EmailMailbox, Ticket, ticket_number
 from tests.autologin_stack import PASSWORD, roundcube_logs, start_stack
-from tests.ci import unavailable
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +48,6 @@ def world(tmp_path_factory, dovecot, smtp_sink):
         records = {"contact": contact.id, "contact_email": contact.email, "ticket": ticket.id, "number": ticket.number}
     yield stack, boxes, records
     stack.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        unavailable("Chromium is not installed at /usr/bin/chromium (scripts/install.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 from app.extensions import db
 from tests import factories
 from tests.autologin_stack import free_port
-from tests.browser.test_users_and_import_browser import ARTIFACTS, _login, chromium  # noqa: F401  (fixture)
+from tests.browser.test_users_and_import_browser import ARTIFACTS, _login
 from tests.scan_helpers import shared_app
 from tests.unit.scanning.store_helpers import make_account, msg, store
 
@@ -38,9 +38,9 @@ def site(tmp_path, redis_url):
         db.engine.dispose()
 
 
-def test_admin_gives_acme_its_domains_and_sees_mail_from_a_new_person(site, chromium):  # noqa: F811
+def test_admin_gives_acme_its_domains_and_sees_mail_from_a_new_person(site, browser):
     app, base = site
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20000)
     try:
         page = _login(context, base, "admin", factories.PASSWORD)

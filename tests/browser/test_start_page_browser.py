@@ -34,15 +34,11 @@ from app.models.runs import hour_number
 from app.navigation import MENUS
 from tests import factories
 from tests.autologin_stack import free_port
-from tests.ci import unavailable
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 LONG_LOGIN = "customer-service-and-complaints-department@subsidiary-of-the-corporate-group.example.test"
 LONG_ERROR = ("The server refused the login for " + LONG_LOGIN + ": [AUTHENTICATIONFAILED] Authentication failed. "
               "Check the login and the password. Nothing was read from the mailbox this time.")
@@ -114,19 +110,6 @@ def site(tmp_path):
         db.engine.dispose()
 
 
-@pytest.fixture
-def chromium():
-    if not Path(CHROMIUM).exists():
-        unavailable("Chromium is not installed at /usr/bin/chromium (scripts/install.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def _logged_in(browser, base: str, username: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{base}/login")
@@ -137,9 +120,9 @@ def _logged_in(browser, base: str, username: str):
     return page
 
 
-def test_a_user_sees_their_mailboxes_tickets_and_mail(site, chromium):
+def test_a_user_sees_their_mailboxes_tickets_and_mail(site, browser):
     _app, base, ids = site
-    page = _logged_in(chromium, base, "alice")
+    page = _logged_in(browser, base, "alice")
     page.screenshot(path=str(ARTIFACTS / "start-page-user.png"), full_page=True)
 
     mailboxes = page.locator(".start-mailboxes")
@@ -163,9 +146,9 @@ def test_a_user_sees_their_mailboxes_tickets_and_mail(site, chromium):
     assert "It arrived broken." in page.content()
 
 
-def test_an_administrator_sees_the_board_and_reaches_a_scanner_or_its_history_in_one_click(site, chromium):
+def test_an_administrator_sees_the_board_and_reaches_a_scanner_or_its_history_in_one_click(site, browser):
     _app, base, ids = site
-    page = _logged_in(chromium, base, "admin")
+    page = _logged_in(browser, base, "admin")
     page.screenshot(path=str(ARTIFACTS / "start-page-admin.png"), full_page=True)
 
     board = page.locator(".scanner-board")
@@ -211,9 +194,9 @@ _LAYOUT = """() => {
 }"""
 
 
-def test_no_table_is_wider_than_its_page_at_1280_px_and_words_stay_whole(site, chromium):
+def test_no_table_is_wider_than_its_page_at_1280_px_and_words_stay_whole(site, browser):
     app, base, _ids = site
-    page = _logged_in(chromium, base, "admin")
+    page = _logged_in(browser, base, "admin")
     with app.test_request_context():
         from flask import url_for
 
@@ -263,7 +246,7 @@ _BROKEN_WORDS = """() => {
 }"""
 
 
-def test_table_cells_keep_dates_names_and_headers_whole_at_1280_px(site, chromium):
+def test_table_cells_keep_dates_names_and_headers_whole_at_1280_px(site, browser):
     app, base, ids = site
     with app.app_context():  # the demo's values: a two-word name, a scanner with an incoming and an outgoing folder
         admin = db.session.query(User).filter_by(username="admin").one()
@@ -274,7 +257,7 @@ def test_table_cells_keep_dates_names_and_headers_whole_at_1280_px(site, chromiu
                             ScanFolder(account_id=sales.id, name="Sent", direction="outgoing")])
         db.session.get(Ticket, ids["ticket"]).assignee_id = admin.id
         db.session.commit()
-    page = _logged_in(chromium, base, "admin")
+    page = _logged_in(browser, base, "admin")
     paths = ["/", "/admin/scanners", "/admin/history", "/records/emails", "/records/tickets", "/admin/users",
              f"/records/tickets/{ids['ticket']}"]
     problems = []
@@ -296,9 +279,9 @@ _CUT_PLACEHOLDERS = """() => {
 }"""
 
 
-def test_search_fields_show_their_whole_hint(site, chromium):
+def test_search_fields_show_their_whole_hint(site, browser):
     _app, base, _ids = site
-    page = _logged_in(chromium, base, "admin")
+    page = _logged_in(browser, base, "admin")
     problems = []
     for path in ("/records/tickets", "/records/emails", "/records/contacts", "/records/organizations",
                  "/records/leads", "/records/users"):

@@ -22,16 +22,12 @@ from app.extensions import db
 from app.models import Contact, MailAccount, MailServer, User
 from tests import factories
 from tests.autologin_stack import free_port
-from tests.ci import unavailable
 from tests.scan_helpers import kill_worker, shared_app, start_worker
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 REDIS_DB = 11
 ROWS = 150_000
 
@@ -66,19 +62,6 @@ def site(tmp_path, redis_url):
     lock.close()
 
 
-@pytest.fixture
-def chromium():
-    if not Path(CHROMIUM).exists():
-        unavailable("Chromium is not installed at /usr/bin/chromium (scripts/install.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def _login(context, base: str, username: str, password: str):
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # the confirmations of Disable and the like
@@ -103,10 +86,10 @@ def _create_carol(page, base: str) -> str:
     return page.inner_text("#generated-password")
 
 
-def test_admin_creates_and_disables_a_user_and_imports_a_big_csv(site, chromium, tmp_path):
+def test_admin_creates_and_disables_a_user_and_imports_a_big_csv(site, browser, tmp_path):
     app, base = site
-    admin_ctx = chromium.new_context(viewport={"width": 1280, "height": 900})
-    carol_ctx = chromium.new_context(viewport={"width": 1280, "height": 900})
+    admin_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    carol_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     admin_ctx.set_default_timeout(20000)
     carol_ctx.set_default_timeout(20000)
     try:
