@@ -10,6 +10,7 @@ provider's sign-in page, would otherwise be blocked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -18,21 +19,26 @@ from flask import has_request_context, request
 # Kept with the request (not in ``g``, which outlives a request when an app context is already open).
 _KEY = "corporate_mailboxes.csp_form_targets"
 
+# A host name, an IPv4 address or an IPv6 address: nothing that could end or extend the header's list.
+_HOST = re.compile(r"[A-Za-z0-9.\-:]+")
+
 _BASE = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
          "frame-src 'self'; object-src 'none'; base-uri 'self'")
 
 
 def origin_of(url: str | None) -> str | None:
-    """``scheme://host[:port]`` of an http(s) URL, or None for anything else."""
+    """``scheme://host[:port]`` of an http(s) URL (never its user or password), or None for anything else."""
     if not url:
         return None
     try:
         parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(c in parts.netloc for c in " ;,'\""):
+    if parts.scheme not in ("http", "https") or not host or not _HOST.fullmatch(host):
         return None
-    return f"{parts.scheme}://{parts.netloc}"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def allow_form_targets(urls: Iterable[str | None]) -> None:

@@ -204,7 +204,11 @@ dovecot_start() {
     fi
     # The master forks and returns; a stale pid file would make it refuse to start.
     rm -f "$DV_PID"
-    dovecot -c "$DV_CONF" || die "dovecot failed to start; see $DV/dovecot.log"
+    # Dovecot's master stays in the background holding what it was given as stdout and stderr: a
+    # caller reading this script's output (a test harness) would wait for it to end. Its words at
+    # start-up go to a file instead.
+    dovecot -c "$DV_CONF" </dev/null >"$DV/dovecot.start.log" 2>&1 \
+        || die_log "$DV/dovecot.start.log" "dovecot failed to start; see also $DV/dovecot.log"
     local tries=150
     # Wait for the greeting, not just the port: auth may not be ready for a moment.
     until imap_greets "$DOVECOT_PORT"; do

@@ -306,3 +306,16 @@ def test_a_refused_xoauth2_login_asks_to_connect_again_not_for_a_password():
     assert "Connect account" in oauth_text
     password_text = login_refused("The server", "box@corp.test", "Authentication failed.", oauth=False)
     assert password_text.endswith("Authentication failed. Check the login and the password.")
+
+
+def test_a_form_target_is_only_ever_an_origin():
+    from app.csp import origin_of
+
+    assert origin_of("https://login.example.com/common/oauth2/v2.0/authorize?x=1") == "https://login.example.com"
+    assert origin_of("http://127.0.0.1:8080/authorize") == "http://127.0.0.1:8080"
+    assert origin_of("https://[::1]:9443/a") == "https://[::1]:9443"
+    # Credentials in the URL never reach the header; neither does anything that is not http(s).
+    assert origin_of("https://user:secret@idp.example.com/authorize") == "https://idp.example.com"
+    for bad in ("javascript:alert(1)", "https://", "https://exa mple.com/", "https://a.test:99999/", "",
+                None, "https://a.test;script-src *"):
+        assert origin_of(bad) is None, bad
