@@ -280,3 +280,13 @@ def start_oauth_dovecot(provider: OAuthProvider, *, root: Path = STATE) -> OAuth
             raise OAuthDovecotUnavailable(f"the OAuth Dovecot did not greet on port {port}: {said}")
         time.sleep(0.1)
     return dovecot
+
+
+def oauth_dovecot_or_fail(provider: OAuthProvider) -> OAuthDovecot:
+    """``start_oauth_dovecot`` for a fixture: when Dovecot cannot run, skip, or fail under CI=true."""
+    from tests.ci import unavailable
+
+    try:
+        return start_oauth_dovecot(provider)
+    except OAuthDovecotUnavailable as exc:
+        unavailable(str(exc))

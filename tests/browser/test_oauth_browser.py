@@ -24,9 +24,8 @@ from app.extensions import db
 from app.models import User
 from app.services.mail_servers import OAUTH_PROVIDERS
 from tests.autologin_stack import PASSWORD, free_port
-from tests.ci import unavailable
 from tests.oauth_provider import OAuthProvider
-from tests.oauth_stack import OAuthDovecotUnavailable, start_oauth_dovecot
+from tests.oauth_stack import oauth_dovecot_or_fail
 
 pytestmark = pytest.mark.browser
 
@@ -42,10 +41,7 @@ def provider():
 
 @pytest.fixture(scope="module")
 def oauth_dovecot(provider):
-    try:
-        dovecot = start_oauth_dovecot(provider)
-    except OAuthDovecotUnavailable as exc:
-        unavailable(str(exc))
+    dovecot = oauth_dovecot_or_fail(provider)
     yield dovecot
     dovecot.stop()
 

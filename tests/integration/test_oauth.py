@@ -27,9 +27,8 @@ from app.services.autologin import handoff as mailbox_handoff
 from app.tasks import schedule
 from roundcube_bridge import tokens as tokens_mod
 from tests import factories
-from tests.ci import unavailable
 from tests.oauth_provider import OAuthProvider
-from tests.oauth_stack import OAuthDovecotUnavailable, start_oauth_dovecot
+from tests.oauth_stack import oauth_dovecot_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +42,7 @@ def provider():
 
 @pytest.fixture(scope="module")
 def oauth_dovecot(provider):
-    try:
-        dovecot = start_oauth_dovecot(provider)
-    except OAuthDovecotUnavailable as exc:
-        unavailable(str(exc))
+    dovecot = oauth_dovecot_or_fail(provider)
     yield dovecot
     dovecot.stop()
 
